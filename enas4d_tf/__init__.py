@@ -1,0 +1,17 @@
+"""enas4d_tf: multi-stage once-for-all supernets and their search for dynamic inference."""
+
+from enas4d_tf.macs import stage_macs
+from enas4d_tf.search_space import Arch, ArchSizes, SearchSpace
+from enas4d_tf.subnet import extract_stage_models, extract_subnet
+from enas4d_tf.supernet import Supernet
+
+__all__ = [
+    "Arch",
+    "ArchSizes",
+    "SearchSpace",
+    "Supernet",
+    "extract_stage_models",
+    "extract_subnet",
+    "stage_macs",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,482 @@
+"""The multi-stage search space: immutable, JSON-safe data walked by pure functions.
+
+A network has `S` stages. The channels of every layer are split into `S` contiguous groups
+and group `s` belongs to stage `s` (DESIGN.md §2). An `Arch` picks, for every stage, the depth
+of each unit, the kernel and expand ratio of each block and the width of each unit, plus one
+global input resolution. `SearchSpace.sizes(arch)` turns those genes into the active channel
+counts that the supernet, the extracted subnet and the MACs counter all read, so the three
+can never disagree about what an architecture means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+ARCH_FORMAT_VERSION = 1
+GENE_NAMES = ("depth", "kernel", "expand", "width", "resolution")
+
+
+def _tuplify(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+def _listify(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_listify(v) for v in value]
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+    """One multi-stage architecture: the genes of DESIGN.md §2.
+
+    Attributes:
+      depth: `depth[s][u]`, active blocks of unit `u` for stage `s`.
+      kernel: `kernel[s][u][b]`, depthwise kernel size of group `s` in block `b` of unit `u`.
+      expand: `expand[s][u][b]`, expand ratio of group `s` in that block.
+      width: `width[s][u]`, group `s`'s width in unit `u` as a fraction of its maximum.
+      resolution: input image side.
+
+    Genes of blocks past a unit's depth are kept (so mutation can switch a block back on)
+    but have no effect.
+    """
+
+    depth: tuple
+    kernel: tuple
+    expand: tuple
+    width: tuple
+    resolution: int
+
+    def __post_init__(self):
+        for name in ("depth", "kernel", "expand", "width"):
+            object.__setattr__(self, name, _tuplify(getattr(self, name)))
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.depth)
+
+    def to_dict(self) -> dict:
+        """Returns a JSON-safe dict keyed by the gene names, plus a format `version`."""
+        d = {name: _listify(getattr(self, name)) for name in GENE_NAMES}
+        d["resolution"] = int(self.resolution)
+        d["version"] = ARCH_FORMAT_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Arch:
+        """Builds an `Arch` from `to_dict()` output.
+
+        Raises:
+          ValueError: `d` is not a dict, lacks a gene, has an unknown key, a wrong version,
+            or a gene of the wrong type. Range checks against a space are `SearchSpace.validate`.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"architecture must be a JSON object, got {type(d).__name__}")
+        version = d.get("version", ARCH_FORMAT_VERSION)
+        if version != ARCH_FORMAT_VERSION:
+            raise ValueError(
+                f"architecture format version {version!r} is not supported "
+                f"(this package reads version {ARCH_FORMAT_VERSION})"
+            )
+        missing = [n for n in GENE_NAMES if n not in d]
+        if missing:
+            raise ValueError(f"architecture is missing gene(s): {', '.join(missing)}")
+        unknown = sorted(set(d) - set(GENE_NAMES) - {"version"})
+        if unknown:
+            raise ValueError(f"architecture has unknown key(s): {', '.join(unknown)}")
+        res = d["resolution"]
+        if isinstance(res, bool) or not isinstance(res, int):
+            raise ValueError(f"gene 'resolution' must be an integer, got {res!r}")
+        for name, depth_of_nesting in (("depth", 2), ("kernel", 3), ("expand", 3), ("width", 2)):
+            _check_nested_numbers(name, d[name], depth_of_nesting)
+        return cls(
+            depth=d["depth"],
+            kernel=d["kernel"],
+            expand=d["expand"],
+            width=d["width"],
+            resolution=res,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Arch:
+        """Parses JSON text; malformed JSON raises ValueError naming the problem."""
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"architecture is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+
+def _check_nested_numbers(name: str, value: Any, levels: int) -> None:
+    if levels == 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"gene '{name}' holds {value!r}, which is not a number")
+        return
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"gene '{name}' must be a nested list {levels} levels deep")
+    for v in value:
+        _check_nested_numbers(name, v, levels - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchSizes:
+    """Active sizes of an architecture: what every layer computes, group by group.
+
+    All arrays are int64 numpy. Zero in `hidden` or `se` means the block is inactive for that
+    group (the group passes through it unchanged).
+
+    Attributes:
+      resolution: input image side.
+      stem: `(S,)` stem channels per group (not elastic).
+      width: `(S, U)` active output channels of group `s` in unit `u`.
+      depth: `(S, U)` active blocks.
+      kernel: `(S, U, D)` depthwise kernel sizes.
+      kernel_index: `(S, U, D)` index of the kernel size in the space's kernel choices.
+      hidden: `(S, U, D)` active hidden (expanded) channels, 0 where inactive.
+      se: `(S, U, D)` squeeze-excitation bottleneck channels, 0 where inactive or no SE.
+      head: `(S,)` head channels per group (not elastic).
+    """
+
+    resolution: int
+    stem: np.ndarray
+    width: np.ndarray
+    depth: np.ndarray
+    kernel: np.ndarray
+    kernel_index: np.ndarray
+    hidden: np.ndarray
+    se: np.ndarray
+    head: np.ndarray
+
+    def block_input_width(self, s: int, u: int, b: int) -> int:
+        """Channels of group `s` entering block `b` of unit `u`."""
+        if b > 0:
+            return int(self.width[s, u])
+        if u > 0:
+            return int(self.width[s, u - 1])
+        return int(self.stem[s])
+
+    def as_tensors(self) -> dict:
+        """The sizes as a dict of int32 arrays with shapes fixed by the space.
+
+        Passing this (converted to tensors) to a `tf.function` lets one trace serve every
+        architecture of the space.
+        """
+        return {
+            "resolution": np.int32(self.resolution),
+            "width": self.width.astype(np.int32),
+            "depth": self.depth.astype(np.int32),
+            "kernel_index": self.kernel_index.astype(np.int32),
+            "hidden": self.hidden.astype(np.int32),
+            "se": self.se.astype(np.int32),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """A multi-stage MobileNetV3-style search space (DESIGN.md §2).
+
+    Use `SearchSpace.preset(name)`; the fields describe the largest network and the choices.
+    Widths are per group: a layer of the largest network has `S * width` channels.
+    """
+
+    name: str
+    num_stages: int
+    num_units: int
+    max_depth: int
+    image_channels: int
+    native_resolution: int
+    depth_choices: tuple
+    kernel_choices: tuple
+    expand_choices: tuple
+    width_choices: tuple
+    resolution_choices: tuple
+    stem_width: int
+    stem_kernel: int
+    stem_stride: int
+    stem_activation: str
+    unit_widths: tuple
+    unit_strides: tuple
+    unit_activations: tuple
+    unit_se: tuple
+    head_width: int
+    head_activation: str
+    default_num_classes: int
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _tuplify(getattr(self, f.name)))
+        units = self.num_units
+        for f in ("unit_widths", "unit_strides", "unit_activations", "unit_se"):
+            if len(getattr(self, f)) != units:
+                raise ValueError(f"{f} needs {units} entries, one per unit")
+        if max(self.depth_choices) != self.max_depth or min(self.depth_choices) < 1:
+            raise ValueError("depth choices must be >= 1 and reach max_depth")
+        for k in self.kernel_choices:
+            if k % 2 != 1:
+                raise ValueError(f"kernel sizes must be odd, got {k}")
+
+    # -- construction -------------------------------------------------------------------
+
+    @staticmethod
+    def preset(name: str) -> SearchSpace:
+        """Returns a named space. Raises ValueError listing the names for an unknown one."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown search space {name!r}; presets: {', '.join(PRESETS)}")
+        return PRESETS[name]
+
+    def to_dict(self) -> dict:
+        return {f.name: _listify(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchSpace:
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, dict) or set(d) != names:
+            raise ValueError("search space description does not have the expected fields")
+        return cls(**d)
+
+    # -- architectures ------------------------------------------------------------------
+
+    def _build(self, pick) -> Arch:
+        S, U, D = self.num_stages, self.num_units, self.max_depth
+        return Arch(
+            depth=[[pick("depth", self.depth_choices) for _ in range(U)] for _ in range(S)],
+            kernel=[
+                [[pick("kernel", self.kernel_choices) for _ in range(D)] for _ in range(U)]
+                for _ in range(S)
+            ],
+            expand=[
+                [[pick("expand", self.expand_choices) for _ in range(D)] for _ in range(U)]
+                for _ in range(S)
+            ],
+            width=[[pick("width", self.width_choices) for _ in range(U)] for _ in range(S)],
+            resolution=pick("resolution", self.resolution_choices),
+        )
+
+    def largest(self) -> Arch:
+        """Every gene at its largest choice."""
+        return self._build(lambda _, choices: max(choices))
+
+    def smallest(self) -> Arch:
+        """Every gene at its smallest choice."""
+        return self._build(lambda _, choices: min(choices))
+
+    def sample(self, seed: int | None = None, rng: np.random.Generator | None = None) -> Arch:
+        """A uniformly random architecture; the same seed gives the same architecture."""
+        rng = rng if rng is not None else np.random.default_rng(seed)
+        return self._build(lambda _, choices: choices[int(rng.integers(len(choices)))])
+
+    def validate(self, arch: Arch) -> None:
+        """Checks every gene against this space.
+
+        Raises:
+          ValueError: naming the first bad gene, its position and the allowed values.
+        """
+        if not isinstance(arch, Arch):
+            raise ValueError(f"expected an Arch, got {type(arch).__name__}")
+        S, U, D = self.num_stages, self.num_units, self.max_depth
+        shapes = {"depth": (S, U), "kernel": (S, U, D), "expand": (S, U, D), "width": (S, U)}
+        choices = {
+            "depth": self.depth_choices,
+            "kernel": self.kernel_choices,
+            "expand": self.expand_choices,
+            "width": self.width_choices,
+        }
+        for name, shape in shapes.items():
+            value = getattr(arch, name)
+            _check_shape(name, value, shape)
+            for index in np.ndindex(*shape):
+                v = value
+                for i in index:
+                    v = v[i]
+                if v not in choices[name] or isinstance(v, bool):
+                    where = "".join(f"[{i}]" for i in index)
+                    raise ValueError(
+                        f"gene {name}{where} = {v!r} is not allowed; choices: {list(choices[name])}"
+                    )
+        if arch.resolution not in self.resolution_choices or isinstance(arch.resolution, bool):
+            raise ValueError(
+                f"gene resolution = {arch.resolution!r} is not allowed; "
+                f"choices: {list(self.resolution_choices)}"
+            )
+
+    # -- what an architecture means -----------------------------------------------------
+
+    def sizes(self, arch: Arch) -> ArchSizes:
+        """Active channel counts of `arch` (validated first)."""
+        self.validate(arch)
+        S, U, D = self.num_stages, self.num_units, self.max_depth
+        width = np.zeros((S, U), np.int64)
+        for s in range(S):
+            for u in range(U):
+                width[s, u] = active_width(self.unit_widths[u], arch.width[s][u])
+        depth = np.array(arch.depth, np.int64)
+        kernel = np.array(arch.kernel, np.int64)
+        kernel_index = np.vectorize(self.kernel_choices.index)(kernel).astype(np.int64)
+        hidden = np.zeros((S, U, D), np.int64)
+        se = np.zeros((S, U, D), np.int64)
+        stem = np.full((S,), self.stem_width, np.int64)
+        for s in range(S):
+            for u in range(U):
+                for b in range(int(depth[s, u])):
+                    if b > 0:
+                        cin = width[s, u]
+                    elif u > 0:
+                        cin = width[s, u - 1]
+                    else:
+                        cin = stem[s]
+                    hidden[s, u, b] = arch.expand[s][u][b] * cin
+                    if self.unit_se[u]:
+                        se[s, u, b] = se_width(hidden[s, u, b])
+        return ArchSizes(
+            resolution=int(arch.resolution),
+            stem=stem,
+            width=width,
+            depth=depth,
+            kernel=kernel,
+            kernel_index=kernel_index,
+            hidden=hidden,
+            se=se,
+            head=np.full((S,), self.head_width, np.int64),
+        )
+
+    def max_hidden(self, u: int, b: int) -> int:
+        """Largest hidden width of one group in block `b` of unit `u`."""
+        cin = (
+            self.unit_widths[u]
+            if b > 0
+            else (self.unit_widths[u - 1] if u > 0 else self.stem_width)
+        )
+        return max(self.expand_choices) * cin
+
+    def max_se(self, u: int, b: int) -> int:
+        return se_width(self.max_hidden(u, b)) if self.unit_se[u] else 0
+
+    def block_stride(self, u: int, b: int) -> int:
+        return self.unit_strides[u] if b == 0 else 1
+
+    # -- encoding for search and predictors ---------------------------------------------
+
+    @property
+    def encoding_size(self) -> int:
+        S, U, D = self.num_stages, self.num_units, self.max_depth
+        per_unit = len(self.depth_choices) + len(self.width_choices)
+        per_block = len(self.kernel_choices) + len(self.expand_choices)
+        return S * U * (per_unit + D * per_block) + len(self.resolution_choices)
+
+    def encode(self, arch: Arch) -> np.ndarray:
+        """A fixed-length float32 one-hot encoding; blocks past a unit's depth encode as 0."""
+        parts = []
+
+        def one_hot(value, choices):
+            v = np.zeros(len(choices), np.float32)
+            v[choices.index(value)] = 1.0
+            return v
+
+        for s in range(self.num_stages):
+            for u in range(self.num_units):
+                d = arch.depth[s][u]
+                parts.append(one_hot(d, self.depth_choices))
+                parts.append(one_hot(arch.width[s][u], self.width_choices))
+                for b in range(self.max_depth):
+                    k = one_hot(arch.kernel[s][u][b], self.kernel_choices)
+                    e = one_hot(arch.expand[s][u][b], self.expand_choices)
+                    if b >= d:
+                        k[:] = 0.0
+                        e[:] = 0.0
+                    parts.extend([k, e])
+        parts.append(one_hot(arch.resolution, self.resolution_choices))
+        return np.concatenate(parts)
+
+
+def active_width(max_width: int, fraction: float) -> int:
+    """Active channels for a width fraction: the first channels of the group."""
+    return max(1, int(round(max_width * fraction)))
+
+
+def se_width(hidden: int) -> int:
+    """Squeeze-excitation bottleneck of a group with `hidden` channels."""
+    return max(1, int(hidden) // 4)
+
+
+def _check_shape(name: str, value: Any, shape: Sequence[int]) -> None:
+    def walk(v, level, where):
+        if level == len(shape):
+            return
+        if not isinstance(v, (list, tuple)) or len(v) != shape[level]:
+            got = len(v) if isinstance(v, (list, tuple)) else type(v).__name__
+            raise ValueError(
+                f"gene {name}{where} must have {shape[level]} entries "
+                f"(shape {tuple(shape)}), got {got}"
+            )
+        for i, x in enumerate(v):
+            walk(x, level + 1, f"{where}[{i}]")
+
+    walk(value, 0, "")
+
+
+PRESETS = {
+    # CPU-sized. Widths are per group (S = 3 groups). Largest network: 19.6 M MACs at
+    # resolution 32, smallest 1.13 M at 24 (tests/test_macs.py checks the bounds).
+    "fashion_mnist": SearchSpace(
+        name="fashion_mnist",
+        num_stages=3,
+        num_units=3,
+        max_depth=3,
+        image_channels=1,
+        native_resolution=28,
+        depth_choices=(1, 2, 3),
+        kernel_choices=(3, 5, 7),
+        expand_choices=(3, 4, 6),
+        width_choices=(0.5, 0.75, 1.0),
+        resolution_choices=(24, 28, 32),
+        stem_width=8,
+        stem_kernel=3,
+        stem_stride=1,
+        stem_activation="relu",
+        unit_widths=(8, 16, 24),
+        unit_strides=(2, 2, 2),
+        unit_activations=("relu", "relu", "relu"),
+        unit_se=(False, False, False),
+        head_width=48,
+        head_activation="relu",
+        default_num_classes=10,
+    ),
+    # Once-for-all MobileNetV3 split into S = 4 stages: four groups of (8, 12, 24, 32, 48)
+    # channels give the largest network units of (32, 48, 96, 128, 192) channels, 1.2x the
+    # MobileNetV3-Large widths (24, 40, 80, 112, 160) as in OFA's w1.2 supernet. Largest:
+    # 560 M MACs at 224; smallest: 15 M at 128.
+    "imagenet_mbv3": SearchSpace(
+        name="imagenet_mbv3",
+        num_stages=4,
+        num_units=5,
+        max_depth=4,
+        image_channels=3,
+        native_resolution=224,
+        depth_choices=(2, 3, 4),
+        kernel_choices=(3, 5, 7),
+        expand_choices=(3, 4, 6),
+        width_choices=(0.5, 0.75, 1.0),
+        resolution_choices=(128, 160, 192, 224),
+        stem_width=4,
+        stem_kernel=3,
+        stem_stride=2,
+        stem_activation="hard_swish",
+        unit_widths=(8, 12, 24, 32, 48),
+        unit_strides=(2, 2, 2, 1, 2),
+        unit_activations=("relu", "relu", "hard_swish", "hard_swish", "hard_swish"),
+        unit_se=(False, True, False, True, True),
+        head_width=240,
+        head_activation="hard_swish",
+        default_num_classes=1000,
+    ),
+}
