@@ -35,5 +35,5 @@ def gather_group_rows(kernel, row_offsets, row_sizes, out_size):
     The first `row_sizes[t]` rows of each input group and the first `out_size` columns are
     the active part. Sizes may be ints or scalar tensors.
     """
-    parts = [kernel[..., o : o + n, :out_size] for o, n in zip(row_offsets, row_sizes)]
+    parts = [kernel[..., o : o + n, :out_size] for o, n in zip(row_offsets, row_sizes, strict=True)]
     return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-2)

@@ -45,33 +45,38 @@ class ElasticDepthwiseConv(keras.layers.Layer):
             )
         self.built = True
 
-    def _kernels_by_size(self, num_channels):
-        """Effective kernels of every size, largest first, for the first channels."""
-        kernel = self.depthwise_kernel[:, :, :num_channels, :]
-        out = {self.kernel_choices[-1]: kernel}
+    def _selection_matrices(self):
+        """`(n, K*K, K*K)`: row-padded matrices mapping the flat largest kernel to each size.
+
+        For size `k` the first `k*k` rows give the flat effective kernel: the centre crop of
+        the next larger effective kernel, times that size's transform. Building all of them
+        costs a few tiny matmuls and lets a traced step pick one by index without branches.
+        """
+        kmax = self.kernel_choices[-1]
+        current = tf.eye(kmax * kmax)  # the largest kernel maps to itself
+        by_size = {kmax: current}
+        prev = kmax
         for k in reversed(self.kernel_choices[:-1]):
-            big = kernel.shape[0]
-            start = (big - k) // 2
-            crop = kernel[start : start + k, start : start + k, :, 0]  # (k, k, C)
-            flat = tf.transpose(tf.reshape(crop, (k * k, -1)))  # (C, k*k)
-            flat = tf.matmul(flat, self.transforms[k])
-            kernel = tf.reshape(tf.transpose(flat), (k, k, -1, 1))
-            out[k] = kernel
-        return out
+            crop = _crop_matrix(prev, k)  # (k*k, prev*prev)
+            current = tf.matmul(self.transforms[k], tf.matmul(crop, current), transpose_a=True)
+            by_size[k] = current
+            prev = k
+        padded = [
+            tf.pad(by_size[k], [[0, kmax * kmax - k * k], [0, 0]]) for k in self.kernel_choices
+        ]
+        return tf.stack(padded)
 
     def effective_kernel(self, kernel_index, num_channels):
         """The `(k, k, C, 1)` kernel for `kernel_choices[kernel_index]` and `C` channels.
 
-        `kernel_index` may be a Python int (static choice) or a scalar int tensor (one
-        traced function serves every choice; only the chosen branch runs).
+        `kernel_index` may be a Python int or a scalar int tensor: one traced function then
+        serves every kernel size, and the convolution runs at the chosen size.
         """
-        if isinstance(kernel_index, (int, np.integer)):
-            size = self.kernel_choices[int(kernel_index)]
-            return self._kernels_by_size(num_channels)[size]
-        branches = [
-            (lambda k=k: self._kernels_by_size(num_channels)[k]) for k in self.kernel_choices
-        ]
-        return tf.switch_case(tf.cast(kernel_index, tf.int32), branches)
+        kmax = self.kernel_choices[-1]
+        k = tf.gather(tf.constant(self.kernel_choices, tf.int32), kernel_index)
+        matrix = tf.gather(self._selection_matrices(), kernel_index)[: k * k]
+        flat = tf.reshape(self.depthwise_kernel[:, :, :num_channels, 0], (kmax * kmax, -1))
+        return tf.reshape(tf.matmul(matrix, flat), tf.stack([k, k, -1, 1]))
 
     def call(self, x, kernel_index):
         kernel = self.effective_kernel(kernel_index, channels(x))
@@ -87,3 +92,13 @@ class ElasticDepthwiseConv(keras.layers.Layer):
             strides=self.strides,
         )
         return config
+
+
+def _crop_matrix(big: int, small: int) -> np.ndarray:
+    """`(small*small, big*big)` 0/1 matrix taking the centre `small x small` of a flat kernel."""
+    start = (big - small) // 2
+    m = np.zeros((small * small, big * big), np.float32)
+    for i in range(small):
+        for j in range(small):
+            m[i * small + j, (start + i) * big + (start + j)] = 1.0
+    return m

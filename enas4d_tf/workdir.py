@@ -1,0 +1,96 @@
+"""The training workdir: run configuration and checkpoints, shared by train, search, export.
+
+Layout of `<workdir>`:
+  run_config.json   what was trained (search space, dataset, classes, training flags)
+  checkpoints/      `tf.train.CheckpointManager` files (model, optimizer, step, epoch)
+  search/           written by tools/search.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import tensorflow as tf
+
+from enas4d_tf.search_space import SearchSpace
+from enas4d_tf.supernet import Supernet
+
+RUN_CONFIG = "run_config.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class WorkdirError(ValueError):
+    """A workdir that cannot be used; the message is one line naming the problem."""
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Writes JSON to a temporary file beside `path`, then renames it over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_run_config(workdir: str) -> dict:
+    path = os.path.join(workdir, RUN_CONFIG)
+    if not os.path.isdir(workdir):
+        raise WorkdirError(f"workdir {workdir} does not exist")
+    if not os.path.exists(path):
+        raise WorkdirError(f"{path} not found: {workdir} is not a training workdir")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+        SearchSpace.from_dict(config["space"])
+        int(config["num_classes"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise WorkdirError(f"{path} is unreadable or malformed: {e}") from None
+    return config
+
+
+def latest_checkpoint(workdir: str) -> str | None:
+    return tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
+
+
+def restore_model(net: Supernet, path: str) -> None:
+    """Restores the model's weights from a training checkpoint.
+
+    Raises:
+      WorkdirError: the checkpoint is corrupt or was written for another network.
+    """
+    try:
+        status = tf.train.Checkpoint(model=net).restore(path)
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WorkdirError(
+            f"checkpoint {path} does not match this network or is corrupt: {first}"
+        ) from None
+
+
+def load_supernet(workdir: str) -> tuple[Supernet, dict]:
+    """The supernet of a training workdir with its newest checkpoint's weights.
+
+    Returns:
+      `(net, run_config)`.
+
+    Raises:
+      WorkdirError: no run config, no checkpoint, or a checkpoint that does not match.
+    """
+    config = read_run_config(workdir)
+    path = latest_checkpoint(workdir)
+    if path is None:
+        raise WorkdirError(f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}")
+    net = Supernet(SearchSpace.from_dict(config["space"]), num_classes=int(config["num_classes"]))
+    restore_model(net, path)
+    return net, config
