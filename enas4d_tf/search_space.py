@@ -451,6 +451,32 @@ PRESETS = {
         head_activation="relu",
         default_num_classes=10,
     ),
+    # A small space over 28x28x1 images for tests and smoke runs: it traces and runs in a
+    # fraction of the time of `fashion_mnist`. Not meant for results.
+    "tiny": SearchSpace(
+        name="tiny",
+        num_stages=3,
+        num_units=2,
+        max_depth=2,
+        image_channels=1,
+        native_resolution=28,
+        depth_choices=(1, 2),
+        kernel_choices=(3, 5),
+        expand_choices=(2, 3),
+        width_choices=(0.5, 1.0),
+        resolution_choices=(20, 24),
+        stem_width=4,
+        stem_kernel=3,
+        stem_stride=2,
+        stem_activation="relu",
+        unit_widths=(8, 12),
+        unit_strides=(2, 2),
+        unit_activations=("relu", "hard_swish"),
+        unit_se=(False, True),
+        head_width=16,
+        head_activation="relu",
+        default_num_classes=10,
+    ),
     # Once-for-all MobileNetV3 split into S = 4 stages: four groups of (8, 12, 24, 32, 48)
     # channels give the largest network units of (32, 48, 96, 128, 192) channels, 1.2x the
     # MobileNetV3-Large widths (24, 40, 80, 112, 160) as in OFA's w1.2 supernet. Largest:
