@@ -38,44 +38,47 @@ class Supernet(keras.Model):
             space = SearchSpace.from_dict(space)
         self.space = space
         self.num_classes = int(space.default_num_classes if num_classes is None else num_classes)
-        S = space.num_stages
-        self.stem = MultiStageConv(
-            [space.image_channels],
-            [space.stem_width] * S,
-            kernel_size=space.stem_kernel,
-            strides=space.stem_stride,
-            shared_input=True,
-            name="stem",
-        )
-        self.stem_bns = [SlicedBatchNorm(space.stem_width, name=f"stem_bn_g{s}") for s in range(S)]
-        self.blocks = []
-        in_w = space.stem_width
-        for u in range(space.num_units):
-            out_w = space.unit_widths[u]
-            for b in range(space.max_depth):
-                block_in = in_w if b == 0 else out_w
-                self.blocks.append(
-                    MultiStageBlock(
-                        in_widths=[block_in] * S,
-                        out_widths=[out_w] * S,
-                        hidden_widths=[space.max_hidden(u, b)] * S,
-                        kernel_choices=space.kernel_choices,
-                        strides=space.block_stride(u, b),
-                        se_widths=[space.max_se(u, b)] * S if space.unit_se[u] else None,
-                        activation_name=space.unit_activations[u],
-                        residual=b > 0,
-                        always_active=b == 0,
-                        name=f"unit{u}_block{b}",
+        with keras.name_scope(self.name):
+            S = space.num_stages
+            self.stem = MultiStageConv(
+                [space.image_channels],
+                [space.stem_width] * S,
+                kernel_size=space.stem_kernel,
+                strides=space.stem_stride,
+                shared_input=True,
+                name="stem",
+            )
+            self.stem_bns = [
+                SlicedBatchNorm(space.stem_width, name=f"stem_bn_g{s}") for s in range(S)
+            ]
+            self.blocks = []
+            in_w = space.stem_width
+            for u in range(space.num_units):
+                out_w = space.unit_widths[u]
+                for b in range(space.max_depth):
+                    block_in = in_w if b == 0 else out_w
+                    self.blocks.append(
+                        MultiStageBlock(
+                            in_widths=[block_in] * S,
+                            out_widths=[out_w] * S,
+                            hidden_widths=[space.max_hidden(u, b)] * S,
+                            kernel_choices=space.kernel_choices,
+                            strides=space.block_stride(u, b),
+                            se_widths=[space.max_se(u, b)] * S if space.unit_se[u] else None,
+                            activation_name=space.unit_activations[u],
+                            residual=b > 0,
+                            always_active=b == 0,
+                            name=f"unit{u}_block{b}",
+                        )
                     )
-                )
-            in_w = out_w
-        self.head = ExitHead(
-            [space.unit_widths[-1]] * S,
-            space.head_width,
-            self.num_classes,
-            activation_name=space.head_activation,
-            name="head",
-        )
+                in_w = out_w
+            self.head = ExitHead(
+                [space.unit_widths[-1]] * S,
+                space.head_width,
+                self.num_classes,
+                activation_name=space.head_activation,
+                name="head",
+            )
 
     def arch_tensors(self, arch: Arch) -> dict:
         """`arch` as a dict of int32 tensors (validated against the space)."""
@@ -118,7 +121,7 @@ class Supernet(keras.Model):
                     "width": sizes["width"][:, u],
                 }
                 block_sizes = {k: [v[s] for s in range(S)] for k, v in block_sizes.items()}
-                xs = self.blocks[i](xs, block_sizes, training=training, calibrate=calibrate)
+                xs = self.blocks[i](xs, sizes=block_sizes, training=training, calibrate=calibrate)
                 i += 1
 
         logits, pooled = [], []

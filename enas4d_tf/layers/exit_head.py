@@ -31,23 +31,24 @@ class ExitHead(keras.layers.Layer):
         self.num_classes = int(num_classes)
         self.activation_name = activation_name
         num_exits = len(self.in_widths)
-        self.conv = MultiStageConv(self.in_widths, [self.head_width] * num_exits, name="conv")
-        self.bns = [SlicedBatchNorm(self.head_width, name=f"bn_g{s}") for s in range(num_exits)]
-        self.classifier_kernels = []
-        self.classifier_biases = []
-        for s in range(num_exits):
-            self.classifier_kernels.append(
-                self.add_weight(
-                    shape=(self.head_width * (s + 1), self.num_classes),
-                    initializer=keras.initializers.GlorotUniform(),
-                    name=f"classifier_kernel_g{s}",
+        with keras.name_scope(self.name):
+            self.conv = MultiStageConv(self.in_widths, [self.head_width] * num_exits, name="conv")
+            self.bns = [SlicedBatchNorm(self.head_width, name=f"bn_g{s}") for s in range(num_exits)]
+            self.classifier_kernels = []
+            self.classifier_biases = []
+            for s in range(num_exits):
+                self.classifier_kernels.append(
+                    self.add_weight(
+                        shape=(self.head_width * (s + 1), self.num_classes),
+                        initializer=keras.initializers.GlorotUniform(),
+                        name=f"classifier_kernel_g{s}",
+                    )
                 )
-            )
-            self.classifier_biases.append(
-                self.add_weight(
-                    shape=(self.num_classes,), initializer="zeros", name=f"classifier_bias_g{s}"
+                self.classifier_biases.append(
+                    self.add_weight(
+                        shape=(self.num_classes,), initializer="zeros", name=f"classifier_bias_g{s}"
+                    )
                 )
-            )
         self.built = True
 
     def call(self, xs, pooled, exit: int, training=False, calibrate: bool = False):

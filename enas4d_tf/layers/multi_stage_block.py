@@ -58,27 +58,30 @@ class MultiStageBlock(keras.layers.Layer):
         self.always_active = bool(always_active)
         if self.residual and (self.strides != 1 or self.in_widths != self.out_widths):
             raise ValueError("a residual block needs stride 1 and equal in/out widths")
-        groups = range(len(self.out_widths))
-        self.expand = MultiStageConv(self.in_widths, self.hidden_widths, name="expand")
-        self.expand_bns = [
-            SlicedBatchNorm(w, name=f"expand_bn_g{s}") for s, w in enumerate(self.hidden_widths)
-        ]
-        self.depthwise = [
-            ElasticDepthwiseConv(w, self.kernel_choices, self.strides, name=f"depthwise_g{s}")
-            for s, w in enumerate(self.hidden_widths)
-        ]
-        self.depthwise_bns = [
-            SlicedBatchNorm(w, name=f"depthwise_bn_g{s}") for s, w in enumerate(self.hidden_widths)
-        ]
-        self.se = (
-            None
-            if self.se_widths is None
-            else MultiStageSE(self.hidden_widths, self.se_widths, name="se")
-        )
-        self.project = MultiStageConv(self.hidden_widths, self.out_widths, name="project")
-        self.project_bns = [
-            SlicedBatchNorm(self.out_widths[s], name=f"project_bn_g{s}") for s in groups
-        ]
+        # Sub-layers are made inside this layer's scope so that weight paths are unique.
+        with keras.name_scope(self.name):
+            groups = range(len(self.out_widths))
+            self.expand = MultiStageConv(self.in_widths, self.hidden_widths, name="expand")
+            self.expand_bns = [
+                SlicedBatchNorm(w, name=f"expand_bn_g{s}") for s, w in enumerate(self.hidden_widths)
+            ]
+            self.depthwise = [
+                ElasticDepthwiseConv(w, self.kernel_choices, self.strides, name=f"depthwise_g{s}")
+                for s, w in enumerate(self.hidden_widths)
+            ]
+            self.depthwise_bns = [
+                SlicedBatchNorm(w, name=f"depthwise_bn_g{s}")
+                for s, w in enumerate(self.hidden_widths)
+            ]
+            self.se = (
+                None
+                if self.se_widths is None
+                else MultiStageSE(self.hidden_widths, self.se_widths, name="se")
+            )
+            self.project = MultiStageConv(self.hidden_widths, self.out_widths, name="project")
+            self.project_bns = [
+                SlicedBatchNorm(self.out_widths[s], name=f"project_bn_g{s}") for s in groups
+            ]
         self.built = True
 
     def _group(self, s, xs, hidden, reduced, sizes, training, calibrate):

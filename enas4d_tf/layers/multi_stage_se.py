@@ -26,12 +26,13 @@ class MultiStageSE(keras.layers.Layer):
         super().__init__(**kwargs)
         self.hidden_widths = [int(w) for w in hidden_widths]
         self.se_widths = [int(w) for w in se_widths]
-        self.reduce = MultiStageConv(
-            self.hidden_widths, self.se_widths, use_bias=True, name="reduce"
-        )
-        self.expand = MultiStageConv(
-            self.se_widths, self.hidden_widths, use_bias=True, name="expand"
-        )
+        with keras.name_scope(self.name):
+            self.reduce = MultiStageConv(
+                self.hidden_widths, self.se_widths, use_bias=True, name="reduce"
+            )
+            self.expand = MultiStageConv(
+                self.se_widths, self.hidden_widths, use_bias=True, name="expand"
+            )
         self.built = True
 
     def call(self, hidden, reduced, group: int, se_width):

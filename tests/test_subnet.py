@@ -1,0 +1,76 @@
+"""Extracted models: standard layers, saving, stage graphs."""
+
+import keras
+import numpy as np
+
+import enas4d_tf as e4
+from tests.helpers import randomize_batch_norms, randomize_transforms
+
+STANDARD = (
+    keras.layers.InputLayer,
+    keras.layers.Conv2D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.BatchNormalization,
+    keras.layers.ReLU,
+    keras.layers.Activation,
+    keras.layers.Add,
+    keras.layers.Multiply,
+    keras.layers.Concatenate,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.Dense,
+)
+
+
+def _net(name="tiny"):
+    space = e4.SearchSpace.preset(name)
+    net = e4.Supernet(space, num_classes=10)
+    randomize_batch_norms(net, 1)
+    randomize_transforms(net, 2)
+    return space, net
+
+
+def test_subnet_has_only_standard_layers_and_s_outputs():
+    space, net = _net()
+    sub = e4.extract_subnet(net, space.sample(seed=0))
+    assert len(sub.outputs) == space.num_stages
+    for layer in sub.layers:
+        assert type(layer) in STANDARD, type(layer)
+
+
+def test_keras_save_and_load_gives_identical_outputs(tmp_path):
+    space, net = _net()
+    arch = space.sample(seed=1)
+    sub = e4.extract_subnet(net, arch)
+    path = str(tmp_path / "subnet.keras")
+    sub.save(path)
+    loaded = keras.models.load_model(path)
+    x = np.random.default_rng(0).normal(size=(3, arch.resolution, arch.resolution, 1))
+    for a, b in zip(sub(x.astype("float32")), loaded(x.astype("float32")), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_stage_models_chain_to_the_one_piece_subnet():
+    space, net = _net()
+    arch = space.sample(seed=2)
+    sub = e4.extract_subnet(net, arch)
+    stages = e4.extract_stage_models(net, arch)
+    x = np.random.default_rng(1).normal(size=(2, arch.resolution, arch.resolution, 1))
+    x = x.astype("float32")
+    whole = [np.asarray(z) for z in sub(x)]
+    handed = {}
+    for s, model in enumerate(stages):
+        inputs = {"image": x}
+        for name in model.input:
+            if name != "image":
+                assert not name.startswith(f"g{s}_")  # reads only earlier groups
+                inputs[name] = handed[name]
+        out = model(inputs)
+        np.testing.assert_allclose(np.asarray(out["logits"]), whole[s], atol=1e-5)
+        for name, value in out.items():
+            if name != "logits":
+                assert name.startswith(f"g{s}_")  # hands on only its own group
+                handed[name] = np.asarray(value)
+    assert handed, "earlier stages must hand tensors on"
+    # The last stage hands nothing on; the first reads nothing but the image.
+    assert set(stages[-1].output) == {"logits"}
+    assert set(stages[0].input) == {"image"}
