@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import gzip
 import hashlib
 import math
@@ -351,6 +352,19 @@ def _tfds_root(data_dir: str | None) -> str:
     return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
 
 
+def _unknown_dataset_message(tfds, name: str, root: str, error: Exception) -> str:
+    detail = ""
+    if not isinstance(error, tfds.core.registered.DatasetNotFoundError):
+        detail = f" ({(str(error).splitlines() or [type(error).__name__])[0]})"
+    known = sorted({DEFAULT_DATASET, *tfds.list_builders()})
+    close = difflib.get_close_matches(name, known, 3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return _one_line(
+        f"unknown dataset {name!r}{detail}: use 'fashion_mnist', 'folder:<root>', "
+        f"or a tfds dataset (tfds.list_builders()) prepared under {root}{hint}"
+    )
+
+
 class _TfdsSource:
     """A tfds dataset prepared under data_dir, read by name."""
 
@@ -362,10 +376,7 @@ class _TfdsSource:
         try:
             builder = tfds.builder(name, data_dir=data_dir)
         except Exception as e:  # tfds raises several types for names it cannot resolve
-            raise DataError(
-                f"unknown dataset {name!r}: not 'fashion_mnist', not 'folder:<root>', and not a "
-                f"tfds dataset registered or prepared under {root} ({_one_line(e)[:120]})"
-            ) from None
+            raise DataError(_unknown_dataset_message(tfds, name, root, e)) from None
         if not builder.is_prepared():
             self._prepare_manual(builder, name, root)
         self.builder = builder
@@ -499,8 +510,8 @@ class _FolderSource:
             if not files:
                 raise DataError(f"class folder {os.path.join(train_dir, c)} has no images")
             files = _hash_order(files)
-            held = round(len(files) * FOLDER_VALIDATION_FRACTION) if len(files) > 1 else 0
-            held = max(held, 1) if len(files) > 1 else 0
+            # At least one image of every class with two or more is held out.
+            held = max(1, round(len(files) * FOLDER_VALIDATION_FRACTION)) if len(files) > 1 else 0
             validation += [(f, index[c]) for f in files[:held]]
             fit += [(f, index[c]) for f in files[held:]]
         test = []

@@ -243,6 +243,8 @@ def test_unknown_names_and_splits_raise_data_error(tmp_path):
     with pytest.raises(data.DataError, match="unknown dataset 'no_such_dataset_xyz'") as error:
         data.dataset_info("no_such_dataset_xyz", str(tmp_path))
     assert "\n" not in str(error.value)
+    with pytest.raises(data.DataError, match="did you mean fashion_mnist"):
+        data.dataset_info("fashion_mnst", str(tmp_path))
     with pytest.raises(data.DataError, match="unknown split 'dev'"):
         data.make_dataset("fashion_mnist", "dev")
     with pytest.raises(data.DataError, match="does not exist"):
@@ -326,6 +328,34 @@ def test_grayscale_image_folder_and_missing_folder(tmp_path):
         data.make_dataset(f"folder:{tmp_path / 'g'}", "test")
     with pytest.raises(data.DataError, match=f"image folder {tmp_path}/none/train does not exist"):
         data.dataset_info(f"folder:{tmp_path}/none")
+
+
+def test_large_images_get_imagenet_style_crops(tmp_path):
+    # 40x60 photos, red in the outer 10 columns on each side, green in between: not square,
+    # so they are yielded at LARGE_IMAGE_SIZE like ImageNet.
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, :10, 0] = image[:, 50:, 0] = 255
+    image[:, 10:50, 1] = 255
+    for label in ("a", "b"):
+        for i in range(3):
+            _write_png(tmp_path / "train" / label / f"{i}.png", image)
+    name = f"folder:{tmp_path}"
+    info = data.dataset_info(name)
+    assert (info.image_size, info.image_channels) == (data.LARGE_IMAGE_SIZE, 3)
+    # Eval: shorter side to 224 / 0.875 = 256 (so 256x384), centre 224 columns = original
+    # columns 12.5..47.5 of 60: all green.
+    images, _ = data.load_arrays(name, "train")
+    pixels = _denormalize(images, info)
+    assert images.shape == (4, 224, 224, 3)
+    np.testing.assert_allclose(pixels[..., 1], 255, atol=1)
+    np.testing.assert_allclose(pixels[..., 0], 0, atol=1)
+    # Training: random-resized crops of 8-100% of the area, resized to 224; some reach red.
+    ds = data.make_dataset(name, "train", batch_size=4, training=True, repeat=True)
+    crops = np.concatenate([_denormalize(x.numpy(), info) for x, _ in ds.take(4)])
+    assert crops.shape == (16, 224, 224, 3)
+    assert (crops[..., 0] > 128).any(axis=(1, 2)).sum() >= 2
+    # Crops that fall inside the green band are all the same uniform image; the others vary.
+    assert len({c.tobytes() for c in crops}) >= 8
 
 
 # ------------------------------------------------------------------------------------------
