@@ -398,7 +398,10 @@ class _TfdsSource:
         if len(shape) != 3:
             raise DataError(f"dataset {name!r}: feature {self.image_key!r} is not an image")
         height, width, channels = shape
+        self.skip_decoding = isinstance(image_feature, tfds.features.Image)
         channels = channels or 3
+        if channels == 4 and self.skip_decoding:
+            channels = 3  # RGBA: decoded without the alpha channel
         if channels not in (1, 3):
             raise DataError(f"dataset {name!r}: images with {channels} channels are not supported")
         if height and width and height == width:
@@ -415,7 +418,6 @@ class _TfdsSource:
         self.num_fit = total - num_validation
         self.test_split = next((s for s in ("test", "validation") if s in splits), None)
         num_test = splits[self.test_split].num_examples if self.test_split else 0
-        self.skip_decoding = isinstance(image_feature, tfds.features.Image)
         class_names = tuple(getattr(label_feature, "names", None) or ())
         self.info = DatasetInfo(
             name=name,
