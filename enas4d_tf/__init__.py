@@ -1,5 +1,7 @@
 """enas4d_tf: multi-stage once-for-all supernets and their search for dynamic inference."""
 
+from enas4d_tf.bn_calibration import recalibrate_bn
+from enas4d_tf.data import DataError, DatasetInfo, dataset_info, load_arrays, make_dataset
 from enas4d_tf.macs import stage_macs
 from enas4d_tf.search_space import Arch, ArchSizes, SearchSpace
 from enas4d_tf.subnet import extract_stage_models, extract_subnet
@@ -8,10 +10,16 @@ from enas4d_tf.supernet import Supernet
 __all__ = [
     "Arch",
     "ArchSizes",
+    "DataError",
+    "DatasetInfo",
     "SearchSpace",
     "Supernet",
+    "dataset_info",
     "extract_stage_models",
     "extract_subnet",
+    "load_arrays",
+    "make_dataset",
+    "recalibrate_bn",
     "stage_macs",
 ]
 __version__ = "0.1.0"
