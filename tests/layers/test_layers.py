@@ -166,3 +166,19 @@ def test_exit_head_reads_only_earlier_pooled_features():
     k = head.classifier_kernels[1].numpy()
     ref = np.concatenate([p0, p1], -1) @ k + head.classifier_biases[1].numpy()
     np.testing.assert_allclose(z1, ref, atol=1e-5)
+
+
+def test_sliced_batch_norm_training_normalises_with_batch_statistics():
+    bn = SlicedBatchNorm(6, momentum=0.5, epsilon=1e-3)
+    rng = np.random.default_rng(7)
+    bn.gamma.assign(rng.uniform(0.5, 2, size=6).astype("float32"))
+    x = rng.normal(1.0, 2.0, size=(4, 3, 3, 5)).astype("float32")
+    y = bn(x, training=True)
+    m, v = x.mean((0, 1, 2)), x.var((0, 1, 2))
+    ref = (x - m) / np.sqrt(v + 1e-3) * bn.gamma.numpy()[:5]
+    np.testing.assert_allclose(y, ref, atol=1e-4)
+    # Moving statistics move halfway (momentum 0.5) toward the batch's, for active channels;
+    # the variance is the unbiased one (n = 36 values per channel).
+    np.testing.assert_allclose(bn.moving_mean.numpy()[:5], 0.5 * m, rtol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy()[:5], 0.5 + 0.5 * v * 36 / 35, rtol=1e-4)
+    assert bn.moving_mean.numpy()[5] == 0.0 and bn.moving_variance.numpy()[5] == 1.0
