@@ -1,0 +1,107 @@
+"""Exports networks of a trained supernet for deployment (DESIGN.md §6).
+
+  python -m tools.export --workdir=runs/demo --from_search --out=runs/demo/export \
+      --quantization=float32,int8
+  python -m tools.export --workdir=runs/demo --arch=my_arch.json --out=exports
+
+Writes `<out>/<name>/`: subnet.keras (fine-tunable Keras model), stage{s}_{q}.tflite (one
+early-exit graph per stage and quantisation) and manifest.json. Each folder is built under a
+temporary name and renamed when complete. Bad input ends with one line on stderr and exit 1
+(flag errors: exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("workdir", None, "The training workdir whose supernet is exported.")
+flags.DEFINE_string(
+    "arch",
+    None,
+    "An architecture JSON file: a search result (<workdir>/search/archs/*.json) or a bare "
+    "Arch.to_dict() (exported as a static network).",
+)
+flags.DEFINE_bool(
+    "from_search", False, "Export every <workdir>/search/archs/*.json the search wrote."
+)
+flags.DEFINE_string("out", None, "Parent folder of the exports; default <workdir>/export.")
+flags.DEFINE_string(
+    "quantization",
+    "float32",
+    "Comma list of stage-graph quantisations: float32, float16, int8 (post-training), "
+    "int8_qat (quantisation-aware fine-tuning through tensorflow-model-optimization).",
+)
+flags.DEFINE_bool("overwrite", False, "Replace export folders that exist.")
+flags.DEFINE_string(
+    "data_dir", None, "Where the dataset is, if not where the workdir's run config says."
+)
+flags.DEFINE_integer(
+    "num_train_images",
+    2000,
+    "Training images used for BN recalibration, int8 calibration and QAT fine-tuning.",
+    lower_bound=16,
+)
+flags.DEFINE_integer(
+    "qat_steps", 200, "Optimizer steps of quantisation-aware fine-tuning.", lower_bound=1
+)
+flags.DEFINE_float(
+    "qat_learning_rate", 1e-4, "Adam learning rate of QAT fine-tuning.", lower_bound=0.0
+)
+
+FLAGS = flags.FLAGS
+
+
+def _fail(message: str, code: int = 1) -> None:
+    print(f"export: error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    # absl prints several lines on a bad flag; the house rule is one line.
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e), code=2)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+    if not FLAGS.workdir:
+        _fail("--workdir is required: the training workdir to export from", code=2)
+    if bool(FLAGS.arch) == FLAGS.from_search:
+        _fail("give exactly one of --arch=<file> and --from_search", code=2)
+    from enas4d_tf import export_lib
+    from enas4d_tf.data import DataError
+    from enas4d_tf.tflite_stages import ConversionError, parse_quantizations
+    from enas4d_tf.workdir import WorkdirError
+
+    try:
+        quantizations = parse_quantizations(FLAGS.quantization)
+    except ValueError as e:
+        _fail(f"--quantization: {e}", code=2)
+    try:
+        files = export_lib.search_arch_files(FLAGS.workdir) if FLAGS.from_search else [FLAGS.arch]
+        export_lib.run_export(
+            FLAGS.workdir,
+            files,
+            FLAGS.out or os.path.join(FLAGS.workdir, "export"),
+            quantizations,
+            overwrite=FLAGS.overwrite,
+            data_dir=FLAGS.data_dir,
+            num_train_images=FLAGS.num_train_images,
+            qat_steps=FLAGS.qat_steps,
+            qat_learning_rate=FLAGS.qat_learning_rate,
+            log=lambda line: print(line, flush=True),
+        )
+    except (export_lib.ExportError, WorkdirError, DataError, ConversionError) as e:
+        _fail(str(e))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)

@@ -1,0 +1,100 @@
+"""Fine-tunes an exported `subnet.keras` with Keras `fit`, one loss per exit.
+
+  python -m tools.finetune --model=runs/demo/export/net0/subnet.keras --epochs=2 \
+      --learning_rate=1e-4 --out=runs/demo/export/net0/subnet_ft.keras
+
+The same in plain Keras (what this program does):
+
+  model = keras.models.load_model("subnet.keras")
+  model.compile("adam", loss=[keras.losses.SparseCategoricalCrossentropy(from_logits=True)]
+                * len(model.outputs))
+  model.fit(images, [labels] * len(model.outputs), epochs=2)
+
+Images must be at the model's input side (`model.inputs[0].shape[1]`, the architecture's
+resolution): this program resizes the dataset's images to it. The output is written to a
+temporary file and renamed when complete. Bad input ends with one line on stderr, exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("model", None, "The subnet.keras file to fine-tune.")
+flags.DEFINE_string("dataset", "fashion_mnist", "The dataset to fine-tune on (by name).")
+flags.DEFINE_string("data_dir", None, "Where the dataset is; default the dataset's own.")
+flags.DEFINE_integer("epochs", 1, "Passes over the training split.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 128, "Images per step.", lower_bound=1)
+flags.DEFINE_float(
+    "learning_rate", 1e-4, "Adam learning rate (small: the weights are trained).", lower_bound=0
+)
+flags.DEFINE_integer(
+    "steps_per_epoch",
+    None,
+    "Stop each epoch after this many steps (default: whole split).",
+    lower_bound=1,
+)
+flags.DEFINE_string("out", None, "Where to write the fine-tuned .keras model.")
+
+FLAGS = flags.FLAGS
+
+
+def _fail(message: str, code: int = 1) -> None:
+    print(f"finetune: error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e), code=2)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+    if not FLAGS.model or not FLAGS.out:
+        _fail("--model and --out are required", code=2)
+    if not FLAGS.out.endswith(".keras"):
+        _fail(f"--out must end with .keras, got {FLAGS.out}", code=2)
+    if not os.path.isfile(FLAGS.model):
+        _fail(f"model file {FLAGS.model} does not exist")
+    import keras
+
+    from enas4d_tf import export_lib
+    from enas4d_tf.data import DataError
+
+    try:
+        model = keras.models.load_model(FLAGS.model)
+    except Exception as e:  # Keras raises many types for a bad archive
+        _fail(f"cannot load {FLAGS.model}: {str(e).strip().splitlines()[0] if str(e) else e}")
+    try:
+        train = export_lib.finetune_dataset(
+            model, FLAGS.dataset, "train", FLAGS.data_dir, FLAGS.batch_size, training=True
+        )
+        val = export_lib.finetune_dataset(
+            model, FLAGS.dataset, "validation", FLAGS.data_dir, FLAGS.batch_size, training=False
+        )
+    except DataError as e:
+        _fail(str(e))
+    export_lib.compile_for_finetuning(model, FLAGS.learning_rate)
+    history = model.fit(
+        train,
+        validation_data=val,
+        epochs=FLAGS.epochs,
+        steps_per_epoch=FLAGS.steps_per_epoch,
+        verbose=2,
+    )
+    export_lib.save_model_atomic(model, FLAGS.out)
+    last = {k: float(v[-1]) for k, v in history.history.items()}
+    print(json.dumps({"out": FLAGS.out, "final": last}, sort_keys=True))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)
