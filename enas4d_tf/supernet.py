@@ -131,6 +131,18 @@ class Supernet(keras.Model):
             pooled.append(p)
         return logits
 
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        # Keras 3 shows variables held in Python lists to SavedModel only, not to
+        # tf.train.Checkpoint, and the layers here keep their per-group weights in lists:
+        # without this a checkpoint of the network holds no weights at all. Each weight is
+        # added under its path inside the network, without the model's own name (Keras makes
+        # that unique per process), so a checkpoint restores into any instance.
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "checkpoint":
+            for w in self.weights:
+                children["weights/" + w.path.split("/", 1)[-1]] = w
+        return children
+
     def batch_norms(self) -> list[SlicedBatchNorm]:
         """Every `SlicedBatchNorm` of the network."""
         out = list(self.stem_bns)
