@@ -1,0 +1,143 @@
+"""Searches a trained supernet for dynamic and static networks (DESIGN.md §5).
+
+  python -m tools.search --workdir=/tmp/enas4d_quick --budgets=2e6,4e6
+  python -m tools.search --workdir=/tmp/enas4d_quick --pareto --mode=both
+
+Writes `<workdir>/search/`: pareto.json, pareto.png, archs/<name>.json (one per chosen
+network) and state.json (every measured candidate). Running the same command again continues
+from state.json and measures nothing twice. Only the "validation" and "train" splits are read.
+Bad input ends with one line on stderr and exit 1 (flag errors: exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+from enas4d_tf import search_lib  # noqa: E402
+from enas4d_tf.data import DataError  # noqa: E402
+from enas4d_tf.workdir import WorkdirError  # noqa: E402
+
+_DEFAULTS = search_lib.SearchConfig()
+
+flags.DEFINE_string("workdir", None, "The training workdir whose supernet is searched.")
+flags.DEFINE_enum(
+    "mode",
+    _DEFAULTS.mode,
+    list(search_lib.MODES),
+    "What to search: dynamic multi-exit networks, static single-exit networks (the last exit "
+    "only, at full cost), or both.",
+)
+flags.DEFINE_list(
+    "budgets",
+    [],
+    "Average-MACs budgets, comma-separated (e.g. 2e6,4e6); one network is chosen per budget "
+    "and mode.",
+)
+flags.DEFINE_bool(
+    "pareto",
+    False,
+    "Search a geometric grid of budgets spanning the space instead of --budgets.",
+)
+flags.DEFINE_integer(
+    "pareto_points", _DEFAULTS.pareto_points, "Budgets in the --pareto grid.", lower_bound=2
+)
+flags.DEFINE_integer(
+    "population",
+    _DEFAULTS.population,
+    "Candidates measured per generation, shared among the budgets.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "generations",
+    _DEFAULTS.generations,
+    "Generations of the evolution in all, the random first one included.",
+    lower_bound=1,
+)
+flags.DEFINE_float(
+    "mutation_prob",
+    _DEFAULTS.mutation_prob,
+    "Probability that each gene of a child is changed.",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+flags.DEFINE_float(
+    "crossover_prob",
+    _DEFAULTS.crossover_prob,
+    "Probability that a child is the crossover of two parents rather than a mutated parent.",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+flags.DEFINE_float(
+    "max_cost_ratio",
+    _DEFAULTS.max_cost_ratio,
+    "A dynamic candidate for budget B costs at most this times B at its last exit.",
+    lower_bound=1.0,
+)
+flags.DEFINE_integer(
+    "num_val_images",
+    _DEFAULTS.num_val_images,
+    "Validation images each candidate is scored on (at most the whole split).",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "num_calib_images",
+    _DEFAULTS.num_calib_images,
+    "Training images used to recalibrate each candidate's batch norm.",
+    lower_bound=1,
+)
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per forward pass.", lower_bound=1)
+flags.DEFINE_string(
+    "data_dir", None, "Where the dataset is, if not where the workdir's run config says."
+)
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seeds the search.", lower_bound=0)
+
+FLAGS = flags.FLAGS
+
+
+def _fail(message: str, code: int = 1) -> None:
+    print(f"search: error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    # absl prints two lines and a usage hint on a bad flag; the house rule is one line.
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e), code=2)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+    if not FLAGS.workdir:
+        _fail("--workdir is required: the training workdir to search", code=2)
+    try:
+        config = search_lib.SearchConfig(
+            mode=FLAGS.mode,
+            budgets=search_lib.parse_budgets(FLAGS.budgets),
+            pareto=FLAGS.pareto,
+            pareto_points=FLAGS.pareto_points,
+            population=FLAGS.population,
+            generations=FLAGS.generations,
+            mutation_prob=FLAGS.mutation_prob,
+            crossover_prob=FLAGS.crossover_prob,
+            max_cost_ratio=FLAGS.max_cost_ratio,
+            num_val_images=FLAGS.num_val_images,
+            num_calib_images=FLAGS.num_calib_images,
+            batch_size=FLAGS.batch_size,
+            data_dir=FLAGS.data_dir or "",
+            seed=FLAGS.seed,
+        )
+        search_lib.run_search(FLAGS.workdir, config, log=lambda line: print(line, flush=True))
+    except (DataError, WorkdirError, search_lib.SearchError) as e:
+        _fail(str(e))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)
