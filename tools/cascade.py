@@ -10,6 +10,7 @@ measured per-stage and average latency. Bad input ends with one line on stderr, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -29,6 +30,21 @@ flags.DEFINE_string("report", None, "Also write the JSON report to this file.")
 FLAGS = flags.FLAGS
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Hides the TensorFlow runtime's start-up banner (C++ lines on fd 2, printed at import
+    even with TF_CPP_MIN_LOG_LEVEL=3) so that a failure prints one line."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _fail(message: str, code: int = 1) -> None:
     print(f"cascade: error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(code)
@@ -46,9 +62,10 @@ def main(argv: list[str]) -> None:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.export_dir:
         _fail("--export_dir is required", code=2)
-    from enas4d_tf.cascade import Cascade, ExportDirError
-    from enas4d_tf.data import DataError, load_arrays
-    from enas4d_tf.workdir import write_json_atomic
+    with _quiet_stderr():
+        from enas4d_tf.cascade import Cascade, ExportDirError
+        from enas4d_tf.data import DataError, load_arrays
+        from enas4d_tf.workdir import write_json_atomic
 
     try:
         cascade = Cascade(FLAGS.export_dir, FLAGS.quantization, num_threads=FLAGS.num_threads)

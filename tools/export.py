@@ -12,6 +12,7 @@ temporary name and renamed when complete. Bad input ends with one line on stderr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -56,6 +57,21 @@ flags.DEFINE_float(
 FLAGS = flags.FLAGS
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Hides the TensorFlow runtime's start-up banner (C++ lines on fd 2, printed at import
+    even with TF_CPP_MIN_LOG_LEVEL=3) so that a failure prints one line."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _fail(message: str, code: int = 1) -> None:
     print(f"export: error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(code)
@@ -76,10 +92,11 @@ def main(argv: list[str]) -> None:
         _fail("--workdir is required: the training workdir to export from", code=2)
     if bool(FLAGS.arch) == FLAGS.from_search:
         _fail("give exactly one of --arch=<file> and --from_search", code=2)
-    from enas4d_tf import export_lib
-    from enas4d_tf.data import DataError
-    from enas4d_tf.tflite_stages import ConversionError, parse_quantizations
-    from enas4d_tf.workdir import WorkdirError
+    with _quiet_stderr():
+        from enas4d_tf import export_lib
+        from enas4d_tf.data import DataError
+        from enas4d_tf.tflite_stages import ConversionError, parse_quantizations
+        from enas4d_tf.workdir import WorkdirError
 
     try:
         quantizations = parse_quantizations(FLAGS.quantization)

@@ -17,6 +17,7 @@ temporary file and renamed when complete. Bad input ends with one line on stderr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -44,6 +45,21 @@ flags.DEFINE_string("out", None, "Where to write the fine-tuned .keras model.")
 FLAGS = flags.FLAGS
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Hides the TensorFlow runtime's start-up banner (C++ lines on fd 2, printed at import
+    even with TF_CPP_MIN_LOG_LEVEL=3) so that a failure prints one line."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _fail(message: str, code: int = 1) -> None:
     print(f"finetune: error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(code)
@@ -65,10 +81,11 @@ def main(argv: list[str]) -> None:
         _fail(f"--out must end with .keras, got {FLAGS.out}", code=2)
     if not os.path.isfile(FLAGS.model):
         _fail(f"model file {FLAGS.model} does not exist")
-    import keras
+    with _quiet_stderr():
+        import keras
 
-    from enas4d_tf import export_lib
-    from enas4d_tf.data import DataError
+        from enas4d_tf import export_lib
+        from enas4d_tf.data import DataError
 
     try:
         model = keras.models.load_model(FLAGS.model)

@@ -1,0 +1,154 @@
+"""Android benchmark kit logic: `benchmark_model` commands per stage graph and their parsing.
+
+`export/android_benchmark.py` is the command line; this module holds what tests reach.
+Each stage graph is pushed with `adb push` and timed with TFLite's `benchmark_model`
+(`--graph`, `--num_threads`, `--use_xnnpack`, and for every input `--input_layer` /
+`--input_layer_shape`, the signature's names and shapes). The average stage times are
+combined with the exit rates (a cascade report, or the manifest's search result) into the
+expected average latency: `sum_s p_s * (t_1 + ... + t_s)`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+
+DEVICE_DIR = "/data/local/tmp/enas4d"
+DEVICE_BINARY = "/data/local/tmp/benchmark_model"
+
+
+def stage_files(manifest: dict, quantization: str) -> list[str]:
+    """File names of the stage graphs of one quantisation, stage 1 first.
+
+    Raises:
+      ValueError: the quantisation was not exported.
+    """
+    if quantization not in manifest.get("quantization", []):
+        raise ValueError(
+            f"quantisation {quantization!r} was not exported; "
+            f"available: {', '.join(manifest.get('quantization', []))}"
+        )
+    return [stage["files"][quantization]["file"] for stage in manifest["stages"]]
+
+
+def input_flags(stage: dict, quantization: str) -> list[str]:
+    """`--input_layer` and `--input_layer_shape` for a stage's signature inputs.
+
+    Names are comma-separated, shapes colon-separated, in the same order (benchmark_model's
+    convention); the order is the signature's (sorted by name).
+    """
+    inputs = stage["files"][quantization]["signature"]["inputs"]
+    names = sorted(inputs)
+    shapes = [",".join(str(int(d)) for d in inputs[n]["shape"]) for n in names]
+    return [f"--input_layer={','.join(names)}", f"--input_layer_shape={':'.join(shapes)}"]
+
+
+def benchmark_commands(
+    manifest: dict,
+    quantization: str,
+    num_threads: int = 1,
+    num_runs: int = 200,
+    warmup_runs: int = 20,
+    binary: str = DEVICE_BINARY,
+    device_dir: str = DEVICE_DIR,
+    serial: str | None = None,
+    export_dir: str = ".",
+) -> list[list[str]]:
+    """The host commands that push and time every stage graph (argv lists).
+
+    Returns:
+      `adb shell mkdir`, one `adb push` per stage file, then one
+      `adb shell benchmark_model ...` per stage, stage 1 first.
+    """
+    adb = ["adb"] + (["-s", serial] if serial else [])
+    files = stage_files(manifest, quantization)
+    commands = [adb + ["shell", "mkdir", "-p", device_dir]]
+    for name in files:
+        commands.append(adb + ["push", f"{export_dir.rstrip('/')}/{name}", f"{device_dir}/{name}"])
+    for stage, name in zip(manifest["stages"], files, strict=True):
+        bench = [
+            binary,
+            f"--graph={device_dir}/{name}",
+            f"--num_threads={num_threads}",
+            f"--num_runs={num_runs}",
+            f"--warmup_runs={warmup_runs}",
+            "--use_xnnpack=true",
+            *input_flags(stage, quantization),
+        ]
+        commands.append(adb + ["shell", " ".join(shlex.quote(a) for a in bench)])
+    return commands
+
+
+# benchmark_model ends with e.g.
+#   Inference timings in us: Init: 3512, First inference: 912, Warmup (avg): 640.2,
+#   Inference (avg): 611.417
+_AVG = re.compile(r"Inference \(avg\):\s*([0-9.eE+-]+)")
+_AVG_STATS = re.compile(r"count=\d+.*?\bavg=([0-9.eE+-]+)")
+
+
+def parse_benchmark_output(text: str) -> float:
+    """The average inference time in ms from `benchmark_model`'s output.
+
+    Reads the "Inference timings in us: ... Inference (avg): X" line; falls back to the
+    last "count=... avg=X" statistics line (microseconds as well).
+
+    Raises:
+      ValueError: no timing found.
+    """
+    m = _AVG.findall(text)
+    if m:
+        return float(m[-1]) / 1e3
+    m = _AVG_STATS.findall(text)
+    if m:
+        return float(m[-1]) / 1e3
+    raise ValueError("no 'Inference (avg)' timing in benchmark_model output")
+
+
+def expected_latency(stage_ms: Sequence[float], exit_rates: Sequence[float]) -> dict:
+    """Combines per-stage times with exit rates.
+
+    Args:
+      stage_ms: time of each stage graph alone (stage s computes only its own group).
+      exit_rates: fraction of images leaving at each exit (sums to 1).
+
+    Returns:
+      `{"cumulative_ms": [t_1, t_1 + t_2, ...], "expected_avg_ms": sum p_s * cum_s,
+      "full_network_ms": cum_S}`.
+
+    Raises:
+      ValueError: lengths differ or rates do not sum to 1.
+    """
+    if len(stage_ms) != len(exit_rates):
+        raise ValueError(f"{len(stage_ms)} stage times but {len(exit_rates)} exit rates")
+    if abs(sum(exit_rates) - 1.0) > 1e-6:
+        raise ValueError(f"exit rates sum to {sum(exit_rates)}, not 1")
+    cumulative, total = [], 0.0
+    for t in stage_ms:
+        total += float(t)
+        cumulative.append(total)
+    expected = sum(float(p) * c for p, c in zip(exit_rates, cumulative, strict=True))
+    return {
+        "cumulative_ms": cumulative,
+        "expected_avg_ms": expected,
+        "full_network_ms": cumulative[-1],
+    }
+
+
+def exit_rates_from(manifest: dict, cascade_report: dict | None = None) -> tuple[list, str]:
+    """Exit rates for the combination: a cascade report's, else the search result's.
+
+    Returns:
+      `(rates, source)`.
+
+    Raises:
+      ValueError: neither has exit rates.
+    """
+    if cascade_report is not None:
+        return [float(r) for r in cascade_report["exit_rates"]], "cascade report"
+    rates = manifest.get("search", {}).get("exit_rates")
+    if rates:
+        return [float(r) for r in rates], "manifest (validation split, search)"
+    if manifest.get("mode") == "static" or all(t is None for t in manifest["thresholds"][:-1]):
+        return [0.0] * (len(manifest["stages"]) - 1) + [1.0], "static network"
+    raise ValueError("no exit rates: pass --cascade_report (tools/cascade.py's JSON output)")
