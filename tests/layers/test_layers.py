@@ -177,8 +177,7 @@ def test_sliced_batch_norm_training_normalises_with_batch_statistics():
     m, v = x.mean((0, 1, 2)), x.var((0, 1, 2))
     ref = (x - m) / np.sqrt(v + 1e-3) * bn.gamma.numpy()[:5]
     np.testing.assert_allclose(y, ref, atol=1e-4)
-    # Moving statistics move halfway (momentum 0.5) toward the batch's, for active channels;
-    # the variance is the unbiased one (n = 36 values per channel).
+    # Moving statistics move halfway (momentum 0.5) toward the batch's, for active channels.
     np.testing.assert_allclose(bn.moving_mean.numpy()[:5], 0.5 * m, rtol=1e-4)
-    np.testing.assert_allclose(bn.moving_variance.numpy()[:5], 0.5 + 0.5 * v * 36 / 35, rtol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy()[:5], 0.5 + 0.5 * v, rtol=1e-4)
     assert bn.moving_mean.numpy()[5] == 0.0 and bn.moving_variance.numpy()[5] == 1.0
