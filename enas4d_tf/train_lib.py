@@ -735,6 +735,9 @@ def _run(
     total_steps,
     dataset_fn,
 ) -> TrainResult:
+    # Seeds weight initialisation (and Python, numpy and TF global generators) so a run is
+    # repeatable; under multi_worker the chief's initial values are broadcast anyway.
+    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         net = Supernet(space, num_classes=info.num_classes)
         optimizer = make_optimizer(config, net.trainable_variables, total_steps, steps_per_epoch)

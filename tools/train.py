@@ -1,0 +1,245 @@
+"""Trains a multi-stage once-for-all supernet (DESIGN.md §3).
+
+  python -m tools.train --flagfile=configs/train_quick.cfg --workdir=/tmp/enas4d_quick
+
+Running the same command again resumes from the newest checkpoint in the workdir; a run
+that has finished says so and exits 0. Bad input ends with one line on stderr and exit 1
+(flag errors: exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags, logging  # noqa: E402
+
+from enas4d_tf import train_lib, train_sampling  # noqa: E402
+from enas4d_tf.data import DEFAULT_DATASET, DataError  # noqa: E402
+from enas4d_tf.search_space import PRESETS  # noqa: E402
+from enas4d_tf.workdir import WorkdirError  # noqa: E402
+
+_DEFAULTS = train_lib.TrainConfig(workdir="")
+
+flags.DEFINE_enum(
+    "preset", _DEFAULTS.preset, list(PRESETS), "The search space the supernet covers."
+)
+flags.DEFINE_string(
+    "dataset",
+    DEFAULT_DATASET,
+    "The dataset: fashion_mnist, a tensorflow-datasets name, or folder:<root>.",
+)
+flags.DEFINE_string(
+    "data_dir", None, "Where the dataset is; by default the dataset's usual location."
+)
+flags.DEFINE_string("workdir", None, "Where checkpoints, logs and summaries are written.")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.", lower_bound=1)
+flags.DEFINE_integer(
+    "batch_size", _DEFAULTS.batch_size, "Global batch size (all replicas).", lower_bound=1
+)
+flags.DEFINE_enum(
+    "strategy",
+    _DEFAULTS.strategy,
+    list(train_lib.STRATEGIES),
+    "Distribution strategy: default (one device), mirrored (the GPUs, or logical CPUs), or "
+    "multi_worker (the cluster in TF_CONFIG).",
+)
+flags.DEFINE_integer(
+    "cpu_replicas",
+    _DEFAULTS.cpu_replicas,
+    "Under --strategy=mirrored without a GPU, split the CPU into this many replicas.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "num_random_subnets",
+    _DEFAULTS.num_random_subnets,
+    "Random architectures trained per step besides the largest and the smallest.",
+    lower_bound=0,
+)
+flags.DEFINE_float(
+    "kd_ratio",
+    _DEFAULTS.kd_ratio,
+    "Weight of the distillation loss from the largest network's last exit.",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "label_smoothing",
+    _DEFAULTS.label_smoothing,
+    "Label smoothing of the cross-entropy on the labels, in [0, 1).",
+    lower_bound=0.0,
+    upper_bound=0.999,
+)
+flags.DEFINE_list(
+    "exit_weights",
+    None,
+    "Loss weight of each exit, comma-separated, one per exit (normalised to sum to 1); "
+    "equal weights by default.",
+)
+flags.DEFINE_float(
+    "learning_rate",
+    _DEFAULTS.learning_rate,
+    "Peak learning rate (after warm-up) for the global batch.",
+    lower_bound=1e-8,
+)
+flags.DEFINE_float(
+    "momentum", _DEFAULTS.momentum, "Nesterov momentum.", lower_bound=0.0, upper_bound=0.999
+)
+flags.DEFINE_float(
+    "warmup_epochs",
+    _DEFAULTS.warmup_epochs,
+    "Epochs of linear learning-rate warm-up before the cosine decay.",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "weight_decay",
+    _DEFAULTS.weight_decay,
+    "Decoupled weight decay (w -= lr * weight_decay * w each step) of convolution and dense "
+    "weights; BN parameters and biases get none.",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "clip_norm",
+    _DEFAULTS.clip_norm,
+    "Clip the gradient to this global norm; 0 disables clipping.",
+    lower_bound=0.0,
+)
+flags.DEFINE_enum(
+    "schedule",
+    _DEFAULTS.schedule,
+    list(train_sampling.SCHEDULES),
+    "sandwich: every gene elastic from the start; progressive: progressive shrinking "
+    "(resolution+kernel, then depth, then expand, then width).",
+)
+flags.DEFINE_list(
+    "phase_starts",
+    [str(f) for f in _DEFAULTS.phase_starts],
+    "Under --schedule=progressive, the fractions of the epochs at which the four phases start.",
+)
+flags.DEFINE_integer(
+    "checkpoint_every_steps",
+    _DEFAULTS.checkpoint_every_steps,
+    "Save a checkpoint every this many steps (and at the end of every epoch).",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "keep_checkpoints", _DEFAULTS.keep_checkpoints, "Checkpoints to keep.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "max_train_examples",
+    None,
+    "Train on the first this many examples of the train split only.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "max_eval_examples",
+    None,
+    "Evaluate on the first this many examples of the validation split only.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "steps_per_epoch",
+    None,
+    "Steps per epoch; by default the training examples divided by the batch size.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "log_every_steps",
+    _DEFAULTS.log_every_steps,
+    "Print a progress line and write summaries every this many steps.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "eval_every_epochs",
+    _DEFAULTS.eval_every_epochs,
+    "Evaluate the largest and smallest networks every this many epochs and at the end; 0 never.",
+    lower_bound=0,
+)
+flags.DEFINE_integer(
+    "calibration_images",
+    _DEFAULTS.calibration_images,
+    "Training images used to recalibrate batch norm before an evaluation.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "seed", _DEFAULTS.seed, "Seeds data order, augmentation and sampling.", lower_bound=0
+)
+
+FLAGS = flags.FLAGS
+
+
+def _floats(name: str, values: list[str] | None) -> tuple[float, ...] | None:
+    if values is None:
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise ValueError(f"--{name} must be comma-separated numbers, got {values}") from None
+
+
+def _config() -> train_lib.TrainConfig:
+    if not FLAGS.workdir:
+        raise ValueError("--workdir is required")
+    return train_lib.TrainConfig(
+        workdir=FLAGS.workdir,
+        preset=FLAGS.preset,
+        dataset=FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        strategy=FLAGS.strategy,
+        num_random_subnets=FLAGS.num_random_subnets,
+        kd_ratio=FLAGS.kd_ratio,
+        label_smoothing=FLAGS.label_smoothing,
+        exit_weights=_floats("exit_weights", FLAGS.exit_weights),
+        learning_rate=FLAGS.learning_rate,
+        momentum=FLAGS.momentum,
+        warmup_epochs=FLAGS.warmup_epochs,
+        weight_decay=FLAGS.weight_decay,
+        clip_norm=FLAGS.clip_norm,
+        schedule=FLAGS.schedule,
+        phase_starts=_floats("phase_starts", FLAGS.phase_starts),
+        checkpoint_every_steps=FLAGS.checkpoint_every_steps,
+        keep_checkpoints=FLAGS.keep_checkpoints,
+        max_train_examples=FLAGS.max_train_examples,
+        max_eval_examples=FLAGS.max_eval_examples,
+        steps_per_epoch=FLAGS.steps_per_epoch,
+        log_every_steps=FLAGS.log_every_steps,
+        eval_every_epochs=FLAGS.eval_every_epochs,
+        calibration_images=FLAGS.calibration_images,
+        cpu_replicas=FLAGS.cpu_replicas,
+        seed=FLAGS.seed,
+    )
+
+
+def _fail(message: str, code: int = 1) -> None:
+    print(f"train: error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    # absl prints two lines and a usage hint on a bad flag; the house rule is one line.
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e), code=2)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+    logging.set_verbosity(logging.WARNING)  # not TF's per-checkpoint INFO lines
+    try:
+        config = _config()
+        config.validate()
+        if config.strategy == "mirrored":
+            # Logical CPUs must be configured before TensorFlow runs any op.
+            train_lib.configure_cpu_replicas(config.cpu_replicas)
+        train_lib.train(config)
+    except (DataError, WorkdirError, ValueError) as e:
+        _fail(str(e))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)
