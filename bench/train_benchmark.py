@@ -1,0 +1,85 @@
+"""Benchmark of a trained supernet: test accuracy of every exit, and training speed.
+
+After `python -m tools.train --flagfile=configs/train_benchmark.cfg --workdir=W`:
+
+  python bench/train_benchmark.py --workdir=W
+
+loads the newest checkpoint of W, recalibrates BN for the largest, the smallest and 3 sampled
+networks (2,000 training images each) and measures every exit on the test split. Prints one
+JSON line, then a markdown table. Training images/s come from W/train_log.jsonl.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+
+from enas4d_tf import train_report  # noqa: E402
+from enas4d_tf.data import DataError  # noqa: E402
+from enas4d_tf.workdir import WorkdirError  # noqa: E402
+
+flags.DEFINE_string("workdir", None, "The training workdir to measure.")
+flags.DEFINE_integer(
+    "num_sampled",
+    3,
+    "Random architectures measured besides the largest and the smallest.",
+    lower_bound=0,
+)
+flags.DEFINE_integer("seed", 0, "Seed of the sampled architectures.", lower_bound=0)
+flags.DEFINE_integer(
+    "calibration_images",
+    2000,
+    "Training images for BN recalibration per network.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "max_test_examples",
+    None,
+    "Measure on the first this many test images only.",
+    lower_bound=1,
+)
+flags.DEFINE_string("data_dir", None, "Override the run's data directory.")
+FLAGS = flags.FLAGS
+
+
+def _fail(message: str, code: int = 1) -> None:
+    print(f"train_benchmark: error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e), code=2)
+
+
+def main(argv):
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+    if not FLAGS.workdir:
+        _fail("--workdir is required", code=2)
+    logging.set_verbosity(logging.WARNING)
+    try:
+        report = train_report.benchmark_workdir(
+            FLAGS.workdir,
+            num_sampled=FLAGS.num_sampled,
+            seed=FLAGS.seed,
+            calibration_images=FLAGS.calibration_images,
+            max_test_examples=FLAGS.max_test_examples,
+            data_dir=FLAGS.data_dir,
+        )
+    except (WorkdirError, DataError) as e:
+        _fail(str(e))
+    print(train_report.report_json(report))
+    print()
+    print(train_report.markdown_table(report))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)
