@@ -32,7 +32,7 @@ class AccuracyPredictor:
         hidden: int = 64,
         steps: int = 400,
         learning_rate: float = 1e-2,
-        weight_decay: float = 1e-4,
+        weight_decay: float = 1e-2,
         seed: int = 0,
     ):
         if hidden < 1 or steps < 1 or learning_rate <= 0 or weight_decay < 0:
