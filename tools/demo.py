@@ -1,0 +1,176 @@
+"""The main job, end to end: train, search, export, run the cascade, print a table.
+
+  python -m tools.demo --workdir=runs/demo            # what `make demo` runs
+  python -m tools.demo --workdir=/tmp/d --smoke       # a reduced run (tests use it)
+
+Each step runs the package's own command line, printed before it runs, so the demo is the
+same thing a user would type:
+
+  1. python -m tools.train --flagfile=configs/train_quick.cfg --workdir=W
+  2. python -m tools.search --workdir=W --pareto ...
+  3. python -m tools.export --workdir=W --from_search --out=W/export ...
+  4. python -m tools.cascade --export_dir=W/export/<name> --split=test ... (each network)
+
+Steps whose outputs exist are not redone (training resumes or says it has finished; the
+search continues from its state; existing export folders are reused), so running the demo
+again is cheap. The table at the end reads the cascade reports: measured on the test split
+with the thresholds the search fitted on the validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_string("workdir", "runs/demo", "Where the run writes everything.")
+flags.DEFINE_bool(
+    "smoke",
+    False,
+    "A reduced run for tests: the tiny space, a few dozen training steps, a small search, "
+    "float32 graphs and a few hundred test images.",
+)
+flags.DEFINE_string(
+    "train_config", None, "Training flagfile; default configs/train_quick.cfg (smoke: train_smoke)."
+)
+flags.DEFINE_string(
+    "quantization",
+    None,
+    "Stage-graph quantisations to export; default float32,int8 (smoke: float32).",
+)
+flags.DEFINE_integer(
+    "max_images", None, "Test images the cascade runs; default all (smoke: 300).", lower_bound=1
+)
+
+FLAGS = flags.FLAGS
+
+
+def _run(args: list[str]) -> None:
+    print("\n$ " + " ".join(shlex.quote(a) for a in args), flush=True)
+    t = time.time()
+    result = subprocess.run(args)
+    if result.returncode != 0:
+        print(f"demo: error: step failed (exit {result.returncode}): {args[2]}", file=sys.stderr)
+        sys.exit(1)
+    print(f"  ({time.time() - t:.0f} s)", flush=True)
+
+
+def _fmt_macs(m: float) -> str:
+    return f"{m / 1e6:.2f}M"
+
+
+def _table(pareto: dict, reports: dict[str, dict], quantization: str) -> str:
+    lines = []
+    chosen = sorted(pareto["chosen"], key=lambda e: (e["mode"], e["avg_macs"]))
+    lines.append(
+        f"Chosen networks: test split, {quantization} stage graphs on the LiteRT interpreter, "
+        "thresholds fitted on validation"
+    )
+    lines.append("")
+    lines.append(
+        "| network | mode | budget | test acc | avg MACs | val acc | exit: threshold, rate, MACs |"
+    )
+    lines.append("|---|---|---|---|---|---|---|")
+    for e in chosen:
+        r = reports.get(e["name"])
+        if r is None:
+            continue
+        exits = []
+        for s, (t, rate, macs) in enumerate(
+            zip(r["thresholds"], r["exit_rates"], r["stage_macs"], strict=True)
+        ):
+            t_txt = "never" if t is None else f"{t:.3f}"
+            exits.append(f"{s + 1}: {t_txt}, {rate * 100:.1f}%, {_fmt_macs(macs)}")
+        budget = "-" if e.get("budget_macs") is None else _fmt_macs(e["budget_macs"])
+        lines.append(
+            f"| {e['name']} | {e['mode']} | {budget} | {r['accuracy'] * 100:.2f}% | "
+            f"{_fmt_macs(r['avg_macs'])} | {e['val_accuracy'] * 100:.2f}% | {'; '.join(exits)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    smoke = FLAGS.smoke
+    workdir = FLAGS.workdir
+    py = sys.executable
+    config = FLAGS.train_config or (
+        "configs/train_smoke.cfg" if smoke else "configs/train_quick.cfg"
+    )
+    quantization = FLAGS.quantization or ("float32" if smoke else "float32,int8")
+    max_images = FLAGS.max_images or (300 if smoke else None)
+    started = time.time()
+
+    _run([py, "-m", "tools.train", f"--flagfile={config}", f"--workdir={workdir}"])
+
+    search = [py, "-m", "tools.search", f"--workdir={workdir}", "--pareto", "--mode=both"]
+    if smoke:
+        search += ["--pareto_points=2", "--population=6", "--generations=2"]
+        search += ["--num_val_images=500", "--num_calib_images=200"]
+    else:
+        search += ["--pareto_points=3", "--population=16", "--generations=4"]
+        search += ["--num_val_images=2000", "--num_calib_images=1000"]
+    _run(search)
+
+    with open(os.path.join(workdir, "search", "pareto.json")) as f:
+        pareto = json.load(f)
+    export_root = os.path.join(workdir, "export")
+    names = [e["name"] for e in pareto["chosen"]]
+    missing = [
+        n for n in names if not os.path.exists(os.path.join(export_root, n, "manifest.json"))
+    ]
+    if missing:
+        # The exporter refuses to overwrite; export into a fresh folder and move what is new.
+        _run(
+            [
+                py,
+                "-m",
+                "tools.export",
+                f"--workdir={workdir}",
+                "--from_search",
+                f"--out={export_root}",
+                f"--quantization={quantization}",
+                "--overwrite",
+                f"--num_train_images={500 if smoke else 2000}",
+            ]
+        )
+
+    cascade_q = "int8" if "int8" in quantization.split(",") else quantization.split(",")[0]
+    reports = {}
+    for name in names:
+        out = os.path.join(workdir, "cascade", f"{name}_{cascade_q}.json")
+        if not os.path.exists(out):
+            cmd = [
+                py,
+                "-m",
+                "tools.cascade",
+                f"--export_dir={os.path.join(export_root, name)}",
+                f"--quantization={cascade_q}",
+                "--split=test",
+                "--num_threads=1",
+                f"--report={out}",
+            ]
+            if max_images:
+                cmd.append(f"--max_images={max_images}")
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            _run(cmd)
+        with open(out) as f:
+            reports[name] = json.load(f)
+
+    print()
+    print(_table(pareto, reports, cascade_q))
+    print()
+    print(f"plot:    {os.path.join(workdir, 'search', 'pareto.png')}")
+    print(f"exports: {export_root}/<network>/ (subnet.keras, stage graphs, manifest.json)")
+    print(f"reports: {os.path.join(workdir, 'cascade')}/")
+    print(f"demo finished in {(time.time() - started) / 60:.1f} minutes")
+
+
+if __name__ == "__main__":
+    app.run(main)
