@@ -1,0 +1,339 @@
+"""Benchmark of the search: dynamic vs static MACs at equal test accuracy (DESIGN.md §4-5).
+
+  python bench/search_benchmark.py --workdir=runs/demo --pareto --population=16 \
+      --generations=8
+  python bench/search_benchmark.py --workdir=runs/demo --norun_search   # reuse search/
+
+1. Runs the search (`enas4d_tf.search_lib`, both modes) or, with --norun_search, reads its
+   `<workdir>/search/pareto.json`. Everything is chosen there, on the validation split.
+2. Only then loads the TEST split. Every network of both fronts is BN-recalibrated (the
+   search's calibration images) and run once on validation and once on test. Static networks
+   get their last exit's test accuracy at `C_S`. Each dynamic network gets thresholds fitted on
+   VALIDATION for a grid of budgets (the accuracy-maximising fitter, and MSDNet's geometric
+   schedule for comparison) and applied unchanged to test.
+3. Reference: the most accurate static network of the static front (chosen on validation);
+   its test accuracy `A` at MACs `M`. Dynamic MACs needed for `A`: the smallest test average
+   MACs among the dynamic test points with test accuracy >= `A` (reading the dynamic test
+   curve, as early-exit papers do), and, chosen on validation alone, the cheapest dynamic
+   point whose validation accuracy reaches the reference's validation accuracy. Ratio =
+   dynamic MACs / `M` (goal <= 0.6, target 0.5).
+
+Prints a markdown report (also written to --markdown) and writes a JSON (--out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("workdir", None, "The training workdir whose supernet is searched.")
+flags.DEFINE_bool(
+    "run_search",
+    True,
+    "Run the search first (it continues from <workdir>/search/state.json); with "
+    "--norun_search, read the outputs of an earlier search instead.",
+)
+flags.DEFINE_list("budgets", [], "Average-MACs budgets for the search, comma-separated.")
+flags.DEFINE_bool("pareto", False, "Search a grid of budgets spanning the space.")
+flags.DEFINE_integer("pareto_points", 6, "Budgets in the --pareto grid.", lower_bound=2)
+flags.DEFINE_integer("population", 16, "Candidates measured per generation.", lower_bound=1)
+flags.DEFINE_integer("generations", 8, "Generations of the evolution in all.", lower_bound=1)
+flags.DEFINE_integer("num_val_images", 5000, "Validation images per candidate.", lower_bound=1)
+flags.DEFINE_integer(
+    "num_calib_images", 2000, "Training images for BN recalibration.", lower_bound=1
+)
+flags.DEFINE_integer("seed", 0, "Seeds the search.", lower_bound=0)
+flags.DEFINE_integer(
+    "num_test_images", 0, "Test images to evaluate on (0: the whole test split).", lower_bound=0
+)
+flags.DEFINE_integer(
+    "budget_points",
+    16,
+    "Budgets per dynamic network, between its first-exit and full cost, for the test curve.",
+    lower_bound=2,
+)
+flags.DEFINE_string("out", None, "JSON results (default <workdir>/search/benchmark.json).")
+flags.DEFINE_string("markdown", None, "Markdown report (default <workdir>/search/benchmark.md).")
+
+FLAGS = flags.FLAGS
+
+
+def _fail(message: str, code: int = 1) -> None:
+    print(f"search_benchmark: error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e), code=2)
+
+
+@dataclasses.dataclass
+class NetworkEval:
+    key: str
+    arch: object
+    stage_macs: list
+    val: object  # dynamic.ValidationSplit
+    test_confidence: object
+    test_correct: object
+
+
+def evaluate_networks(net, entries, val, test, calib, batch_size=500):
+    """Recalibrates and runs each distinct network of `entries` on validation and test."""
+    import numpy as np
+
+    from enas4d_tf import dynamic
+    from enas4d_tf.evaluation import CandidateEvaluator, exit_probabilities
+    from enas4d_tf.search_space import Arch
+
+    evaluator = CandidateEvaluator(net, val[0], val[1], calib, len(calib), batch_size)
+    out = {}
+    for entry in entries:
+        key = entry["key"]
+        if key in out:
+            continue
+        arch = Arch.from_dict(entry["arch"])
+        m = evaluator.measure(arch)  # BN recalibrated for `arch` and kept for the test pass
+        probs = exit_probabilities(net, arch, test[0], batch_size)
+        confidence, correct = dynamic.confidences_and_correct(probs, np.asarray(test[1]))
+        out[key] = NetworkEval(key, arch, m.stage_macs, m.split, confidence, correct)
+    return out
+
+
+def dynamic_points(evals, budget_points):
+    """Validation-fitted thresholds for a budget grid, applied to test, for each network."""
+    import numpy as np
+
+    from enas4d_tf import dynamic
+
+    points = []
+    for e in evals.values():
+        c = e.stage_macs
+        for budget in np.geomspace(c[0], c[-1], budget_points):
+            for method, fitter in dynamic.FITTERS.items():
+                fit = fitter(e.val, c, float(budget))
+                test = dynamic.evaluate_confidences(
+                    e.test_confidence, e.test_correct, c, fit.thresholds
+                )
+                points.append(
+                    {
+                        "key": e.key,
+                        "method": method,
+                        "budget_macs": float(budget),
+                        "thresholds": fit.thresholds,
+                        "val_accuracy": fit.accuracy,
+                        "val_avg_macs": fit.avg_macs,
+                        "test_accuracy": test.accuracy,
+                        "test_avg_macs": test.avg_macs,
+                        "test_exit_rates": test.exit_rates,
+                    }
+                )
+    return points
+
+
+def front_of(points, cost, accuracy):
+    from enas4d_tf.dynamic import pareto_front
+
+    index = pareto_front([(p[cost], p[accuracy]) for p in points])
+    return [points[i] for i in index]
+
+
+def macs_needed(points, target, accuracy_key, cost_key):
+    reaching = [p for p in points if p[accuracy_key] >= target]
+    return min(reaching, key=lambda p: p[cost_key]) if reaching else None
+
+
+def run(workdir: str) -> dict:
+    from enas4d_tf import data as data_lib
+    from enas4d_tf import search_lib
+    from enas4d_tf.evolution import format_macs
+    from enas4d_tf.workdir import load_supernet
+
+    folder = os.path.join(workdir, search_lib.SEARCH_DIR)
+    pareto_path = os.path.join(folder, search_lib.PARETO_JSON)
+    if FLAGS.run_search:
+        config = search_lib.SearchConfig(
+            mode="both",
+            budgets=search_lib.parse_budgets(FLAGS.budgets),
+            pareto=FLAGS.pareto or not FLAGS.budgets,
+            pareto_points=FLAGS.pareto_points,
+            population=FLAGS.population,
+            generations=FLAGS.generations,
+            num_val_images=FLAGS.num_val_images,
+            num_calib_images=FLAGS.num_calib_images,
+            seed=FLAGS.seed,
+        )
+        search_lib.run_search(workdir, config, log=lambda line: print(line, flush=True))
+    if not os.path.exists(pareto_path):
+        raise search_lib.SearchError(f"{pareto_path} not found: run the search first")
+    with open(pareto_path) as f:
+        report = json.load(f)
+    settings = report["settings"]
+    if "static" not in report["fronts"] or "dynamic" not in report["fronts"]:
+        raise search_lib.SearchError(f"{pareto_path} is not from a --mode=both search")
+
+    # The choice is made. Only now is the test split read.
+    net, run_config = load_supernet(workdir)
+    dataset, data_dir = settings["dataset"], settings["data_dir"]
+    val = data_lib.load_arrays(dataset, "validation", data_dir, settings["num_val_images"])
+    calib, _ = data_lib.load_arrays(dataset, "train", data_dir, settings["num_calib_images"])
+    test = data_lib.load_arrays(dataset, "test", data_dir, FLAGS.num_test_images or None)
+    start = time.perf_counter()
+    static_front = report["fronts"]["static"]
+    dynamic_entries = report["fronts"]["dynamic"] + [
+        c for c in report["chosen"] if c["mode"] == "dynamic"
+    ]
+    evals = evaluate_networks(net, static_front + dynamic_entries, val, test, calib)
+    static_rows = []
+    for entry in static_front:
+        e = evals[entry["key"]]
+        static_rows.append(
+            {
+                "key": e.key,
+                "macs": float(e.stage_macs[-1]),
+                "val_accuracy": float(e.val.correct[-1].mean()),
+                "test_accuracy": float(e.test_correct[-1].mean()),
+            }
+        )
+    dynamic_keys = {entry["key"] for entry in dynamic_entries}
+    points = dynamic_points(
+        {k: v for k, v in evals.items() if k in dynamic_keys}, FLAGS.budget_points
+    )
+    reference = max(static_rows, key=lambda r: (r["val_accuracy"], -r["macs"]))
+    results = {
+        "workdir": workdir,
+        "dataset": dataset,
+        "num_val_images": int(len(val[1])),
+        "num_test_images": int(len(test[1])),
+        "static_reference": reference,
+        "search_stats": report["stats"],
+        "evaluation_seconds": round(time.perf_counter() - start, 1),
+    }
+    for method in ("greedy", "geometric"):
+        mine = [p for p in points if p["method"] == method]
+        on_test = macs_needed(mine, reference["test_accuracy"], "test_accuracy", "test_avg_macs")
+        on_val = macs_needed(mine, reference["val_accuracy"], "val_accuracy", "val_avg_macs")
+        results[method] = {
+            "test_curve": on_test,
+            "test_curve_ratio": None
+            if on_test is None
+            else on_test["test_avg_macs"] / reference["macs"],
+            "validation_matched": on_val,
+            "validation_matched_ratio": None
+            if on_val is None
+            else on_val["test_avg_macs"] / reference["macs"],
+            "test_front": front_of(mine, "test_avg_macs", "test_accuracy"),
+        }
+    results["static_front"] = static_rows
+    results["markdown"] = markdown(results, format_macs)
+    return results
+
+
+def _ratio(value):
+    return "not reached" if value is None else f"{value:.3f}x"
+
+
+def markdown(r, fmt) -> str:
+    ref = r["static_reference"]
+    stats = r["search_stats"]
+    lines = [
+        f"# Search benchmark: {r['workdir']} ({r['dataset']})",
+        "",
+        f"Validation images {r['num_val_images']}, test images {r['num_test_images']}. "
+        "Networks and thresholds chosen on validation; the test split is read only here.",
+        "",
+        f"Static reference (most accurate static network on validation): {fmt(ref['macs'])} "
+        f"MACs, val {ref['val_accuracy']:.4f}, test {ref['test_accuracy']:.4f}.",
+        "",
+        "| fitter | dynamic MACs for the static test accuracy | ratio | "
+        "validation-matched MACs (test acc) | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for method in ("greedy", "geometric"):
+        m = r[method]
+        t, v = m["test_curve"], m["validation_matched"]
+        lines.append(
+            f"| {method} | {'-' if t is None else fmt(t['test_avg_macs'])} | "
+            f"{_ratio(m['test_curve_ratio'])} | "
+            + ("-" if v is None else f"{fmt(v['test_avg_macs'])} ({v['test_accuracy']:.4f})")
+            + f" | {_ratio(m['validation_matched_ratio'])} |"
+        )
+    lines += [
+        "",
+        "Goal: ratio <= 0.6x, target 0.5x.",
+        "",
+        "## Static front (last exit only, cost C_S)",
+        "",
+        "| network | MACs | val acc | test acc |",
+        "|---|---|---|---|",
+    ]
+    for row in r["static_front"]:
+        lines.append(
+            f"| {row['key']} | {fmt(row['macs'])} | {row['val_accuracy']:.4f} | "
+            f"{row['test_accuracy']:.4f} |"
+        )
+    lines += [
+        "",
+        "## Dynamic front on test (thresholds fitted on validation, accuracy-maximising fitter)",
+        "",
+        "| network | budget | val avg MACs | val acc | test avg MACs | test acc | test exits |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in r["greedy"]["test_front"]:
+        lines.append(
+            f"| {p['key']} | {fmt(p['budget_macs'])} | {fmt(p['val_avg_macs'])} | "
+            f"{p['val_accuracy']:.4f} | {fmt(p['test_avg_macs'])} | {p['test_accuracy']:.4f} | "
+            + "/".join(f"{x:.2f}" for x in p["test_exit_rates"])
+            + " |"
+        )
+    per_second = stats.get("candidates_per_second")
+    lines += [
+        "",
+        "## Search",
+        "",
+        f"Wall time of the last search run: {stats['wall_seconds']:.1f} s; candidates measured "
+        f"in it: {stats['measured_this_run']} ({stats['known_candidates']} in the state); "
+        "measurement rate: "
+        + ("-" if per_second is None else f"{per_second:.3f} candidates/s")
+        + f". Test evaluation here: {r['evaluation_seconds']:.1f} s.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+    if not FLAGS.workdir:
+        _fail("--workdir is required", code=2)
+    from enas4d_tf.data import DataError
+    from enas4d_tf.search_lib import SearchError
+    from enas4d_tf.workdir import WorkdirError, write_json_atomic
+
+    try:
+        results = run(FLAGS.workdir)
+    except (DataError, WorkdirError, SearchError) as e:
+        _fail(str(e))
+    folder = os.path.join(FLAGS.workdir, "search")
+    out = FLAGS.out or os.path.join(folder, "benchmark.json")
+    md = FLAGS.markdown or os.path.join(folder, "benchmark.md")
+    write_json_atomic(out, {k: v for k, v in results.items() if k != "markdown"})
+    tmp = md + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(results["markdown"])
+    os.replace(tmp, md)
+    print(results["markdown"])
+    print(f"wrote {out} and {md}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=_parse_flags)
