@@ -50,6 +50,7 @@ flags.DEFINE_integer("num_val_images", 5000, "Validation images per candidate.",
 flags.DEFINE_integer(
     "num_calib_images", 2000, "Training images for BN recalibration.", lower_bound=1
 )
+flags.DEFINE_integer("batch_size", 500, "Images per forward pass.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seeds the search.", lower_bound=0)
 flags.DEFINE_integer(
     "num_test_images", 0, "Test images to evaluate on (0: the whole test split).", lower_bound=0
@@ -171,6 +172,7 @@ def run(workdir: str) -> dict:
             generations=FLAGS.generations,
             num_val_images=FLAGS.num_val_images,
             num_calib_images=FLAGS.num_calib_images,
+            batch_size=FLAGS.batch_size,
             seed=FLAGS.seed,
         )
         search_lib.run_search(workdir, config, log=lambda line: print(line, flush=True))
@@ -193,7 +195,9 @@ def run(workdir: str) -> dict:
     dynamic_entries = report["fronts"]["dynamic"] + [
         c for c in report["chosen"] if c["mode"] == "dynamic"
     ]
-    evals = evaluate_networks(net, static_front + dynamic_entries, val, test, calib)
+    evals = evaluate_networks(
+        net, static_front + dynamic_entries, val, test, calib, FLAGS.batch_size
+    )
     static_rows = []
     for entry in static_front:
         e = evals[entry["key"]]

@@ -318,3 +318,42 @@ def test_pareto_budgets_span_the_space_and_are_feasible():
             objective.check_budget(b)  # raises when infeasible
         assert grid[-1] <= costs.largest[-1]
         assert grid[-1] > 0.9 * costs.largest[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="needs Fashion-MNIST's test split")
+def test_search_benchmark_runs_on_a_tiny_workdir(workdir):
+    smallest, largest = tiny_costs()
+    budgets = f"{(smallest[0] + smallest[-1]) // 2},{(smallest[-1] + largest[-1]) // 3}"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "bench/search_benchmark.py",
+            f"--workdir={workdir}",
+            f"--budgets={budgets}",
+            *SEARCH_ARGS,
+            "--num_test_images=300",
+            "--budget_points=3",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(workdir, "search", "benchmark.json")) as f:
+        results = json.load(f)
+    assert results["num_test_images"] == 300
+    reference = results["static_reference"]
+    # The reference is the static front's most accurate network on validation.
+    assert reference in results["static_front"]
+    assert reference["val_accuracy"] == max(r["val_accuracy"] for r in results["static_front"])
+    for method in ("greedy", "geometric"):
+        ratio = results[method]["test_curve_ratio"]
+        point = results[method]["test_curve"]
+        if point is not None:
+            assert point["test_accuracy"] >= reference["test_accuracy"]
+            assert ratio == pytest.approx(point["test_avg_macs"] / reference["macs"])
+    assert "## Static front" in proc.stdout
