@@ -35,6 +35,9 @@ import numpy as np
 from enas4d_tf.predictor import AccuracyPredictor
 from enas4d_tf.search_space import Arch, SearchSpace
 
+# Rows the accuracy predictor trains on at most (a fixed random subset beyond that).
+_MAX_PREDICTOR_ROWS = 768
+
 # A gene: (name, index into the nested gene list, allowed choices).
 Gene = tuple
 
@@ -424,7 +427,14 @@ def _train_predictor(objective, records, budgets, config) -> AccuracyPredictor |
             targets.append(score[0])
     if len(rows) < config.min_predictor_rows:
         return None
-    return AccuracyPredictor(seed=config.seed).fit(np.stack(rows), np.asarray(targets))
+    x, y = np.stack(rows), np.asarray(targets)
+    if len(rows) > _MAX_PREDICTOR_ROWS:
+        # Training time grows with the rows; a fixed random subset keeps it to seconds.
+        keep = np.sort(
+            np.random.default_rng(config.seed).choice(len(rows), _MAX_PREDICTOR_ROWS, False)
+        )
+        x, y = x[keep], y[keep]
+    return AccuracyPredictor(seed=config.seed).fit(x, y)
 
 
 def _rank(objective, predictor, pool: list[Arch], budget: float) -> list[Arch]:

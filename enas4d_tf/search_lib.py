@@ -647,9 +647,11 @@ def _write_outputs(folder, chosen, fronts, references, budgets, settings, config
         public = {k: entry[k] for k in _ARCH_FILE_KEYS}
         write_json_atomic(os.path.join(archs_dir, f"{entry['name']}.json"), public)
         names.add(f"{entry['name']}.json")
-    # Files of earlier runs with other budgets would read as choices of this one.
+    # Files of earlier runs of these modes with other budgets would read as choices of this
+    # one; another mode's files stay (a static run does not undo a dynamic one).
+    searched = tuple(f"{mode}_" for mode in budgets)
     for f in os.listdir(archs_dir):
-        if f.endswith(".json") and f not in names and f.startswith(("dynamic_", "static_")):
+        if f.endswith(".json") and f not in names and f.startswith(searched):
             os.remove(os.path.join(archs_dir, f))
     refs = {
         "smallest": _reference_entry(references[0], "smallest"),
