@@ -25,8 +25,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-Thresholds = list  # S entries: float in [0, 1] or None; the last is 0.0
-
 # Quantile grid of the accuracy-maximising fitter: candidate thresholds of exit `s` are these
 # quantiles of exit `s`'s confidence over the validation images (plus "never exit").
 DEFAULT_GRID_SIZE = 256
@@ -36,17 +34,22 @@ _BISECTION_STEPS = 60
 _LOG_Q_RANGE = 30.0
 
 
-@dataclasses.dataclass(frozen=True, init=False)
+@dataclasses.dataclass(frozen=True, init=False, eq=False)
 class ValidationSplit:
     """Per-exit predictions on the validation split: the only data thresholds are fitted on.
 
-    Attributes:
+    Args:
       probs: `(S, N, C)` softmax probabilities of every exit, or `(S, N)` confidences when
         `correct` is given.
       labels: `(N,)` int labels, or None when `correct` is given.
       correct: optional `(S, N)` bool, whether exit `s` classifies image `n` correctly.
 
-    Build it with `ValidationSplit(probs, labels)` or `ValidationSplit.from_confidences`.
+    Attributes:
+      confidence: `(S, N)` float32 max-softmax probability of each exit.
+      correct: `(S, N)` bool, whether each exit's prediction is right.
+
+    Raises:
+      ValueError: shapes that do not match, or no images.
     """
 
     confidence: np.ndarray
