@@ -753,12 +753,7 @@ def _run(
     latest = tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
     resumed_from = 0
     if latest:
-        restore_model(net, latest)  # one-line WorkdirError for a foreign or corrupt checkpoint
-        try:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise WorkdirError(f"checkpoint {latest} cannot be resumed: {first}") from None
+        _restore(net, checkpoint, latest)
         resumed_from = int(step_var.numpy())
     step = resumed_from
     if step >= total_steps:
@@ -884,6 +879,19 @@ def _run(
         images_per_s,
         evaluations,
     )
+
+
+def _restore(net: Supernet, checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restores a run's state; a foreign or corrupt checkpoint is a one-line WorkdirError."""
+    try:
+        restore_model(net, path)  # names a checkpoint of another network
+        checkpoint.restore(path).assert_existing_objects_matched()
+    except WorkdirError:
+        raise
+    # A truncated file surfaces as IndexError from the checkpoint reader.
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WorkdirError(f"checkpoint {path} is corrupt or cannot be resumed: {first}") from None
 
 
 def _distributed_epoch(strategy, dataset_fn: DatasetFn, epoch: int, skip_steps: int):

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +53,22 @@ def test_bad_input_ends_with_one_line(tmp_path, args, expected):
     assert len(lines) == 1, proc.stderr
     assert expected in lines[0] and "Traceback" not in proc.stderr
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_corrupt_checkpoint_ends_with_one_line_and_is_left_alone(smoke_workdir, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(smoke_workdir[0], workdir)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    data_file = next(f for f in os.listdir(ckpt_dir) if f.startswith("ckpt-24.data"))
+    with open(os.path.join(ckpt_dir, data_file), "r+b") as f:
+        f.truncate(64)
+    before = {f: os.path.getsize(os.path.join(ckpt_dir, f)) for f in os.listdir(ckpt_dir)}
+    proc = _train(f"--flagfile={SMOKE}", f"--workdir={workdir}", "--epochs=3")
+    lines = _own_stderr(proc.stderr)
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
+    assert "ckpt-24" in lines[0] and "corrupt" in lines[0]
+    after = {f: os.path.getsize(os.path.join(ckpt_dir, f)) for f in os.listdir(ckpt_dir)}
+    assert after == before
 
 
 def _final_step(workdir):

@@ -229,7 +229,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
-    logging.set_verbosity(logging.WARNING)  # not TF's per-checkpoint INFO lines
+    # Not TF's per-checkpoint INFO lines, nor the warnings a failed restore leaves behind:
+    # bad input ends with one line.
+    logging.set_verbosity(logging.ERROR)
     try:
         config = _config()
         config.validate()
