@@ -240,3 +240,20 @@ def test_checkpoint_of_another_network_or_corrupt_ends_with_workdir_error(tmp_pa
     other = train_lib.TrainConfig(**{**longer.to_dict(), "preset": "fashion_mnist"})
     with pytest.raises(WorkdirError, match="space"):
         train_lib.train(other)
+
+
+def test_progressive_schedule_walks_the_phases_in_one_trace(tmp_path):
+    # 4 epochs of 2 steps: one epoch per phase (starts 0, 1/4, 1/2, 3/4), about 15 s.
+    config = _small_config(
+        tmp_path / "run",
+        schedule="progressive",
+        epochs=4,
+        max_train_examples=128,
+        log_every_steps=2,
+        eval_every_epochs=0,
+        exit_weights=(0.2, 0.3, 0.5),
+    )
+    result = train_lib.train(config, log=lambda line: None)
+    assert result.step == 8 and result.traces == 1
+    records = train_lib.read_train_log(config.workdir)
+    assert [r["phase"] for r in records] == [0, 1, 2, 3]
