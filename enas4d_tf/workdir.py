@@ -71,7 +71,8 @@ def restore_model(net: Supernet, path: str) -> None:
         status = tf.train.Checkpoint(model=net).restore(path)
         status.expect_partial()
         status.assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError, KeyError) as e:
+        # A truncated file raises IndexError from deep in the reader; a foreign one, the rest.
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WorkdirError(
             f"checkpoint {path} does not match this network or is corrupt: {first}"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -129,6 +130,8 @@ def _free_ports(n):
     return ports
 
 
+# About 3 minutes on 2 cores (two processes each trace the step): run with `make test-slow`.
+@pytest.mark.slow
 def test_two_workers_end_with_identical_weights(tmp_path):
     # Two processes on localhost, 4 steps of the tiny preset: about 60 s on an idle machine.
     ports = _free_ports(2)

@@ -63,10 +63,11 @@ LAUNCHER = textwrap.dedent(
     data.make_dataset = refuse
     from absl import app
     from tools import search
+    from tools._cli import flags_parser
 
     if "CASES" not in os.environ:
         sys.argv = ["search", *sys.argv[1:]]
-        app.run(search.main, flags_parser=search._parse_flags)
+        app.run(search.main, flags_parser=flags_parser("search"))
     else:
         # Several command lines in one process (one TensorFlow start-up), each as app.run
         # would run it: parse the flags, call main, record the exit code and stderr.
@@ -81,7 +82,7 @@ LAUNCHER = textwrap.dedent(
             with flagsaver.flagsaver(), contextlib.redirect_stderr(err):
                 flags.FLAGS.unparse_flags()
                 try:
-                    search.main(search._parse_flags(["search", *argv]))
+                    search.main(flags_parser("search")(["search", *argv]))
                 except SystemExit as e:
                     code = e.code
             results.append({"code": code, "stderr": err.getvalue()})

@@ -10,14 +10,14 @@ measured per-stage and average latency. Bad input ends with one line on stderr, 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+
+from tools._cli import fail, flags_parser, quiet_stderr  # noqa: E402
 
 flags.DEFINE_string("export_dir", None, "An export folder written by tools/export.py.")
 flags.DEFINE_string("quantization", "float32", "Which exported stage graphs to run.")
@@ -30,39 +30,12 @@ flags.DEFINE_string("report", None, "Also write the JSON report to this file.")
 FLAGS = flags.FLAGS
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Hides the TensorFlow runtime's start-up banner (C++ lines on fd 2, printed at import
-    even with TF_CPP_MIN_LOG_LEVEL=3) so that a failure prints one line."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    print(f"cascade: error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e), code=2)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+        fail("cascade", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.export_dir:
-        _fail("--export_dir is required", code=2)
-    with _quiet_stderr():
+        fail("cascade", "--export_dir is required", code=2)
+    with quiet_stderr():
         from enas4d_tf.cascade import Cascade, ExportDirError
         from enas4d_tf.data import DataError, load_arrays
         from enas4d_tf.workdir import write_json_atomic
@@ -74,7 +47,7 @@ def main(argv: list[str]) -> None:
             dataset, FLAGS.split, data_dir=FLAGS.data_dir, max_examples=FLAGS.max_images
         )
     except (ExportDirError, DataError) as e:
-        _fail(str(e))
+        fail("cascade", str(e))
     report = cascade.evaluate(images, labels)
     report.update(
         {"export_dir": FLAGS.export_dir, "split": FLAGS.split, "num_threads": FLAGS.num_threads}
@@ -85,4 +58,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=flags_parser("cascade"))

@@ -28,6 +28,8 @@ import time
 
 from absl import app, flags
 
+from tools._cli import fail, flags_parser
+
 flags.DEFINE_string("workdir", "runs/demo", "Where the run writes everything.")
 flags.DEFINE_bool(
     "smoke",
@@ -55,8 +57,7 @@ def _run(args: list[str]) -> None:
     t = time.time()
     result = subprocess.run(args)
     if result.returncode != 0:
-        print(f"demo: error: step failed (exit {result.returncode}): {args[2]}", file=sys.stderr)
-        sys.exit(1)
+        fail("demo", f"step {args[2]} failed (exit {result.returncode})")
     print(f"  ({time.time() - t:.0f} s)", flush=True)
 
 
@@ -96,7 +97,7 @@ def _table(pareto: dict, reports: dict[str, dict], quantization: str) -> str:
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        fail("demo", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     smoke = FLAGS.smoke
     workdir = FLAGS.workdir
     py = sys.executable
@@ -173,4 +174,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=flags_parser("demo"))

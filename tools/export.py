@@ -12,13 +12,13 @@ temporary name and renamed when complete. Bad input ends with one line on stderr
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+
+from tools._cli import fail, flags_parser, quiet_stderr  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "The training workdir whose supernet is exported.")
 flags.DEFINE_string(
@@ -57,42 +57,14 @@ flags.DEFINE_float(
 FLAGS = flags.FLAGS
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Hides the TensorFlow runtime's start-up banner (C++ lines on fd 2, printed at import
-    even with TF_CPP_MIN_LOG_LEVEL=3) so that a failure prints one line."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    print(f"export: error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    # absl prints several lines on a bad flag; the house rule is one line.
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e), code=2)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+        fail("export", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.workdir:
-        _fail("--workdir is required: the training workdir to export from", code=2)
+        fail("export", "--workdir is required: the training workdir to export from", code=2)
     if bool(FLAGS.arch) == FLAGS.from_search:
-        _fail("give exactly one of --arch=<file> and --from_search", code=2)
-    with _quiet_stderr():
+        fail("export", "give exactly one of --arch=<file> and --from_search", code=2)
+    with quiet_stderr():
         from enas4d_tf import export_lib
         from enas4d_tf.data import DataError
         from enas4d_tf.tflite_stages import ConversionError, parse_quantizations
@@ -101,7 +73,7 @@ def main(argv: list[str]) -> None:
     try:
         quantizations = parse_quantizations(FLAGS.quantization)
     except ValueError as e:
-        _fail(f"--quantization: {e}", code=2)
+        fail("export", f"--quantization: {e}", code=2)
     try:
         files = export_lib.search_arch_files(FLAGS.workdir) if FLAGS.from_search else [FLAGS.arch]
         export_lib.run_export(
@@ -117,8 +89,8 @@ def main(argv: list[str]) -> None:
             log=lambda line: print(line, flush=True),
         )
     except (export_lib.ExportError, WorkdirError, DataError, ConversionError) as e:
-        _fail(str(e))
+        fail("export", str(e))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=flags_parser("export"))

@@ -17,14 +17,14 @@ temporary file and renamed when complete. Bad input ends with one line on stderr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+
+from tools._cli import fail, flags_parser, quiet_stderr  # noqa: E402
 
 flags.DEFINE_string("model", None, "The subnet.keras file to fine-tune.")
 flags.DEFINE_string("dataset", "fashion_mnist", "The dataset to fine-tune on (by name).")
@@ -45,43 +45,16 @@ flags.DEFINE_string("out", None, "Where to write the fine-tuned .keras model.")
 FLAGS = flags.FLAGS
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Hides the TensorFlow runtime's start-up banner (C++ lines on fd 2, printed at import
-    even with TF_CPP_MIN_LOG_LEVEL=3) so that a failure prints one line."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    print(f"finetune: error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e), code=2)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+        fail("finetune", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.model or not FLAGS.out:
-        _fail("--model and --out are required", code=2)
+        fail("finetune", "--model and --out are required", code=2)
     if not FLAGS.out.endswith(".keras"):
-        _fail(f"--out must end with .keras, got {FLAGS.out}", code=2)
+        fail("finetune", f"--out must end with .keras, got {FLAGS.out}", code=2)
     if not os.path.isfile(FLAGS.model):
-        _fail(f"model file {FLAGS.model} does not exist")
-    with _quiet_stderr():
+        fail("finetune", f"model file {FLAGS.model} does not exist")
+    with quiet_stderr():
         import keras
 
         from enas4d_tf import export_lib
@@ -90,7 +63,10 @@ def main(argv: list[str]) -> None:
     try:
         model = keras.models.load_model(FLAGS.model)
     except Exception as e:  # Keras raises many types for a bad archive
-        _fail(f"cannot load {FLAGS.model}: {str(e).strip().splitlines()[0] if str(e) else e}")
+        fail(
+            "finetune",
+            f"cannot load {FLAGS.model}: {str(e).strip().splitlines()[0] if str(e) else e}",
+        )
     try:
         train = export_lib.finetune_dataset(
             model, FLAGS.dataset, "train", FLAGS.data_dir, FLAGS.batch_size, training=True
@@ -99,7 +75,7 @@ def main(argv: list[str]) -> None:
             model, FLAGS.dataset, "validation", FLAGS.data_dir, FLAGS.batch_size, training=False
         )
     except DataError as e:
-        _fail(str(e))
+        fail("finetune", str(e))
     export_lib.compile_for_finetuning(model, FLAGS.learning_rate)
     history = model.fit(
         train,
@@ -114,4 +90,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=flags_parser("finetune"))

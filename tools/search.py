@@ -12,7 +12,6 @@ Bad input ends with one line on stderr and exit 1 (flag errors: exit 2).
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -21,6 +20,7 @@ from absl import app, flags  # noqa: E402
 from enas4d_tf import search_lib  # noqa: E402
 from enas4d_tf.data import DataError  # noqa: E402
 from enas4d_tf.workdir import WorkdirError  # noqa: E402
+from tools._cli import fail, flags_parser  # noqa: E402
 
 _DEFAULTS = search_lib.SearchConfig()
 
@@ -99,24 +99,11 @@ flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seeds the search.", lower_bound=0)
 FLAGS = flags.FLAGS
 
 
-def _fail(message: str, code: int = 1) -> None:
-    print(f"search: error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    # absl prints two lines and a usage hint on a bad flag; the house rule is one line.
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e), code=2)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+        fail("search", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.workdir:
-        _fail("--workdir is required: the training workdir to search", code=2)
+        fail("search", "--workdir is required: the training workdir to search", code=2)
     try:
         config = search_lib.SearchConfig(
             mode=FLAGS.mode,
@@ -136,8 +123,8 @@ def main(argv: list[str]) -> None:
         )
         search_lib.run_search(FLAGS.workdir, config, log=lambda line: print(line, flush=True))
     except (DataError, WorkdirError, search_lib.SearchError) as e:
-        _fail(str(e))
+        fail("search", str(e))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=flags_parser("search"))

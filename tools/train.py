@@ -10,7 +10,6 @@ that has finished says so and exits 0. Bad input ends with one line on stderr an
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -20,6 +19,7 @@ from enas4d_tf import train_lib, train_sampling  # noqa: E402
 from enas4d_tf.data import DEFAULT_DATASET, DataError  # noqa: E402
 from enas4d_tf.search_space import PRESETS  # noqa: E402
 from enas4d_tf.workdir import WorkdirError  # noqa: E402
+from tools._cli import fail, flags_parser  # noqa: E402
 
 _DEFAULTS = train_lib.TrainConfig(workdir="")
 
@@ -213,22 +213,9 @@ def _config() -> train_lib.TrainConfig:
     )
 
 
-def _fail(message: str, code: int = 1) -> None:
-    print(f"train: error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    # absl prints two lines and a usage hint on a bad flag; the house rule is one line.
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e), code=2)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+        fail("train", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     # Not TF's per-checkpoint INFO lines, nor the warnings a failed restore leaves behind:
     # bad input ends with one line.
     logging.set_verbosity(logging.ERROR)
@@ -240,8 +227,8 @@ def main(argv: list[str]) -> None:
             train_lib.configure_cpu_replicas(config.cpu_replicas)
         train_lib.train(config)
     except (DataError, WorkdirError, ValueError) as e:
-        _fail(str(e))
+        fail("train", str(e))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=flags_parser("train"))
