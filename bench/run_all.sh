@@ -23,6 +23,7 @@ echo "== export and TFLite latency"
 $PY -m tools.export --workdir="$W" --from_search --quantization=float32,int8 --out="$W/export" \
     --overwrite
 dyn=$(ls -d "$W"/export/dynamic_* | paste -sd, -)
-static=$(ls -d "$W"/export/static_* | sort -t_ -k2 -g | tail -1)
+# The static baseline: the exported static network of the largest cost.
+static=$($PY -c "import glob,json,sys; d=sorted(glob.glob(sys.argv[1]+'/export/static_*/manifest.json'), key=lambda p: json.load(open(p))['stage_macs'][-1]); print(d[-1].rsplit('/',1)[0])" "$W")
 $PY bench/export_benchmark.py --export_dirs="$dyn" --static_dir="$static" --max_images=2000 \
     --out=bench/out/export.json | tee bench/out/export.md
