@@ -34,6 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 
+from tools._cli import fail, flags_parser  # noqa: E402
+
 flags.DEFINE_string("workdir", None, "The training workdir whose supernet is searched.")
 flags.DEFINE_bool(
     "run_search",
@@ -65,18 +67,6 @@ flags.DEFINE_string("out", None, "JSON results (default <workdir>/search/benchma
 flags.DEFINE_string("markdown", None, "Markdown report (default <workdir>/search/benchmark.md).")
 
 FLAGS = flags.FLAGS
-
-
-def _fail(message: str, code: int = 1) -> None:
-    print(f"search_benchmark: error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e), code=2)
 
 
 @dataclasses.dataclass
@@ -316,9 +306,9 @@ def markdown(r, fmt) -> str:
 
 def main(argv):
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+        fail("search_benchmark", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.workdir:
-        _fail("--workdir is required", code=2)
+        fail("search_benchmark", "--workdir is required", code=2)
     from enas4d_tf.data import DataError
     from enas4d_tf.search_lib import SearchError
     from enas4d_tf.workdir import WorkdirError, write_json_atomic
@@ -326,7 +316,7 @@ def main(argv):
     try:
         results = run(FLAGS.workdir)
     except (DataError, WorkdirError, SearchError) as e:
-        _fail(str(e))
+        fail("search_benchmark", str(e))
     folder = os.path.join(FLAGS.workdir, "search")
     out = FLAGS.out or os.path.join(folder, "benchmark.json")
     md = FLAGS.markdown or os.path.join(folder, "benchmark.md")
@@ -340,4 +330,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=flags_parser("search_benchmark"))

@@ -22,6 +22,7 @@ from absl import app, flags, logging  # noqa: E402
 from enas4d_tf import train_report  # noqa: E402
 from enas4d_tf.data import DataError  # noqa: E402
 from enas4d_tf.workdir import WorkdirError  # noqa: E402
+from tools._cli import fail, flags_parser  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "The training workdir to measure.")
 flags.DEFINE_integer(
@@ -47,23 +48,11 @@ flags.DEFINE_string("data_dir", None, "Override the run's data directory.")
 FLAGS = flags.FLAGS
 
 
-def _fail(message: str, code: int = 1) -> None:
-    print(f"train_benchmark: error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e), code=2)
-
-
 def main(argv):
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+        fail("train_benchmark", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.workdir:
-        _fail("--workdir is required", code=2)
+        fail("train_benchmark", "--workdir is required", code=2)
     logging.set_verbosity(logging.WARNING)
     try:
         report = train_report.benchmark_workdir(
@@ -75,11 +64,11 @@ def main(argv):
             data_dir=FLAGS.data_dir,
         )
     except (WorkdirError, DataError) as e:
-        _fail(str(e))
+        fail("train_benchmark", str(e))
     print(train_report.report_json(report))
     print()
     print(train_report.markdown_table(report))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=flags_parser("train_benchmark"))

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from enas4d_tf import android_kit  # noqa: E402
+from tools._cli import fail, flags_parser  # noqa: E402
 
 flags.DEFINE_string("export_dir", None, "An export folder written by tools/export.py.")
 flags.DEFINE_string("quantization", "float32", "Which exported stage graphs to time.")
@@ -46,31 +47,19 @@ flags.DEFINE_string("report", None, "Also write the JSON report to this file.")
 FLAGS = flags.FLAGS
 
 
-def _fail(message: str, code: int = 1) -> None:
-    print(f"android_benchmark: error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(code)
-
-
-def _parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e), code=2)
-
-
 def _load_json(path: str, what: str) -> dict:
     try:
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError) as e:
-        _fail(f"cannot read {what} {path}: {e}")
+        fail("android_benchmark", f"cannot read {what} {path}: {e}")
 
 
 def main(argv) -> None:
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+        fail("android_benchmark", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.export_dir:
-        _fail("--export_dir is required", code=2)
+        fail("android_benchmark", "--export_dir is required", code=2)
     manifest = _load_json(os.path.join(FLAGS.export_dir, "manifest.json"), "manifest")
     try:
         commands = android_kit.benchmark_commands(
@@ -89,7 +78,7 @@ def main(argv) -> None:
         )
         rates, source = android_kit.exit_rates_from(manifest, report_in)
     except (ValueError, KeyError) as e:
-        _fail(str(e))
+        fail("android_benchmark", str(e))
     if FLAGS.dry_run:
         for command in commands:
             print(shlex.join(command))
@@ -100,16 +89,19 @@ def main(argv) -> None:
         try:
             done = subprocess.run(command, capture_output=True, text=True, check=False)
         except FileNotFoundError:
-            _fail("adb not found on the PATH (install Android platform-tools)")
+            fail("android_benchmark", "adb not found on the PATH (install Android platform-tools)")
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()
-            _fail(f"{shlex.join(command)} failed: {tail[-1] if tail else done.returncode}")
+            fail(
+                "android_benchmark",
+                f"{shlex.join(command)} failed: {tail[-1] if tail else done.returncode}",
+            )
         outputs.append(done.stdout + done.stderr)
     try:
         stage_ms = [android_kit.parse_benchmark_output(t) for t in outputs[-num_stages:]]
         combined = android_kit.expected_latency(stage_ms, rates)
     except ValueError as e:
-        _fail(str(e))
+        fail("android_benchmark", str(e))
     report = {
         "export_dir": FLAGS.export_dir,
         "quantization": FLAGS.quantization,
@@ -127,4 +119,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=flags_parser("android_benchmark"))
