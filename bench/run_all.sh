@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # Regenerates every figure of BENCHMARKS.md (`make bench`). About 2 hours on 2 idle cores.
-# Outputs: runs/bench/ (workdir), bench/out/*.json|md, runs/bench/search/pareto.png.
+# Outputs: the workdir (runs/bench/ unless WORKDIR is set) and bench/results/, the files
+# BENCHMARKS.md links to: supernet_step.md, train_benchmark.md, search_benchmark.md|json,
+# pareto.png|json (the search plot and fronts), export_benchmark.md|json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 W=${WORKDIR:-runs/bench}
-mkdir -p bench/out
+R=bench/results
+mkdir -p "$R"
 export TF_CPP_MIN_LOG_LEVEL=3
 
 echo "== supernet step (foundation)"
-$PY bench/supernet_step.py --preset fashion_mnist --batch 128 --repeats 10 | tee bench/out/supernet_step.md
+$PY bench/supernet_step.py --preset fashion_mnist --batch 128 --repeats 10 | tee "$R/supernet_step.md"
 
 echo "== training (resumes if interrupted)"
 $PY -m tools.train --flagfile=configs/train_benchmark.cfg --workdir="$W"
-$PY bench/train_benchmark.py --workdir="$W" | tee bench/out/train.md
+$PY bench/train_benchmark.py --workdir="$W" | tee "$R/train_benchmark.md"
 
 echo "== search: dynamic vs static, test split read only after the choice"
 $PY bench/search_benchmark.py --workdir="$W" --pareto --pareto_points=4 --population=12 \
-    --generations=5 --num_val_images=5000 --num_calib_images=2000 | tee bench/out/search.md
+    --generations=5 --num_val_images=5000 --num_calib_images=2000 \
+    --out="$R/search_benchmark.json" --markdown="$R/search_benchmark.md"
+cp "$W/search/pareto.png" "$W/search/pareto.json" "$R/"
 
 echo "== export and TFLite latency"
 $PY -m tools.export --workdir="$W" --from_search --quantization=float32,int8 --out="$W/export" \
@@ -26,4 +31,4 @@ dyn=$(ls -d "$W"/export/dynamic_* | paste -sd, -)
 # The static baseline: the exported static network of the largest cost.
 static=$($PY -c "import glob,json,sys; d=sorted(glob.glob(sys.argv[1]+'/export/static_*/manifest.json'), key=lambda p: json.load(open(p))['stage_macs'][-1]); print(d[-1].rsplit('/',1)[0])" "$W")
 $PY bench/export_benchmark.py --export_dirs="$dyn" --static_dir="$static" --max_images=2000 \
-    --out=bench/out/export.json | tee bench/out/export.md
+    --out="$R/export_benchmark.json" | tee "$R/export_benchmark.md"
