@@ -195,6 +195,42 @@ def test_subnet_keras_loads_and_fine_tunes(exported):
     assert after < before - 0.05, (before, after)
 
 
+def test_finetune_tool_trains_and_writes_a_loadable_model(exported, tmp_path):
+    out = str(tmp_path / "ft.keras")
+    done = run_tool(
+        [
+            f"--model={exported['dir']}/subnet.keras",
+            "--epochs=1",
+            "--steps_per_epoch=3",
+            "--batch_size=32",
+            "--learning_rate=3e-3",
+            f"--out={out}",
+        ],
+        module="tools.finetune",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["out"] == out and "val_loss" in summary["final"]
+    assert os.listdir(tmp_path) == ["ft.keras"]  # no temporary file left beside it
+    tuned = keras.models.load_model(out)
+    original = exported["subnet"]
+    assert len(tuned.outputs) == len(original.outputs) == 3
+    moved = [
+        float(np.max(np.abs(a - b)))
+        for a, b in zip(tuned.get_weights(), original.get_weights(), strict=True)
+    ]
+    assert max(moved) > 1e-4  # the weights were trained, not copied
+
+
+def test_finetune_tool_rejects_a_corrupt_model_with_one_line(tmp_path):
+    bad = tmp_path / "subnet.keras"
+    bad.write_bytes(b"not a zip archive")
+    out = tmp_path / "ft.keras"
+    done = run_tool([f"--model={bad}", f"--out={out}"], module="tools.finetune")
+    _assert_one_line_failure(done, "cannot load", str(bad))
+    assert not out.exists()
+
+
 def test_android_dry_run_prints_push_and_benchmark_commands(exported):
     done = subprocess.run(
         [

@@ -13,10 +13,11 @@ temporary name and renamed when complete. Bad input ends with one line on stderr
 from __future__ import annotations
 
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from tools._cli import fail, flags_parser, quiet_stderr  # noqa: E402
 
@@ -70,6 +71,11 @@ def main(argv: list[str]) -> None:
         from enas4d_tf.tflite_stages import ConversionError, parse_quantizations
         from enas4d_tf.workdir import WorkdirError
 
+    # TensorFlow logs every SavedModel write at INFO through absl, and its int8 calibrator
+    # warns that it uses the deprecated tf.lite.Interpreter (ours is LiteRT's): per stage graph
+    # that is a dozen lines of noise around the export's own progress lines.
+    logging.set_verbosity(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
     try:
         quantizations = parse_quantizations(FLAGS.quantization)
     except ValueError as e:
