@@ -1,0 +1,55 @@
+"""Under- or overfitting? Accuracy of every exit on clean training images against validation.
+
+  python bench/train_fit.py --workdir=W
+
+loads the newest checkpoint of W, recalibrates BN of the largest and the smallest network on
+the first 2,000 training images and measures every exit on the first `--num_train_images`
+training images (no augmentation) and on the whole validation split.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from tools._cli import fail, flags_parser  # noqa: E402
+
+flags.DEFINE_string("workdir", None, "The training workdir to measure.")
+flags.DEFINE_integer("num_train_images", 6000, "Training images measured.", lower_bound=2000)
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        fail("train_fit", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
+    if not FLAGS.workdir:
+        fail("train_fit", "--workdir is required", code=2)
+    from enas4d_tf.bn_calibration import recalibrate_bn
+    from enas4d_tf.data import DataError, load_arrays
+    from enas4d_tf.evaluation import exit_probabilities
+    from enas4d_tf.workdir import WorkdirError, load_supernet
+
+    try:
+        net, config = load_supernet(FLAGS.workdir)
+        dataset, data_dir = config.get("dataset", "fashion_mnist"), config.get("data_dir")
+        train = load_arrays(dataset, "train", data_dir, max_examples=FLAGS.num_train_images)
+        val = load_arrays(dataset, "validation", data_dir)
+    except (WorkdirError, DataError) as e:
+        fail("train_fit", str(e))
+    print("| network | split | accuracy per exit (%) |\n|---|---|---|")
+    for name in ("largest", "smallest"):
+        arch = getattr(net.space, name)()
+        recalibrate_bn(net, arch, train[0][:2000])
+        for split, (images, labels) in (("train (clean)", train), ("validation", val)):
+            probs = exit_probabilities(net, arch, images)
+            accs = [100.0 * float((p.argmax(-1) == labels).mean()) for p in probs]
+            print(f"| {name} | {split} | {' / '.join(f'{a:.2f}' for a in accs)} |")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=flags_parser("train_fit"))
