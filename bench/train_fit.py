@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from tools._cli import fail, flags_parser  # noqa: E402
+from tools._cli import fail, flags_parser, quiet_stderr  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "The training workdir to measure.")
 flags.DEFINE_integer("num_train_images", 6000, "Training images measured.", lower_bound=2000)
@@ -29,10 +29,11 @@ def main(argv):
         fail("train_fit", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.workdir:
         fail("train_fit", "--workdir is required", code=2)
-    from enas4d_tf.bn_calibration import recalibrate_bn
-    from enas4d_tf.data import DataError, load_arrays
-    from enas4d_tf.evaluation import exit_probabilities
-    from enas4d_tf.workdir import WorkdirError, load_supernet
+    with quiet_stderr():  # TensorFlow's start-up banner would bury a one-line error
+        from enas4d_tf.bn_calibration import recalibrate_bn
+        from enas4d_tf.data import DataError, load_arrays
+        from enas4d_tf.evaluation import exit_probabilities
+        from enas4d_tf.workdir import WorkdirError, load_supernet
 
     try:
         net, config = load_supernet(FLAGS.workdir)
