@@ -31,13 +31,13 @@ def main(argv):
         fail("train_fit", "--workdir is required", code=2)
     with quiet_stderr():  # TensorFlow's start-up banner would bury a one-line error
         from enas4d_tf.bn_calibration import recalibrate_bn
-        from enas4d_tf.data import DataError, load_arrays
+        from enas4d_tf.data import DEFAULT_DATASET, DataError, load_arrays
         from enas4d_tf.evaluation import exit_probabilities
         from enas4d_tf.workdir import WorkdirError, load_supernet
 
     try:
         net, config = load_supernet(FLAGS.workdir)
-        dataset, data_dir = config.get("dataset", "fashion_mnist"), config.get("data_dir")
+        dataset, data_dir = config.get("dataset", DEFAULT_DATASET), config.get("data_dir")
         train = load_arrays(dataset, "train", data_dir, max_examples=FLAGS.num_train_images)
         val = load_arrays(dataset, "validation", data_dir)
     except (WorkdirError, DataError) as e:
