@@ -5,7 +5,7 @@ A custom training loop (`strategy.run`), because Keras 3 `Model.fit` does not ru
 sandwich rule (`train_sampling.step_archs`): the largest network learns from the labels, and
 its last exit's softened predictions teach every exit of the smallest and the random ones
 (in-place distillation). The architectures are fed to ONE traced step as stacked size
-tensors; inside it a `tf.while_loop` runs a forward and backward pass per architecture and
+tensors; inside it an unrolled loop runs a forward and backward pass per architecture and
 sums the gradients, so the whole run traces once whatever the architectures are.
 
 Example:
@@ -424,28 +424,27 @@ class TrainStep:
         objective = tf.zeros([K], tf.float32)
         exit_loss = tf.zeros([K, S], tf.float32)
         correct = tf.zeros([K, S], tf.float32)
-        # A while loop, not a Python loop: the body (forward + backward of one architecture)
-        # is traced once whatever K is.
-        for i in tf.range(K):
+        # A Python loop: the K forward and backward passes are unrolled into one graph, so the
+        # executor can run the students' passes side by side once the teacher's is done.
+        for i in range(K):
             arch = {k: v[i] for k, v in archs.items()}
-            is_student = tf.cast(i > 0, tf.float32)
             with tf.GradientTape() as tape:
                 logits = self.net(images, arch=arch, training=True)
                 logits = [tf.cast(z, tf.float32) for z in logits]
                 ce, kd = exit_losses(
                     logits, labels, teacher, self.label_smoothing, self.num_classes
                 )
-                per_example = tf.reduce_sum(
-                    exit_weights * (ce + is_student * self.kd_ratio * kd), 0
-                )
+                objective_i = ce if i == 0 else ce + self.kd_ratio * kd
+                per_example = tf.reduce_sum(exit_weights * objective_i, 0)
                 loss = tf.nn.compute_average_loss(per_example)
             step_grads = tape.gradient(loss, variables)
             grads = [
                 g if sg is None else g + tf.convert_to_tensor(sg)
                 for g, sg in zip(grads, step_grads, strict=True)
             ]
-            # The largest network (i == 0) runs first; its last exit teaches the others.
-            teacher = tf.where(i == 0, tf.nn.softmax(tf.stop_gradient(logits[-1])), teacher)
+            if i == 0:
+                # The largest network runs first; its last exit teaches the others.
+                teacher = tf.nn.softmax(tf.stop_gradient(logits[-1]))
             hits = [
                 tf.reduce_sum(
                     tf.cast(tf.equal(tf.argmax(z, -1, output_type=tf.int32), labels), tf.float32)

@@ -71,15 +71,18 @@ class SlicedBatchNorm(keras.layers.Layer):
             self.calib_count.assign_add(tf.where(active, n, 0.0))
             return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
         if training:
-            # Not tf.compat.v1.nn.fused_batch_norm: it is 2.5x faster here, but inside the
-            # training loop's tf.while_loop with per-iteration channel counts it corrupted the
-            # heap (BUILD_NOTES.md).
-            mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
+            # The fused kernel: 2.5x faster than moments + batch_normalization on these CPUs.
+            # It corrupted the heap inside a tf.while_loop over architectures with other
+            # channel counts per iteration, so the training step unrolls that loop
+            # (BUILD_NOTES.md).
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, is_training=True
+            )
             active = tf.range(self.max_channels) < c
             m = self.momentum
             for stat, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
                 stat.assign(tf.where(active, m * stat + (1 - m) * self._pad(batch), stat))
-            return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+            return y
         mean, variance = self.moving_mean[:c], self.moving_variance[:c]
         return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
 
