@@ -78,6 +78,10 @@ class SlicedBatchNorm(keras.layers.Layer):
             y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 x, gamma, beta, epsilon=self.epsilon, is_training=True
             )
+            # The kernel returns the Bessel-corrected variance; the moving statistics keep the
+            # biased one, as calibration does.
+            n = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), x.dtype)
+            variance = variance * (n - 1.0) / tf.maximum(n, 2.0)
             active = tf.range(self.max_channels) < c
             m = self.momentum
             for stat, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
