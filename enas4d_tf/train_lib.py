@@ -364,6 +364,11 @@ def exit_losses(
     return tf.stack(ce), tf.stack(kd)
 
 
+def _num_correct(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    predictions = tf.argmax(logits, -1, output_type=tf.int32)
+    return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
+
+
 # ------------------------------------------------------------------------------------------
 # The training step.
 
@@ -414,16 +419,12 @@ class TrainStep:
         }
 
     def _replica_step(self, images, labels, archs):
-        S = self.num_stages
         K = int(archs["resolution"].shape[0])
-        batch = tf.shape(images)[0]
         exit_weights = tf.constant(self.exit_weights)[:, None]
         variables = self.variables
         grads = [tf.zeros_like(v) for v in variables]
-        teacher = tf.zeros([batch, self.num_classes], tf.float32)
-        objective = tf.zeros([K], tf.float32)
-        exit_loss = tf.zeros([K, S], tf.float32)
-        correct = tf.zeros([K, S], tf.float32)
+        teacher = tf.zeros([tf.shape(images)[0], self.num_classes], tf.float32)
+        objective, exit_loss, correct = [], [], []
         # A Python loop: the K forward and backward passes are unrolled into one graph, so the
         # executor can run the students' passes side by side once the teacher's is done.
         for i in range(K):
@@ -434,8 +435,10 @@ class TrainStep:
                 ce, kd = exit_losses(
                     logits, labels, teacher, self.label_smoothing, self.num_classes
                 )
-                objective_i = ce if i == 0 else ce + self.kd_ratio * kd
-                per_example = tf.reduce_sum(exit_weights * objective_i, 0)
+                # The largest network (i == 0) learns from the labels alone.
+                per_example = tf.reduce_sum(
+                    exit_weights * (ce if i == 0 else ce + self.kd_ratio * kd), 0
+                )
                 loss = tf.nn.compute_average_loss(per_example)
             step_grads = tape.gradient(loss, variables)
             grads = [
@@ -445,16 +448,9 @@ class TrainStep:
             if i == 0:
                 # The largest network runs first; its last exit teaches the others.
                 teacher = tf.nn.softmax(tf.stop_gradient(logits[-1]))
-            hits = [
-                tf.reduce_sum(
-                    tf.cast(tf.equal(tf.argmax(z, -1, output_type=tf.int32), labels), tf.float32)
-                )
-                for z in logits
-            ]
-            row = tf.one_hot(i, K, dtype=tf.float32)
-            objective += row * loss
-            exit_loss += row[:, None] * tf.reduce_sum(ce, axis=1)[None, :]
-            correct += row[:, None] * tf.stack(hits)[None, :]
+            objective.append(loss)
+            exit_loss.append(tf.reduce_sum(ce, axis=1))
+            correct.append(tf.stack([_num_correct(z, labels) for z in logits]))
         if self.clip_norm > 0:
             # Clip the global gradient, not each replica's: sum over replicas first, then
             # hand the optimizer 1/N of it (it sums over replicas again).
@@ -464,10 +460,10 @@ class TrainStep:
             grads = [g / ctx.num_replicas_in_sync for g in grads]
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         return {
-            "objective": objective,
-            "loss": exit_loss,
-            "correct": correct,
-            "count": tf.cast(batch, tf.float32),
+            "objective": tf.stack(objective),
+            "loss": tf.stack(exit_loss),
+            "correct": tf.stack(correct),
+            "count": tf.cast(tf.shape(images)[0], tf.float32),
         }
 
 
