@@ -57,7 +57,6 @@ for name in ("default", "mirrored"):
         workdir=f"{sys.argv[1]}/{name}", preset="tiny", strategy=name, epochs=1,
         batch_size=B, steps_per_epoch=STEPS, eval_every_epochs=0, learning_rate=0.2,
         warmup_epochs=0.0, clip_norm=1.0, log_every_steps=1, checkpoint_every_steps=100,
-        num_random_subnets=1,
     )
     strategy = train_lib.make_strategy(name)
     result = train_lib.train(config, strategy=strategy, dataset_fn=dataset_fn)
