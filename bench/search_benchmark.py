@@ -305,8 +305,6 @@ def markdown(r, fmt) -> str:
 
 
 def main(argv):
-    if len(argv) > 1:
-        fail("search_benchmark", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.workdir:
         fail("search_benchmark", "--workdir is required", code=2)
     from enas4d_tf.data import DataError

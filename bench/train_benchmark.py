@@ -49,8 +49,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        fail("train_benchmark", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.workdir:
         fail("train_benchmark", "--workdir is required", code=2)
     logging.set_verbosity(logging.WARNING)

@@ -25,8 +25,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        fail("train_fit", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.workdir:
         fail("train_fit", "--workdir is required", code=2)
     with quiet_stderr():  # TensorFlow's start-up banner would bury a one-line error

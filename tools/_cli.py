@@ -24,16 +24,20 @@ def fail(program: str, message, code: int = 1) -> None:
 
 
 def flags_parser(program: str) -> Callable[[list[str]], list[str]]:
-    """An `app.run(..., flags_parser=...)` that reports a bad flag in one line (exit 2).
+    """An `app.run(..., flags_parser=...)` that reports a bad flag, or an argument that is not
+    a flag, in one line (exit 2).
 
     absl's own parser prints the error, a usage hint and a blank line.
     """
 
     def parse(argv: list[str]) -> list[str]:
         try:
-            return flags.FLAGS(argv)
+            rest = flags.FLAGS(argv)
         except flags.Error as e:
             fail(program, e, code=2)
+        if len(rest) > 1:
+            fail(program, f"unexpected arguments: {' '.join(rest[1:])}", code=2)
+        return rest
 
     return parse
 

@@ -31,8 +31,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        fail("cascade", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.export_dir:
         fail("cascade", "--export_dir is required", code=2)
     with quiet_stderr():

@@ -96,8 +96,6 @@ def _table(pareto: dict, reports: dict[str, dict], quantization: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        fail("demo", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     smoke = FLAGS.smoke
     workdir = FLAGS.workdir
     py = sys.executable

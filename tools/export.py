@@ -59,8 +59,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        fail("export", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.workdir:
         fail("export", "--workdir is required: the training workdir to export from", code=2)
     if bool(FLAGS.arch) == FLAGS.from_search:

@@ -46,8 +46,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        fail("finetune", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.model or not FLAGS.out:
         fail("finetune", "--model and --out are required", code=2)
     if not FLAGS.out.endswith(".keras"):

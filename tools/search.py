@@ -100,8 +100,6 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        fail("search", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     if not FLAGS.workdir:
         fail("search", "--workdir is required: the training workdir to search", code=2)
     try:

@@ -214,8 +214,6 @@ def _config() -> train_lib.TrainConfig:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        fail("train", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
     # Not TF's per-checkpoint INFO lines, nor the warnings a failed restore leaves behind:
     # bad input ends with one line.
     logging.set_verbosity(logging.ERROR)
