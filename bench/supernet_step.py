@@ -6,7 +6,12 @@ forward+backward step time of
       architecture shares,
   (b) the extracted static model of the same architecture (its own traced step),
   (c) the supernet at the smallest architecture (same traced step as (a)),
-and counts the traces of the shared step over 20 sampled architectures.
+  (d) the supernet at one sampled architecture, the same one every repeat,
+  (e) the supernet at a new sampled architecture every repeat (as the sandwich rule's
+      random networks are in training),
+and counts the traces of the shared step over the sampled architectures. (d) and (e) come
+with their mean MACs as a fraction of the largest's, so a step's cost can be set against
+the arithmetic it does.
 
 Usage: python bench/supernet_step.py [--preset fashion_mnist] [--batch 128] [--repeats 30]
 Prints a JSON line and a markdown table.
@@ -71,6 +76,13 @@ def main():
         return tape.gradient(loss, static.trainable_variables)
 
     sizes_large, sizes_small = net.arch_tensors(large), net.arch_tensors(small)
+    fixed = space.sample(seed=10_000)
+    sizes_fixed = net.arch_tensors(fixed)
+    fresh = [space.sample(seed=20_000 + r) for r in range(args.repeats)]
+
+    def total_macs(arch):
+        return sum(e4.stage_macs(space, arch, net.num_classes))
+
     t0 = time.perf_counter()
     supernet_step(sizes_large)
     trace_seconds = time.perf_counter() - t0
@@ -78,12 +90,18 @@ def main():
     for i in range(args.archs):
         supernet_step(net.arch_tensors(space.sample(seed=i)))
 
-    times = {"supernet_largest": [], "static_largest": [], "supernet_smallest": []}
-    for _ in range(args.repeats):
+    supernet_step(sizes_fixed)
+    keys = ("supernet_largest", "static_largest", "supernet_smallest")
+    keys += ("supernet_sampled_same", "supernet_sampled_new")
+    times = {key: [] for key in keys}
+    for r in range(args.repeats):
+        sizes_new = net.arch_tensors(fresh[r])
         for key, fn in (
             ("supernet_largest", lambda: supernet_step(sizes_large)),
             ("static_largest", static_step),
             ("supernet_smallest", lambda: supernet_step(sizes_small)),
+            ("supernet_sampled_same", lambda: supernet_step(sizes_fixed)),
+            ("supernet_sampled_new", lambda s=sizes_new: supernet_step(s)),
         ):
             t = time.perf_counter()
             fn()
@@ -97,8 +115,16 @@ def main():
         "supernet_smallest_over_largest": round(
             med["supernet_smallest"] / med["supernet_largest"], 3
         ),
+        "sampled_same_over_largest": round(
+            med["supernet_sampled_same"] / med["supernet_largest"], 3
+        ),
+        "sampled_new_over_largest": round(med["supernet_sampled_new"] / med["supernet_largest"], 3),
+        "macs_sampled_same_over_largest": round(total_macs(fixed) / total_macs(large), 3),
+        "macs_sampled_new_over_largest": round(
+            float(np.mean([total_macs(a) for a in fresh])) / total_macs(large), 3
+        ),
         "traces_over_sampled_archs": len(traces),
-        "archs_run": args.archs + 2,
+        "archs_run": args.archs + args.repeats + 3,
         "first_step_seconds": round(trace_seconds, 1),
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores",
@@ -112,7 +138,13 @@ def main():
     print("|---|---|---|")
     print(f"| supernet largest / static largest, step time | {ratio_static} | <= 1.3 |")
     print(f"| supernet smallest / supernet largest, step time | {ratio_small} | <= 0.4 |")
-    print(f"| traces of the step over {args.archs + 2} architectures | {len(traces)} | 1 |")
+    for which in ("same", "new"):
+        print(
+            f"| supernet sampled ({which} architecture each repeat) / largest, step time"
+            f" (MACs ratio {result[f'macs_sampled_{which}_over_largest']}) |"
+            f" {result[f'sampled_{which}_over_largest']} | - |"
+        )
+    print(f"| traces of the step over {result['archs_run']} architectures | {len(traces)} | 1 |")
 
 
 if __name__ == "__main__":

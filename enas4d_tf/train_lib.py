@@ -64,6 +64,13 @@ class TrainConfig:
       batch_size: global batch size (all replicas together).
       strategy: "default", "mirrored" or "multi_worker".
       num_random_subnets: random architectures per step besides the largest and smallest.
+      random_subnets_every: train the random architectures on every this-many-th step only
+        (steps 0, n, 2n, ...); the largest and the smallest train on every step. 1: every
+        step. A random architecture does about a fifth of the largest network's MACs but
+        costs about half its step on CPU (bench/supernet_step.py: small convolutions run
+        less efficiently), so n > 1 buys the largest network more epochs in the same time,
+        at some cost to the middle networks. A run with n > 1 and random architectures
+        traces its step twice (with and without them).
       kd_ratio: weight of the distillation loss from the largest network's last exit.
       label_smoothing: label smoothing of the cross-entropy on the labels.
       exit_weights: loss weight of each exit (normalised to sum to 1); None: equal.
@@ -96,6 +103,7 @@ class TrainConfig:
     batch_size: int = 256
     strategy: str = "default"
     num_random_subnets: int = 2
+    random_subnets_every: int = 1
     kd_ratio: float = 1.0
     label_smoothing: float = 0.1
     exit_weights: tuple[float, ...] | None = None
@@ -147,6 +155,7 @@ class TrainConfig:
             ("epochs", 1),
             ("batch_size", 1),
             ("num_random_subnets", 0),
+            ("random_subnets_every", 1),
             ("checkpoint_every_steps", 1),
             ("keep_checkpoints", 1),
             ("log_every_steps", 1),
@@ -621,6 +630,11 @@ def _check_run_config(path: str, new: dict) -> None:
             )
 
 
+def random_subnets_at(config: TrainConfig, step: int) -> int:
+    """How many random architectures step `step` (0-based) trains besides largest and smallest."""
+    return config.num_random_subnets if step % config.random_subnets_every == 0 else 0
+
+
 def _format_eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -782,13 +796,14 @@ def _run(
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    K = 2 + config.num_random_subnets
+    K = 2 + config.num_random_subnets  # the most architectures a step trains
     S = space.num_stages
     evaluations = []
     steps_run = 0
     timed_steps, timed_seconds = 0, 0.0
     window = {"objective": np.zeros(K), "loss": np.zeros((K, S)), "correct": np.zeros((K, S))}
     window_count, window_records, window_steps, window_seconds = 0.0, 0, 0, 0.0
+    window_archs = 0
     start_epoch = step // steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
         phase = train_sampling.phase_for_epoch(
@@ -799,7 +814,7 @@ def _run(
         epoch_end = (epoch + 1) * steps_per_epoch
         while step < epoch_end:
             archs = train_sampling.step_archs(
-                space, config.seed, step, config.num_random_subnets, phase
+                space, config.seed, step, random_subnets_at(config, step), phase
             )
             stacked = train_sampling.stack_arch_tensors(space, archs)
             batch = next(iterator)
@@ -815,9 +830,11 @@ def _run(
                 window_steps += 1
                 window_seconds += seconds
             for k in window:
-                window[k] += out[k]
+                # A step without the random architectures fills only the first rows.
+                window[k][: len(out[k])] += out[k]
             window_count += float(out["count"])
             window_records += 1
+            window_archs += len(archs)
             if step % config.log_every_steps == 0 or step == total_steps:
                 _log_progress(
                     log,
@@ -834,12 +851,13 @@ def _run(
                     phase,
                     float(schedule(step - 1)),
                     config.batch_size,
-                    K,
+                    window_archs / window_records,
                     timed_steps,
                     timed_seconds,
                 )
                 window = {k: np.zeros_like(v) for k, v in window.items()}
                 window_count, window_records, window_steps, window_seconds = 0.0, 0, 0, 0.0
+                window_archs = 0
             if step % config.checkpoint_every_steps == 0 and step < epoch_end:
                 manager.save(checkpoint_number=step)
         epoch_var.assign(epoch + 1)
@@ -860,6 +878,7 @@ def _run(
                 "finished": step >= total_steps,
                 "images_per_s_last_session": images_per_s,
                 "subnets_per_step": K,
+                "random_subnets_every": config.random_subnets_every,
                 "evaluations": evaluations,
             },
         )
@@ -931,7 +950,8 @@ def _log_progress(
         "epoch": epoch,
         "phase": phase,
         "learning_rate": learning_rate,
-        # Mean over the window's steps and the step's architectures.
+        # Mean over the window's steps and the step's architectures (num_subnets: the mean
+        # number of architectures a step of the window trained).
         "objective": float(np.sum(window["objective"]) / num_subnets / max(records, 1)),
         "images_per_s": rate,
         "subnet_images_per_s": rate * num_subnets,

@@ -133,6 +133,7 @@ def test_config_validation_names_the_bad_field():
         "schedule": "random",
         "learning_rate": 0.0,
         "warmup_epochs": 20.0,
+        "random_subnets_every": 0,
     }
     for field, value in bad.items():
         config = train_lib.TrainConfig(**{**good.to_dict(), field: value})
@@ -259,3 +260,34 @@ def test_progressive_schedule_walks_the_phases_in_one_trace(tmp_path):
     assert result.step == 8 and result.traces == 1
     records = train_lib.read_train_log(config.workdir)
     assert [r["phase"] for r in records] == [0, 1, 2, 3]
+
+
+def test_random_subnets_every_n_steps_trains_them_on_those_steps_only(tmp_path, monkeypatch):
+    # 8 steps, random architectures on steps 0, 2, 4, 6: two traces (3 and 2 architectures).
+    calls = []
+    step_archs = train_sampling.step_archs
+
+    def recording_step_archs(space, seed, step, num_random, phase):
+        archs = step_archs(space, seed, step, num_random, phase)
+        calls.append((step, len(archs)))
+        return archs
+
+    monkeypatch.setattr(train_sampling, "step_archs", recording_step_archs)
+    config = _small_config(
+        tmp_path / "run",
+        epochs=1,
+        max_train_examples=512,
+        log_every_steps=4,
+        eval_every_epochs=0,
+        random_subnets_every=2,
+    )
+    result = train_lib.train(config, log=lambda line: None)
+    assert result.step == 8 and result.traces == 2
+    assert calls == [(step, 3 if step % 2 == 0 else 2) for step in range(8)]
+    records = train_lib.read_train_log(config.workdir)
+    assert [r["step"] for r in records] == [4, 8]
+    for r in records:
+        # The subnet rate counts the 2.5 architectures a step of the window trained on average.
+        assert r["subnet_images_per_s"] / r["images_per_s"] == pytest.approx(2.5)
+        assert np.isfinite(r["objective"]) and 0 < r["objective"] < 10
+        assert all(0 <= a <= 1 for a in r["largest"]["accuracy"] + r["smallest"]["accuracy"])

@@ -58,6 +58,13 @@ flags.DEFINE_integer(
     "Random architectures trained per step besides the largest and the smallest.",
     lower_bound=0,
 )
+flags.DEFINE_integer(
+    "random_subnets_every",
+    _DEFAULTS.random_subnets_every,
+    "Train the random architectures on every this-many-th step only (1: every step); the "
+    "largest and the smallest train on every step.",
+    lower_bound=1,
+)
 flags.DEFINE_float(
     "kd_ratio",
     _DEFAULTS.kd_ratio,
@@ -190,6 +197,7 @@ def _config() -> train_lib.TrainConfig:
         batch_size=FLAGS.batch_size,
         strategy=FLAGS.strategy,
         num_random_subnets=FLAGS.num_random_subnets,
+        random_subnets_every=FLAGS.random_subnets_every,
         kd_ratio=FLAGS.kd_ratio,
         label_smoothing=FLAGS.label_smoothing,
         exit_weights=_floats("exit_weights", FLAGS.exit_weights),
