@@ -804,6 +804,8 @@ def _run(
     window = {"objective": np.zeros(K), "loss": np.zeros((K, S)), "correct": np.zeros((K, S))}
     window_count, window_records, window_steps, window_seconds = 0.0, 0, 0, 0.0
     window_archs = 0
+    # The first step of a process with each number of architectures traces; it is not timed.
+    traced = set()
     start_epoch = step // steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
         phase = train_sampling.phase_for_epoch(
@@ -824,11 +826,12 @@ def _run(
             step += 1
             steps_run += 1
             step_var.assign(step)
-            if steps_run > 1:  # the first step of a process traces
+            if len(archs) in traced:
                 timed_steps += 1
                 timed_seconds += seconds
                 window_steps += 1
                 window_seconds += seconds
+            traced.add(len(archs))
             for k in window:
                 # A step without the random architectures fills only the first rows.
                 window[k][: len(out[k])] += out[k]
