@@ -20,6 +20,7 @@ Prints a JSON line and a markdown table.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
@@ -91,9 +92,7 @@ def main():
         supernet_step(net.arch_tensors(space.sample(seed=i)))
 
     supernet_step(sizes_fixed)
-    keys = ("supernet_largest", "static_largest", "supernet_smallest")
-    keys += ("supernet_sampled_same", "supernet_sampled_new")
-    times = {key: [] for key in keys}
+    times = collections.defaultdict(list)
     for r in range(args.repeats):
         sizes_new = net.arch_tensors(fresh[r])
         for key, fn in (

@@ -804,8 +804,6 @@ def _run(
     window = {"objective": np.zeros(K), "loss": np.zeros((K, S)), "correct": np.zeros((K, S))}
     window_count, window_records, window_steps, window_seconds = 0.0, 0, 0, 0.0
     window_archs = 0
-    # The first step of a process with each number of architectures traces; it is not timed.
-    traced = set()
     start_epoch = step // steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
         phase = train_sampling.phase_for_epoch(
@@ -820,18 +818,18 @@ def _run(
             )
             stacked = train_sampling.stack_arch_tensors(space, archs)
             batch = next(iterator)
+            traces = train_step.traces
             t0 = time.perf_counter()
             out = train_step(batch, stacked)
             seconds = time.perf_counter() - t0
             step += 1
             steps_run += 1
             step_var.assign(step)
-            if len(archs) in traced:
+            if train_step.traces == traces:  # a step that traced is not timed
                 timed_steps += 1
                 timed_seconds += seconds
                 window_steps += 1
                 window_seconds += seconds
-            traced.add(len(archs))
             for k in window:
                 # A step without the random architectures fills only the first rows.
                 window[k][: len(out[k])] += out[k]
