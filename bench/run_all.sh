@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates every figure of BENCHMARKS.md (`make bench`). About 2 hours on 2 idle cores.
 # Outputs: the workdir (runs/bench/ unless WORKDIR is set) and bench/results/, the files
-# BENCHMARKS.md links to: supernet_step.md, train_benchmark.md, search_benchmark.md|json,
-# pareto.png|json (the search plot and fronts), export_benchmark.md|json.
+# BENCHMARKS.md and BUILD_NOTES.md link to: supernet_step.md, conv_variants.md,
+# train_benchmark.md, search_benchmark.md|json, pareto.png|json (the search plot and fronts),
+# export_benchmark.md|json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -13,6 +14,9 @@ export TF_CPP_MIN_LOG_LEVEL=3
 
 echo "== supernet step (foundation)"
 $PY bench/supernet_step.py --preset fashion_mnist --batch 128 --repeats 10 | tee "$R/supernet_step.md"
+
+echo "== convolution variants (float32, bfloat16, XLA, grouped) at the largest network's shapes"
+$PY bench/conv_variants.py --batch 128 --repeats 10 | tee "$R/conv_variants.md"
 
 echo "== training (resumes if interrupted)"
 $PY -m tools.train --flagfile=configs/train_benchmark.cfg --workdir="$W"
