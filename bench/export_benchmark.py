@@ -5,7 +5,7 @@
 
 For every export folder and each of float32 and int8 (those exported) with 1 and 2 threads:
 test accuracy, exit rates, average MACs and measured average latency of the early-exit
-cascade (`enas4d_tf.cascade`), file sizes. A static full network (--static_dir, an export of
+cascade (`enas4d_tf.export.cascade`), file sizes. A static full network (--static_dir, an export of
 a single-exit network; default: the first export run with every stage, i.e. exit at the
 last exit only) fixes the CPU's ms per MAC; each dynamic network's measured latency is
 divided by the latency its average MACs predict at that rate. A ratio above 1 is the
@@ -43,8 +43,8 @@ def _sizes(export_dir: str, manifest: dict, q: str) -> int:
 
 
 def benchmark(export_dirs, static_dir, quantizations, threads, max_images) -> dict:
-    from enas4d_tf.cascade import Cascade, read_manifest
     from enas4d_tf.data import load_arrays
+    from enas4d_tf.export.cascade import Cascade, read_manifest
 
     first = read_manifest(export_dirs[0])
     images, labels = load_arrays(first["preprocessing"]["dataset"], "test", max_examples=max_images)

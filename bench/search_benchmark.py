@@ -4,7 +4,7 @@
       --generations=8
   python bench/search_benchmark.py --workdir=runs/demo --norun_search   # reuse search/
 
-1. Runs the search (`enas4d_tf.search_lib`, both modes) or, with --norun_search, reads its
+1. Runs the search (`enas4d_tf.search.run`, both modes) or, with --norun_search, reads its
    `<workdir>/search/pareto.json`. Everything is chosen there, on the validation split.
 2. Only then loads the TEST split. Every network of both fronts is BN-recalibrated (the
    search's calibration images) and run once on validation and once on test. Static networks
@@ -83,9 +83,9 @@ def evaluate_networks(net, entries, val, test, calib, batch_size=500):
     """Recalibrates and runs each distinct network of `entries` on validation and test."""
     import numpy as np
 
-    from enas4d_tf import dynamic
+    from enas4d_tf import exit_policy as dynamic
     from enas4d_tf.evaluation import CandidateEvaluator, exit_probabilities
-    from enas4d_tf.search_space import Arch
+    from enas4d_tf.space.search_space import Arch
 
     evaluator = CandidateEvaluator(net, val[0], val[1], calib, len(calib), batch_size)
     out = {}
@@ -105,7 +105,7 @@ def dynamic_points(evals, budget_points):
     """Validation-fitted thresholds for a budget grid, applied to test, for each network."""
     import numpy as np
 
-    from enas4d_tf import dynamic
+    from enas4d_tf import exit_policy as dynamic
 
     points = []
     for e in evals.values():
@@ -133,7 +133,7 @@ def dynamic_points(evals, budget_points):
 
 
 def front_of(points, cost, accuracy):
-    from enas4d_tf.dynamic import pareto_front
+    from enas4d_tf.exit_policy import pareto_front
 
     index = pareto_front([(p[cost], p[accuracy]) for p in points])
     return [points[i] for i in index]
@@ -146,8 +146,8 @@ def macs_needed(points, target, accuracy_key, cost_key):
 
 def run(workdir: str) -> dict:
     from enas4d_tf import data as data_lib
-    from enas4d_tf import search_lib
-    from enas4d_tf.evolution import format_macs
+    from enas4d_tf.search import run as search_lib
+    from enas4d_tf.search.evolution import format_macs
     from enas4d_tf.workdir import load_supernet
 
     folder = os.path.join(workdir, search_lib.SEARCH_DIR)
@@ -308,7 +308,7 @@ def main(argv):
     if not FLAGS.workdir:
         fail("search_benchmark", "--workdir is required", code=2)
     from enas4d_tf.data import DataError
-    from enas4d_tf.search_lib import SearchError
+    from enas4d_tf.search.run import SearchError
     from enas4d_tf.workdir import WorkdirError, write_json_atomic
 
     try:

@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
-from enas4d_tf import train_report  # noqa: E402
 from enas4d_tf.data import DataError  # noqa: E402
+from enas4d_tf.train import report as train_report  # noqa: E402
 from enas4d_tf.workdir import WorkdirError  # noqa: E402
 from tools._cli import fail, flags_parser  # noqa: E402
 

@@ -28,9 +28,9 @@ def main(argv):
     if not FLAGS.workdir:
         fail("train_fit", "--workdir is required", code=2)
     with quiet_stderr():  # TensorFlow's start-up banner would bury a one-line error
-        from enas4d_tf.bn_calibration import recalibrate_bn
         from enas4d_tf.data import DEFAULT_DATASET, DataError, load_arrays
         from enas4d_tf.evaluation import exit_probabilities
+        from enas4d_tf.model.bn_calibration import recalibrate_bn
         from enas4d_tf.workdir import WorkdirError, load_supernet
 
     try:

@@ -2,7 +2,7 @@
 
 A candidate is measured by recalibrating its batch-norm statistics on training images, running
 every exit over the validation split once, and keeping each exit's confidence and correctness.
-Thresholds for any MACs budget are then fitted from those arrays (`enas4d_tf.dynamic`) without
+Thresholds for any MACs budget are then fitted from those arrays (`enas4d_tf.exit_policy`) without
 running the network again.
 
 One traced forward function per network (and image shape) serves every architecture: the
@@ -17,11 +17,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from enas4d_tf import dynamic
-from enas4d_tf.bn_calibration import recalibrate_bn
-from enas4d_tf.macs import stage_macs
-from enas4d_tf.search_space import Arch
-from enas4d_tf.supernet import Supernet
+from enas4d_tf import exit_policy as dynamic
+from enas4d_tf.model.bn_calibration import recalibrate_bn
+from enas4d_tf.model.macs import stage_macs
+from enas4d_tf.model.supernet import Supernet
+from enas4d_tf.space.search_space import Arch
 
 DEFAULT_BATCH_SIZE = 500
 

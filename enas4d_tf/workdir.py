@@ -14,8 +14,8 @@ import tempfile
 
 import tensorflow as tf
 
-from enas4d_tf.search_space import SearchSpace
-from enas4d_tf.supernet import Supernet
+from enas4d_tf.model.supernet import Supernet
+from enas4d_tf.space.search_space import SearchSpace
 
 RUN_CONFIG = "run_config.json"
 CHECKPOINT_DIR = "checkpoints"

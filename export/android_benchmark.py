@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from enas4d_tf import android_kit  # noqa: E402
+from enas4d_tf.export import android_kit  # noqa: E402
 from tools._cli import fail, flags_parser  # noqa: E402
 
 flags.DEFINE_string("export_dir", None, "An export folder written by tools/export.py.")

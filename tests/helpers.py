@@ -1,5 +1,7 @@
 """Helpers shared by the tests."""
 
+import os
+
 import numpy as np
 
 
@@ -26,3 +28,7 @@ def randomize_transforms(net, seed: int = 0) -> None:
             for t in dw.transforms.values():
                 n = t.shape[0]
                 t.assign((np.eye(n) + rng.normal(0.0, 0.1, (n, n))).astype("float32"))
+
+
+# The repository root: tests run tools as `python -m tools.X` from here.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -34,8 +34,8 @@ def main(argv: list[str]) -> None:
     if not FLAGS.export_dir:
         fail("cascade", "--export_dir is required", code=2)
     with quiet_stderr():
-        from enas4d_tf.cascade import Cascade, ExportDirError
         from enas4d_tf.data import DataError, load_arrays
+        from enas4d_tf.export.cascade import Cascade, ExportDirError
         from enas4d_tf.workdir import write_json_atomic
 
     try:

@@ -64,9 +64,9 @@ def main(argv: list[str]) -> None:
     if bool(FLAGS.arch) == FLAGS.from_search:
         fail("export", "give exactly one of --arch=<file> and --from_search", code=2)
     with quiet_stderr():
-        from enas4d_tf import export_lib
         from enas4d_tf.data import DataError
-        from enas4d_tf.tflite_stages import ConversionError, parse_quantizations
+        from enas4d_tf.export import exporter as export_lib
+        from enas4d_tf.export.stage_graphs import ConversionError, parse_quantizations
         from enas4d_tf.workdir import WorkdirError
 
     # TensorFlow logs every SavedModel write at INFO through absl, and its int8 calibrator

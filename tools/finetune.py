@@ -55,8 +55,8 @@ def main(argv: list[str]) -> None:
     with quiet_stderr():
         import keras
 
-        from enas4d_tf import export_lib
         from enas4d_tf.data import DataError
+        from enas4d_tf.export import exporter as export_lib
 
     try:
         model = keras.models.load_model(FLAGS.model)

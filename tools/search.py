@@ -17,8 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 
-from enas4d_tf import search_lib  # noqa: E402
 from enas4d_tf.data import DataError  # noqa: E402
+from enas4d_tf.search import run as search_lib  # noqa: E402
 from enas4d_tf.workdir import WorkdirError  # noqa: E402
 from tools._cli import fail, flags_parser  # noqa: E402
 

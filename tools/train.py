@@ -15,9 +15,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags, logging  # noqa: E402
 
-from enas4d_tf import train_lib, train_sampling  # noqa: E402
 from enas4d_tf.data import DEFAULT_DATASET, DataError  # noqa: E402
-from enas4d_tf.search_space import PRESETS  # noqa: E402
+from enas4d_tf.space.search_space import PRESETS  # noqa: E402
+from enas4d_tf.train import sampling as train_sampling  # noqa: E402
+from enas4d_tf.train import trainer as train_lib  # noqa: E402
 from enas4d_tf.workdir import WorkdirError  # noqa: E402
 from tools._cli import fail, flags_parser  # noqa: E402
 

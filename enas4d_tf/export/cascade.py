@@ -1,0 +1,206 @@
+"""Host-side early-exit cascade over exported stage graphs (LiteRT interpreter).
+
+Runs images one at a time (batch 1, as on a phone) through the stage graphs of an export
+folder with the manifest's thresholds: stage 1 on the image; if exit 1 is not confident
+enough, stage 2 on the image and the hand-offs stage 1 produced; and so on. Nothing is
+recomputed: each stage reads the cached hand-offs of earlier stages.
+
+Example:
+  cascade = Cascade("exports/net0", quantization="int8", num_threads=1)
+  report = cascade.evaluate(images, labels)   # images normalised at the dataset's size
+  print(report["accuracy"], report["exit_rates"], report["avg_latency_ms"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from enas4d_tf.export.stage_graphs import StageRunner
+
+MANIFEST = "manifest.json"
+
+
+class ExportDirError(ValueError):
+    """An export folder that cannot be used; the message is one line naming the problem."""
+
+
+def read_manifest(export_dir: str) -> dict:
+    """Loads `<export_dir>/manifest.json`.
+
+    Raises:
+      ExportDirError: no such folder or manifest, or malformed JSON.
+    """
+    path = os.path.join(export_dir, MANIFEST)
+    if not os.path.isdir(export_dir):
+        raise ExportDirError(f"export folder {export_dir} does not exist")
+    if not os.path.exists(path):
+        raise ExportDirError(f"{path} not found: {export_dir} is not an export folder")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+        manifest["stages"][0]["files"]
+        manifest["thresholds"]
+        manifest["stage_macs"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise ExportDirError(f"{path} is unreadable or malformed: {e}") from None
+    return manifest
+
+
+def confidence(logits: np.ndarray) -> float:
+    """Max softmax probability of one logits vector (numerically stable)."""
+    z = np.asarray(logits, np.float64).reshape(-1)
+    z = z - z.max()
+    p = np.exp(z)
+    return float(p.max() / p.sum())
+
+
+def preprocess(images: np.ndarray, resolution: int) -> np.ndarray:
+    """Normalised dataset images -> the network's input: bilinear resize to `resolution`.
+
+    The supernet resizes with `tf.image.resize(..., "bilinear")` inside; the exported graphs
+    take images at the architecture's resolution, so the runner resizes the same way.
+    """
+    images = np.asarray(images, np.float32)
+    if images.shape[1] == resolution and images.shape[2] == resolution:
+        return images
+    import tensorflow as tf
+
+    return tf.image.resize(images, [resolution, resolution], method="bilinear").numpy()
+
+
+class Cascade:
+    """The stage graphs of one export and quantisation, run as an early-exit cascade.
+
+    Args:
+      export_dir: a folder written by `tools/export.py` (manifest.json + .tflite files).
+      quantization: which set of stage graphs to run (a key of the manifest's files).
+      num_threads: LiteRT interpreter threads per stage.
+      thresholds: exit thresholds; default the manifest's.
+
+    Raises:
+      ExportDirError: bad folder, unknown quantisation, missing file.
+    """
+
+    def __init__(
+        self,
+        export_dir: str,
+        quantization: str = "float32",
+        num_threads: int = 1,
+        thresholds: Sequence | None = None,
+    ):
+        self.manifest = read_manifest(export_dir)
+        available = self.manifest.get("quantization", [])
+        if quantization not in available:
+            raise ExportDirError(
+                f"quantisation {quantization!r} was not exported to {export_dir}; "
+                f"available: {', '.join(available)}"
+            )
+        self.quantization = quantization
+        self.stage_macs = [int(c) for c in self.manifest["stage_macs"]]
+        self.thresholds = list(self.manifest["thresholds"] if thresholds is None else thresholds)
+        self.num_stages = len(self.manifest["stages"])
+        if len(self.thresholds) != self.num_stages:
+            raise ExportDirError(f"need {self.num_stages} thresholds, got {len(self.thresholds)}")
+        self.resolution = int(self.manifest["preprocessing"]["resolution"])
+        self.runners = []
+        for stage in self.manifest["stages"]:
+            path = os.path.join(export_dir, stage["files"][quantization]["file"])
+            if not os.path.exists(path):
+                raise ExportDirError(f"stage graph {path} is missing")
+            self.runners.append(StageRunner(path, num_threads=num_threads))
+
+    def _leaves(self, s: int, logits) -> bool:
+        if s == self.num_stages - 1:
+            return True
+        t = self.thresholds[s]
+        return t is not None and confidence(logits) >= float(t)
+
+    def run_one(self, image: np.ndarray) -> tuple[int, np.ndarray, list[float]]:
+        """Runs one preprocessed image `(1, r, r, C)` through the cascade.
+
+        Returns:
+          `(exit index, that exit's logits, per-stage times in ms of the stages run)`.
+        """
+        handoffs = {"image": image}
+        times = []
+        for s, runner in enumerate(self.runners):
+            out, ms = runner.timed(handoffs)
+            times.append(ms)
+            logits = out["logits"]
+            if self._leaves(s, logits):
+                return s, logits[0], times
+            handoffs.update((k, v) for k, v in out.items() if k != "logits")
+        raise AssertionError("the last exit always takes the image")
+
+    def all_exits(self, image: np.ndarray) -> list[np.ndarray]:
+        """Every exit's logits for one preprocessed image (runs all stages)."""
+        handoffs = {"image": image}
+        logits = []
+        for runner in self.runners:
+            out = runner(handoffs)
+            logits.append(np.asarray(out["logits"][0]))
+            handoffs.update((k, v) for k, v in out.items() if k != "logits")
+        return logits
+
+    def evaluate(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        max_images: int | None = None,
+        warmup: int = 5,
+    ) -> dict:
+        """Runs a split image by image; reports accuracy, exits, MACs and latency.
+
+        Args:
+          images: normalised images at the dataset's size `(N, H, W, C)`; resized here.
+          labels: int labels `(N,)`.
+          max_images: only the first images.
+          warmup: images run first and not timed (interpreter and cache warm-up).
+
+        Returns:
+          A JSON-safe dict: accuracy, exit_rates, exit_accuracies, avg_macs, stage_macs,
+          stage_latency_ms (mean time of each stage graph over the images that ran it),
+          avg_latency_ms (mean time per image, all stages it ran), p50/p90 latency, counts.
+        """
+        n = len(images) if max_images is None else min(len(images), max_images)
+        if n < 1:
+            raise ValueError("the cascade needs at least one image")
+        x = preprocess(images[:n], self.resolution)
+        labels = np.asarray(labels[:n])
+        for i in range(min(warmup, n)):
+            self.run_one(x[i : i + 1])
+        exits = np.zeros(n, np.int64)
+        correct = np.zeros(n, bool)
+        per_image = np.zeros(n)
+        stage_times: list[list[float]] = [[] for _ in range(self.num_stages)]
+        for i in range(n):
+            s, logits, times = self.run_one(x[i : i + 1])
+            exits[i] = s
+            correct[i] = int(np.argmax(logits)) == int(labels[i])
+            per_image[i] = sum(times)
+            for t, ms in enumerate(times):
+                stage_times[t].append(ms)
+        counts = np.bincount(exits, minlength=self.num_stages)
+        rates = counts / n
+        exit_acc = [
+            float(correct[exits == s].mean()) if counts[s] else None for s in range(self.num_stages)
+        ]
+        return {
+            "quantization": self.quantization,
+            "num_images": int(n),
+            "accuracy": float(correct.mean()),
+            "exit_counts": [int(c) for c in counts],
+            "exit_rates": [float(r) for r in rates],
+            "exit_accuracies": exit_acc,
+            "thresholds": self.thresholds,
+            "stage_macs": self.stage_macs,
+            "avg_macs": float(np.dot(rates, self.stage_macs)),
+            "stage_latency_ms": [float(np.mean(t)) if t else None for t in stage_times],
+            "avg_latency_ms": float(per_image.mean()),
+            "p50_latency_ms": float(np.percentile(per_image, 50)),
+            "p90_latency_ms": float(np.percentile(per_image, 90)),
+        }

@@ -1,0 +1,320 @@
+"""Early-exit stage graphs as TFLite flatbuffers: conversion, inspection and running.
+
+Every stage graph is converted with a fixed batch of 1 (what a phone runs) through a
+SavedModel (`keras.export.ExportArchive` for Keras 3 models, `tf.saved_model.save` for the
+tf_keras QAT models), so the TFLite signature keeps the input names (`image` and the hand-off
+names) and the output names (`logits` and the hand-offs). `TFLiteConverter.from_keras_model`
+cannot do this for Keras 3 dict-input models here (it feeds a list to the model).
+
+Quantisations (`QUANTIZATIONS`):
+  float32   plain conversion;
+  float16   float16 weights (`target_spec.supported_types = [tf.float16]`), float compute on
+            CPU, half the file size;
+  int8      post-training full-integer quantisation calibrated on representative data (dict
+            samples keyed by input name, FACTS.md item 11); inputs and outputs stay float32,
+            so hand-offs cross stage boundaries as float32 (QUANTIZE/DEQUANTIZE inside);
+  int8_qat  a quantisation-aware fine-tuned tf_keras stage (`enas4d_tf.export.quantization`)
+            converted to int8 with its learned ranges, float32 at the boundaries as well.
+
+Only TFLite builtin ops are allowed (no SELECT_TF_OPS / Flex); `builtin_op_names` checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+QUANTIZATIONS = ("float32", "float16", "int8", "int8_qat")
+
+
+class ConversionError(RuntimeError):
+    """A stage graph did not convert to builtin TFLite ops; one-line message."""
+
+
+def parse_quantizations(text: str) -> list[str]:
+    """Parses a comma list such as "float32,int8" into known quantisation names.
+
+    Raises:
+      ValueError: empty list, unknown or repeated name.
+    """
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise ValueError("no quantisation given; choose from " + ",".join(QUANTIZATIONS))
+    for n in names:
+        if n not in QUANTIZATIONS:
+            raise ValueError(f"unknown quantisation {n!r}; choose from {','.join(QUANTIZATIONS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"quantisation list {text!r} repeats a name")
+    return names
+
+
+def input_signature(model, batch_size: int = 1) -> dict:
+    """`{input name: tf.TensorSpec}` of a dict-input Keras (3 or tf_keras) model."""
+    return {
+        t.name.split(":")[0]: tf.TensorSpec(
+            (batch_size, *tuple(t.shape[1:])), tf.float32, name=t.name.split(":")[0]
+        )
+        for t in model.inputs
+    }
+
+
+def _saved_model_keras3(model, folder: str, batch_size: int) -> None:
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default",
+        functools.partial(model.__call__, training=False),
+        input_signature=[input_signature(model, batch_size)],
+    )
+    archive.write_out(folder, verbose=False)
+
+
+def _saved_model_tf_keras(model, folder: str, batch_size: int) -> None:
+    spec = input_signature(model, batch_size)
+
+    @tf.function(input_signature=[spec])
+    def serve(inputs):
+        return model(inputs, training=False)
+
+    tf.saved_model.save(model, folder, signatures={"serving_default": serve})
+
+
+def _is_tf_keras(model) -> bool:
+    return type(model).__module__.startswith("tf_keras")
+
+
+def representative_samples(feeds: Mapping[str, np.ndarray], limit: int | None = None):
+    """A representative-dataset callable yielding one dict sample (batch 1) per image.
+
+    Args:
+      feeds: `{input name: array (N, ...)}`, the stage's inputs for N images.
+      limit: use at most this many images.
+    """
+    n = min(len(v) for v in feeds.values())
+    n = n if limit is None else min(n, limit)
+
+    def gen():
+        for i in range(n):
+            yield {k: np.asarray(v[i : i + 1], np.float32) for k, v in feeds.items()}
+
+    return gen
+
+
+def convert_stage(
+    model,
+    quantization: str,
+    representative: Callable[[], Iterable[dict]] | None = None,
+    batch_size: int = 1,
+) -> bytes:
+    """Converts one stage graph to a TFLite flatbuffer of builtin ops.
+
+    Args:
+      model: a Keras 3 stage model (`extract_stage_models`) or, for "int8_qat", a quantised
+        tf_keras stage model (`enas4d_tf.export.quantization.qat_finetune`).
+      quantization: one of `QUANTIZATIONS`.
+      representative: for "int8", a callable returning an iterator of dict samples keyed by
+        input name (`representative_samples`).
+      batch_size: the fixed batch of the graph's inputs.
+
+    Returns:
+      The flatbuffer bytes.
+
+    Raises:
+      ValueError: unknown quantisation or "int8" without representative data.
+      ConversionError: the converter failed or needed non-builtin ops.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantisation {quantization!r}")
+    if quantization == "int8" and representative is None:
+        raise ValueError("int8 post-training quantisation needs representative data")
+    with tempfile.TemporaryDirectory(prefix="enas4d_sm_") as folder:
+        if _is_tf_keras(model):
+            _saved_model_tf_keras(model, folder, batch_size)
+        else:
+            _saved_model_keras3(model, folder, batch_size)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantization == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative
+            # Full integer: the converter fails instead of leaving float ops behind.
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        elif quantization == "int8_qat":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        try:
+            # The converter prints MLIR diagnostics on stdout/stderr; keep them out of tools'
+            # output unless it fails.
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                flatbuffer = converter.convert()
+        except Exception as e:  # the converter raises several private error types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConversionError(f"TFLite conversion ({quantization}) failed: {first}") from e
+    ops = op_names(flatbuffer)
+    bad = [o for o in ops if not is_builtin(o)]
+    if bad:
+        raise ConversionError(f"stage graph needs non-builtin ops: {', '.join(bad)}")
+    return flatbuffer
+
+
+# -- inspection ------------------------------------------------------------------------------
+
+
+def _interpreter(model_content: bytes | None = None, model_path: str | None = None, **kw):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=model_content, model_path=model_path, **kw)
+
+
+def op_names(flatbuffer: bytes) -> list[str]:
+    """Sorted distinct op names of a TFLite model (custom and Flex ops keep their names)."""
+    it = _interpreter(model_content=flatbuffer)
+    return sorted({o["op_name"] for o in it._get_ops_details()})
+
+
+def is_builtin(op_name: str) -> bool:
+    """Whether an op name is a TFLite builtin (Flex ops are `Flex*`, custom ops `CUSTOM`)."""
+    return not (op_name.startswith("Flex") or op_name in ("CUSTOM", "DELEGATE"))
+
+
+def signature(flatbuffer: bytes) -> dict:
+    """Inputs and outputs of the serving signature: `{"inputs": {name: {shape, dtype}}, ...}`."""
+    it = _interpreter(model_content=flatbuffer)
+    runner = it.get_signature_runner()
+
+    def describe(details):
+        return {
+            name: {"shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
+            for name, d in sorted(details.items())
+        }
+
+    return {
+        "inputs": describe(runner.get_input_details()),
+        "outputs": describe(runner.get_output_details()),
+    }
+
+
+def tensor_dtypes(flatbuffer: bytes) -> dict:
+    """Counts of tensor dtypes inside a model, e.g. `{"int8": 120, "float32": 16, ...}`."""
+    it = _interpreter(model_content=flatbuffer)
+    counts: dict = {}
+    for t in it.get_tensor_details():
+        name = np.dtype(t["dtype"]).name
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def xnnpack_fully_accelerated(path: str, num_threads: int = 1) -> bool | None:
+    """Whether every op of a .tflite file runs on LiteRT's CPU accelerator (XNNPACK).
+
+    Uses LiteRT's `CompiledModel.is_fully_accelerated()`, what the `litert-benchmark` console
+    script reports as "Fully accelerated" (FACTS.md item 12).
+
+    Returns:
+      True or False, or None when the LiteRT CompiledModel API is not available.
+    """
+    try:
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.environment import Environment, EnvironmentOptions
+        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        from ai_edge_litert.options import CpuOptions, Options
+    except ImportError:
+        return None
+    with _quiet_fds():
+        env = Environment.create(options=EnvironmentOptions())
+        options = Options(
+            hardware_accelerators=HardwareAccelerator(HardwareAccelerator.CPU),
+            cpu_options=CpuOptions(num_threads=num_threads),
+        )
+        model = CompiledModel.from_file(path, environment=env, options=options)
+        return bool(model.is_fully_accelerated())
+
+
+@contextlib.contextmanager
+def _quiet_fds():
+    """Silences the C++ runtime's INFO lines (written to fd 2) while LiteRT starts."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+class StageRunner:
+    """Runs one stage graph through its serving signature on the LiteRT interpreter.
+
+    Args:
+      path: the .tflite file (or None with `model_content`).
+      num_threads: interpreter threads.
+      model_content: the flatbuffer bytes instead of a file.
+
+    The default op resolver applies the XNNPACK delegate, as on a phone.
+    """
+
+    def __init__(self, path: str | None = None, num_threads: int = 1, model_content=None):
+        self.interpreter = _interpreter(
+            model_content=model_content, model_path=path, num_threads=num_threads
+        )
+        self.runner = self.interpreter.get_signature_runner()
+        self.input_names = sorted(self.runner.get_input_details())
+        self.output_names = sorted(self.runner.get_output_details())
+
+    def __call__(self, feed: Mapping[str, np.ndarray]) -> dict:
+        """Runs the stage on a batch-1 feed `{input name: array}`; returns its outputs."""
+        return self.runner(**{n: feed[n] for n in self.input_names})
+
+    def timed(self, feed: Mapping[str, np.ndarray]) -> tuple[dict, float]:
+        """Like `__call__`, also returning the wall time of the invocation in ms."""
+        args = {n: feed[n] for n in self.input_names}
+        start = time.perf_counter()
+        out = self.runner(**args)
+        return out, (time.perf_counter() - start) * 1e3
+
+
+def keras_stage_feeds(stage_models, images: np.ndarray, batch_size: int = 256) -> list[dict]:
+    """Every stage's inputs for `images`, computed by running the float Keras stages in turn.
+
+    Args:
+      stage_models: Keras 3 stage models of one network.
+      images: images at the architecture's resolution, `(N, H, W, C)`.
+      batch_size: images per Keras call.
+
+    Returns:
+      One dict per stage, `{input name: array (N, ...)}` (the representative data of int8
+      post-training quantisation).
+    """
+    feeds = [{n: [] for n in (t.name for t in m.inputs)} for m in stage_models]
+    for start in range(0, len(images), batch_size):
+        batch = np.asarray(images[start : start + batch_size], np.float32)
+        handoffs = {"image": batch}
+        for s, model in enumerate(stage_models):
+            inputs = {n: handoffs[n] for n in feeds[s]}
+            for n, v in inputs.items():
+                feeds[s][n].append(v)
+            out = model(inputs, training=False)
+            handoffs.update({k: np.asarray(v) for k, v in out.items() if k != "logits"})
+    return [{n: np.concatenate(v) for n, v in f.items()} for f in feeds]

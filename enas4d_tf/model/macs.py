@@ -1,0 +1,101 @@
+"""Multiply-accumulate counts of a multi-stage architecture (DESIGN.md §4).
+
+Convolutions count `k*k*Cin/groups*Cout*Hout*Wout`, SE and dense layers `Cin*Cout`; batch
+norm, activations, pooling and adds are free (the once-for-all convention).
+"""
+
+from __future__ import annotations
+
+from enas4d_tf.space.search_space import Arch, ArchSizes, SearchSpace
+
+
+def conv_output_side(side: int, stride: int) -> int:
+    """Output side of a 'same'-padded convolution."""
+    return -(-side // stride)
+
+
+def group_macs(space: SearchSpace, sizes: ArchSizes, num_classes: int) -> list[int]:
+    """MACs that stage `s` adds on top of stages `< s`: its group in every layer + exit `s`."""
+    S, U = space.num_stages, space.num_units
+    side = conv_output_side(sizes.resolution, space.stem_stride)
+    cost = [0] * S
+    for s in range(S):
+        cost[s] += space.stem_kernel**2 * space.image_channels * int(sizes.stem[s]) * side * side
+    for u in range(U):
+        for b in range(space.max_depth):
+            out_side = conv_output_side(side, space.block_stride(u, b))
+            for s in range(S):
+                hid = int(sizes.hidden[s, u, b])
+                if hid == 0:
+                    continue
+                cin = sum(sizes.block_input_width(t, u, b) for t in range(s + 1))
+                hid_all = sum(int(sizes.hidden[t, u, b]) for t in range(s + 1))
+                k = int(sizes.kernel[s, u, b])
+                cost[s] += cin * hid * side * side  # expand 1x1
+                cost[s] += k * k * hid * out_side * out_side  # depthwise
+                if space.unit_se[u]:
+                    se_all = sum(int(sizes.se[t, u, b]) for t in range(s + 1))
+                    cost[s] += hid_all * int(sizes.se[s, u, b]) + se_all * hid
+                cost[s] += hid_all * int(sizes.width[s, u]) * out_side * out_side  # project
+            side = out_side
+    for s in range(S):
+        cin = sum(int(sizes.width[t, U - 1]) for t in range(s + 1))
+        head_in = sum(int(sizes.head[t]) for t in range(s + 1))
+        cost[s] += cin * int(sizes.head[s]) * side * side + head_in * num_classes
+    return cost
+
+
+def stage_macs(space: SearchSpace, arch: Arch, num_classes: int | None = None) -> list[int]:
+    """Cumulative MACs to each exit: `C_s` = everything stages `1..s` compute, heads included.
+
+    Args:
+      space: the search space.
+      arch: an architecture of `space` (validated).
+      num_classes: classifier outputs; defaults to the space's dataset (10 or 1000).
+
+    Returns:
+      `S` ints, strictly increasing.
+    """
+    num_classes = space.default_num_classes if num_classes is None else num_classes
+    per_stage = group_macs(space, space.sizes(arch), num_classes)
+    total, out = 0, []
+    for c in per_stage:
+        total += c
+        out.append(int(total))
+    return out
+
+
+def keras_model_macs(model, num_stages: int) -> list[int]:
+    """Cumulative MACs to each exit, counted from a built Keras model's layers.
+
+    An independent count of what an extracted subnet computes: every `Conv2D`,
+    `DepthwiseConv2D` and `Dense` layer, attributed to the stage its `s{stage}_` name prefix
+    (or `exit{stage}` for classifiers) gives.
+    """
+    import keras
+
+    per_stage = [0] * num_stages
+    for layer in model.layers:
+        name = layer.name
+        if name.startswith("exit"):
+            stage = int(name[4:])
+        elif name.startswith("s") and "_" in name:
+            stage = int(name[1 : name.index("_")])
+        else:
+            continue
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            _, h, w, c = layer.output.shape
+            per_stage[stage] += kh * kw * c * h * w
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            _, h, w, cout = layer.output.shape
+            per_stage[stage] += kh * kw * cin * cout * h * w
+        elif isinstance(layer, keras.layers.Dense):
+            per_stage[stage] += layer.input.shape[-1] * layer.units
+    out, total = [], 0
+    for c in per_stage:
+        total += int(c)
+        out.append(total)
+    return out

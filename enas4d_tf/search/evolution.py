@@ -1,0 +1,454 @@
+"""Evolutionary search over the genes of a multi-stage search space (DESIGN.md §5).
+
+Pure functions over `Arch` (mutation, crossover, repair toward the smallest network, sampling
+under a cost constraint) and `evolve`, a generational search for several MACs budgets at once
+that shares every measurement between the budgets:
+
+* generation 1: for each budget, random architectures that meet its cost constraint;
+* each later generation: for each budget, the best measured architectures at that budget are
+  parents; children come from crossover (probability `crossover_prob`) and per-gene mutation
+  (probability `mutation_prob`), are repaired to meet the constraint, and an accuracy
+  predictor trained on everything measured so far ranks `pool_factor` times more children
+  than are measured; only the top-ranked are measured.
+
+Constraint handling always terminates: sampling tries a bounded number of random
+architectures and then repairs the last one, and repair steps one active gene at a time
+toward its smallest choice, so it reaches the smallest network in a bounded number of steps.
+A budget that the smallest network does not meet is refused up front with a ValueError.
+
+What "measure" and "score" mean is given by an `Objective` (dynamic or static networks, see
+`enas4d_tf.search.run`), so this module needs no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from enas4d_tf.search.predictor import AccuracyPredictor
+from enas4d_tf.space.search_space import Arch, SearchSpace
+
+# Rows the accuracy predictor trains on at most (a fixed random subset beyond that).
+_MAX_PREDICTOR_ROWS = 768
+
+# A gene: (name, index into the nested gene list, allowed choices).
+Gene = tuple
+
+
+def genes(space: SearchSpace) -> list[Gene]:
+    """Every gene of the space, in a fixed order."""
+    S, U, D = space.num_stages, space.num_units, space.max_depth
+    out: list[Gene] = []
+    for s in range(S):
+        for u in range(U):
+            out.append(("depth", (s, u), space.depth_choices))
+            out.append(("width", (s, u), space.width_choices))
+            for b in range(D):
+                out.append(("kernel", (s, u, b), space.kernel_choices))
+                out.append(("expand", (s, u, b), space.expand_choices))
+    out.append(("resolution", (), space.resolution_choices))
+    return out
+
+
+def _get(d: dict, name: str, index: tuple) -> Any:
+    v = d[name]
+    for i in index:
+        v = v[i]
+    return v
+
+
+def _set(d: dict, name: str, index: tuple, value: Any) -> None:
+    if not index:
+        d[name] = value
+        return
+    v = d[name]
+    for i in index[:-1]:
+        v = v[i]
+    v[index[-1]] = value
+
+
+def arch_key(space: SearchSpace, arch: Arch) -> str:
+    """A short stable key of the network `arch` computes.
+
+    Built from `space.encode(arch)`, which ignores the genes of inactive blocks, so two
+    architectures that differ only there (the same network) share a key.
+    """
+    return hashlib.sha1(space.encode(arch).tobytes()).hexdigest()[:16]
+
+
+def mutate(space: SearchSpace, arch: Arch, prob: float, rng: np.random.Generator) -> Arch:
+    """Each gene, with probability `prob`, changes to another of its choices (uniformly)."""
+    d = arch.to_dict()
+    for name, index, choices in genes(space):
+        if len(choices) > 1 and rng.random() < prob:
+            current = _get(d, name, index)
+            others = [c for c in choices if c != current]
+            _set(d, name, index, others[int(rng.integers(len(others)))])
+    return Arch.from_dict(d)
+
+
+def crossover(space: SearchSpace, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
+    """Uniform crossover: each gene comes from `a` or `b` with equal probability."""
+    da, db = a.to_dict(), b.to_dict()
+    out = a.to_dict()
+    for name, index, _ in genes(space):
+        _set(out, name, index, _get(da if rng.random() < 0.5 else db, name, index))
+    return Arch.from_dict(out)
+
+
+def _active_genes(space: SearchSpace, d: dict) -> list[Gene]:
+    # Kernel and expand genes of blocks past a unit's depth do not change the network.
+    out = []
+    for gene in genes(space):
+        name, index, _ = gene
+        if name in ("kernel", "expand") and index[2] >= d["depth"][index[0]][index[1]]:
+            continue
+        out.append(gene)
+    return out
+
+
+def repair(
+    space: SearchSpace, arch: Arch, fits: Callable[[Arch], bool], rng: np.random.Generator
+) -> Arch:
+    """Moves `arch` toward the smallest network until `fits(arch)` holds.
+
+    Each step takes one active gene that is above its smallest choice (chosen at random) one
+    choice down. Every step lowers the sum of choice indices, so at most that many steps run.
+
+    Raises:
+      ValueError: even the smallest network does not fit.
+    """
+    d = arch.to_dict()
+    current = arch
+    while not fits(current):
+        movable = []
+        for name, index, choices in _active_genes(space, d):
+            position = sorted(choices).index(_get(d, name, index))
+            if position > 0:
+                movable.append((name, index, sorted(choices)[position - 1]))
+        if not movable:
+            raise ValueError("the smallest network of the space does not meet the cost constraint")
+        name, index, value = movable[int(rng.integers(len(movable)))]
+        _set(d, name, index, value)
+        current = Arch.from_dict(d)
+    return current
+
+
+def sample_within(
+    space: SearchSpace,
+    fits: Callable[[Arch], bool],
+    rng: np.random.Generator,
+    max_tries: int = 50,
+) -> Arch:
+    """A random architecture meeting `fits`: up to `max_tries` uniform samples, then repair.
+
+    Raises:
+      ValueError: even the smallest network does not fit.
+    """
+    arch = space.sample(rng=rng)
+    for _ in range(max(1, max_tries) - 1):
+        if fits(arch):
+            return arch
+        arch = space.sample(rng=rng)
+    return repair(space, arch, fits, rng)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionConfig:
+    """Settings of `evolve`.
+
+    Attributes:
+      population: architectures measured per generation, shared among the budgets (each
+        budget gets `ceil(population / len(budgets))`).
+      generations: generations in all, the random first one included.
+      mutation_prob: probability that a gene of a child changes.
+      crossover_prob: probability that a child comes from two parents (then mutated) rather
+        than from mutating one.
+      parent_fraction: parents per budget as a fraction of `population` (at least 2).
+      pool_factor: children generated per child measured; the predictor keeps the best.
+      max_sample_tries: uniform samples before a constrained sample is repaired.
+      min_predictor_rows: measured rows needed before the predictor ranks children (before
+        that, children are taken in the order they were made).
+      seed: seeds everything random; the same seed and measurements give the same search.
+    """
+
+    population: int = 16
+    generations: int = 8
+    mutation_prob: float = 0.1
+    crossover_prob: float = 0.5
+    parent_fraction: float = 0.25
+    pool_factor: int = 4
+    max_sample_tries: int = 50
+    min_predictor_rows: int = 8
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first setting out of range."""
+        checks = [
+            ("population", self.population >= 1, "must be >= 1"),
+            ("generations", self.generations >= 1, "must be >= 1"),
+            ("mutation_prob", 0.0 <= self.mutation_prob <= 1.0, "must be in [0, 1]"),
+            ("crossover_prob", 0.0 <= self.crossover_prob <= 1.0, "must be in [0, 1]"),
+            ("parent_fraction", 0.0 < self.parent_fraction <= 1.0, "must be in (0, 1]"),
+            ("pool_factor", self.pool_factor >= 1, "must be >= 1"),
+            ("max_sample_tries", self.max_sample_tries >= 1, "must be >= 1"),
+            ("seed", self.seed >= 0, "must be >= 0"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"{name} = {getattr(self, name)} {rule}")
+
+
+class Objective(abc.ABC):
+    """What the search optimises for one kind of network (dynamic or static)."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def check_budget(self, budget: float) -> None:
+        """Raises ValueError when no architecture can meet `budget`."""
+
+    @abc.abstractmethod
+    def fits(self, arch: Arch, budget: float) -> bool:
+        """Whether `arch` is a candidate for `budget` (cheap: from its MACs alone)."""
+
+    @abc.abstractmethod
+    def score(self, record: Any, budget: float) -> tuple[float, float] | None:
+        """`(accuracy, cost)` of a measured record within `budget`, or None if it cannot."""
+
+    @abc.abstractmethod
+    def features(self, arch: Arch, budget: float) -> np.ndarray:
+        """Predictor input for `arch` at `budget`."""
+
+
+@dataclasses.dataclass
+class EvolutionResult:
+    """What `evolve` found.
+
+    Attributes:
+      best: `{budget: (record, (accuracy, cost))}` for every budget some record meets.
+      records: every record the search knew, in the order it learned of them.
+      measured: records requested from `measure` by this search, repeats excluded.
+    """
+
+    best: dict
+    records: list
+    measured: int
+
+
+def _rank_key(objective: Objective, record: Any, budget: float):
+    score = objective.score(record, budget)
+    if score is None:
+        return None
+    return (-score[0], score[1], record.key)
+
+
+def best_records(
+    objective: Objective, records: Sequence[Any], budget: float, count: int
+) -> list[Any]:
+    """The `count` records most accurate within `budget` (ties: cheaper, then by key)."""
+    ranked = []
+    for r in records:
+        key = _rank_key(objective, r, budget)
+        if key is not None:
+            ranked.append((key, r))
+    ranked.sort(key=lambda kr: kr[0])
+    return [r for _, r in ranked[:count]]
+
+
+def evolve(
+    space: SearchSpace,
+    objective: Objective,
+    budgets: Sequence[float],
+    config: EvolutionConfig,
+    measure: Callable[[list[Arch]], list[Any]],
+    records: Sequence[Any] = (),
+    log: Callable[[str], None] | None = None,
+) -> EvolutionResult:
+    """Searches for the most accurate architecture within each budget.
+
+    Args:
+      space: the search space.
+      objective: the kind of network and its score.
+      budgets: MACs budgets (each must pass `objective.check_budget`).
+      config: the evolution settings.
+      measure: measures a list of architectures and returns one record per architecture,
+        in order; a record has `.arch` and `.key` (`arch_key`) and is what `objective.score`
+        reads. Measuring is where the time goes; this function never asks twice for a key.
+      records: records known before the search starts (they can be parents).
+      log: called with one progress line per generation.
+
+    Returns:
+      The EvolutionResult.
+
+    Raises:
+      ValueError: a budget no architecture can meet, no budgets, or a bad config.
+    """
+    config.validate()
+    budgets = sorted(float(b) for b in budgets)
+    if not budgets:
+        raise ValueError("no budgets to search for")
+    for b in budgets:
+        objective.check_budget(b)
+    rng = np.random.default_rng([config.seed, _name_seed(objective.name)])
+    known: dict[str, Any] = {}
+    order: list[Any] = []
+    for r in records:
+        if r.key not in known:
+            known[r.key] = r
+            order.append(r)
+    per_budget = max(1, math.ceil(config.population / len(budgets)))
+    num_parents = max(2, round(config.parent_fraction * config.population))
+    measured = 0
+    start = time.perf_counter()
+
+    def measure_new(archs: list[Arch]) -> int:
+        nonlocal measured
+        new = []
+        for a in archs:
+            if arch_key(space, a) not in known:
+                new.append(a)
+        if not new:
+            return 0
+        for r in measure(new):
+            if r.key not in known:
+                known[r.key] = r
+                order.append(r)
+        measured += len(new)
+        return len(new)
+
+    for generation in range(1, config.generations + 1):
+        chosen: list[Arch] = []
+        taken = set(known)
+        if generation > 1:
+            predictor = _train_predictor(objective, order, budgets, config)
+        for b in budgets:
+
+            def fits(a, b=b):
+                return objective.fits(a, b)
+
+            if generation == 1:
+                pool = _unique_children(
+                    space,
+                    lambda fits=fits: sample_within(space, fits, rng, config.max_sample_tries),
+                    per_budget,
+                    taken,
+                )
+                picked = pool
+            else:
+                parents = [r.arch for r in best_records(objective, order, b, num_parents)]
+                pool = _unique_children(
+                    space,
+                    lambda parents=parents, fits=fits: _child(space, parents, fits, rng, config),
+                    per_budget * config.pool_factor,
+                    taken,
+                )
+                picked = _rank(objective, predictor, pool, b)[:per_budget]
+            for a in picked:
+                taken.add(arch_key(space, a))
+            # Unpicked children go back: a later budget may pick them.
+            for a in pool:
+                if a not in picked:
+                    taken.discard(arch_key(space, a))
+            chosen.extend(picked)
+        new = measure_new(chosen)
+        if log is not None:
+            best = []
+            for b in budgets:
+                top = best_records(objective, order, b, 1)
+                if top:
+                    acc, cost = objective.score(top[0], b)
+                    best.append(f"{format_macs(b)}: {acc:.4f} @ {format_macs(cost)}")
+            log(
+                f"[{objective.name}] generation {generation}/{config.generations}: "
+                f"{len(chosen)} candidates ({new} measured, {len(chosen) - new} known), "
+                f"{len(order)} known in all; best {'; '.join(best) or 'none yet'}; "
+                f"{time.perf_counter() - start:.1f}s"
+            )
+    best_per_budget = {}
+    for b in budgets:
+        top = best_records(objective, order, b, 1)
+        if top:
+            best_per_budget[b] = (top[0], objective.score(top[0], b))
+    return EvolutionResult(best=best_per_budget, records=order, measured=measured)
+
+
+def _name_seed(name: str) -> int:
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "big")
+
+
+def _child(space, parents, fits, rng, config) -> Arch:
+    if not parents:
+        return sample_within(space, fits, rng, config.max_sample_tries)
+    if len(parents) >= 2 and rng.random() < config.crossover_prob:
+        i, j = rng.choice(len(parents), size=2, replace=False)
+        child = crossover(space, parents[int(i)], parents[int(j)], rng)
+    else:
+        child = parents[int(rng.integers(len(parents)))]
+    child = mutate(space, child, config.mutation_prob, rng)
+    return child if fits(child) else repair(space, child, fits, rng)
+
+
+def _unique_children(space, make, count: int, taken: set) -> list[Arch]:
+    # Bounded: a small or crowded space can yield fewer than `count` new architectures.
+    out, keys = [], set()
+    for _ in range(count * 20):
+        if len(out) == count:
+            break
+        a = make()
+        k = arch_key(space, a)
+        if k in taken or k in keys:
+            continue
+        keys.add(k)
+        out.append(a)
+    return out
+
+
+def _train_predictor(objective, records, budgets, config) -> AccuracyPredictor | None:
+    rows, targets, seen = [], [], set()
+    for r in records:
+        for b in budgets:
+            score = objective.score(r, b)
+            if score is None:
+                continue
+            x = objective.features(r.arch, b)
+            signature = (r.key, x.tobytes())
+            if signature in seen:
+                continue
+            seen.add(signature)
+            rows.append(x)
+            targets.append(score[0])
+    if len(rows) < config.min_predictor_rows:
+        return None
+    x, y = np.stack(rows), np.asarray(targets)
+    if len(rows) > _MAX_PREDICTOR_ROWS:
+        # Training time grows with the rows; a fixed random subset keeps it to seconds.
+        keep = np.sort(
+            np.random.default_rng(config.seed).choice(len(rows), _MAX_PREDICTOR_ROWS, False)
+        )
+        x, y = x[keep], y[keep]
+    return AccuracyPredictor(seed=config.seed).fit(x, y)
+
+
+def _rank(objective, predictor, pool: list[Arch], budget: float) -> list[Arch]:
+    if predictor is None or not pool:
+        return list(pool)
+    predicted = predictor.predict(np.stack([objective.features(a, budget) for a in pool]))
+    order = sorted(range(len(pool)), key=lambda i: (-predicted[i], i))
+    return [pool[i] for i in order]
+
+
+def format_macs(macs: float) -> str:
+    """`2.5e6 -> '2.5M'`, `800000 -> '800K'`, `1.2e9 -> '1.2G'` (3 significant digits)."""
+    macs = float(macs)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(macs) >= scale:
+            return f"{macs / scale:.3g}{unit}"
+    return f"{macs:.3g}"

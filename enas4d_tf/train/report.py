@@ -1,0 +1,139 @@
+"""What a training run achieved: test accuracy of every exit of a few architectures, and speed.
+
+Used by `bench/train_benchmark.py` after `tools/train.py` has trained a workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from enas4d_tf import data as data_lib
+from enas4d_tf.model.macs import stage_macs
+from enas4d_tf.space.search_space import SearchSpace
+from enas4d_tf.train.trainer import TRAIN_LOG, Evaluator, read_train_log
+from enas4d_tf.workdir import latest_checkpoint, load_supernet
+
+
+def training_speed(workdir: str) -> dict:
+    """Training throughput of a run, from its `train_log.jsonl`.
+
+    Returns:
+      `{"images_per_s": float or None, "subnet_images_per_s": float or None,
+      "logged_windows": int}`: the mean of the logged windows' rates (each window covers
+      `log_every_steps` steps; the first step of every process, which traces, is excluded
+      from the windows' timing).
+    """
+    rates, subnet_rates = [], []
+    for record in read_train_log(workdir):
+        if record.get("kind") != "train":
+            continue
+        rate = record.get("images_per_s")
+        if isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0:
+            rates.append(rate)
+            subnet_rates.append(record.get("subnet_images_per_s", float("nan")))
+    if not rates:
+        return {"images_per_s": None, "subnet_images_per_s": None, "logged_windows": 0}
+    return {
+        "images_per_s": float(np.mean(rates)),
+        "subnet_images_per_s": float(np.nanmean(subnet_rates)),
+        "logged_windows": len(rates),
+    }
+
+
+def benchmark_workdir(
+    workdir: str,
+    num_sampled: int = 3,
+    seed: int = 0,
+    calibration_images: int = 2000,
+    max_test_examples: int | None = None,
+    data_dir: str | None = None,
+) -> dict:
+    """Test accuracy of every exit of the largest, the smallest and sampled architectures.
+
+    Each architecture's BN statistics are recalibrated on `calibration_images` training
+    images first; the test split is used for nothing else.
+
+    Args:
+      workdir: a training workdir (run_config.json and checkpoints).
+      num_sampled: random architectures (seeded by `seed`) besides largest and smallest.
+      seed: the sampling seed.
+      calibration_images: training images for BN recalibration.
+      max_test_examples: evaluate on the first this many test images only.
+      data_dir: override the run's data directory.
+
+    Returns:
+      A JSON-safe dict: workdir, checkpoint, dataset, preset, test_examples, the training
+      speed (`training_speed`), and `networks`: a list of `{"name", "arch", "stage_macs",
+      "test_accuracy" [S], "test_loss" [S]}`.
+
+    Raises:
+      WorkdirError: the workdir or its checkpoint cannot be used.
+      DataError: the dataset cannot be read.
+    """
+    net, config = load_supernet(workdir)
+    space: SearchSpace = net.space
+    dataset = config.get("dataset", data_lib.DEFAULT_DATASET)
+    data_dir = data_dir if data_dir is not None else config.get("data_dir")
+    calibration, _ = data_lib.load_arrays(dataset, "train", data_dir, calibration_images)
+    images, labels = data_lib.load_arrays(dataset, "test", data_dir, max_test_examples)
+    evaluator = Evaluator(space, net.num_classes, calibration, images, labels)
+    evaluator.copy_weights(net)
+    rng = np.random.default_rng(seed)
+    archs = [("largest", space.largest()), ("smallest", space.smallest())]
+    archs += [(f"sampled_{i + 1}", space.sample(rng=rng)) for i in range(num_sampled)]
+    networks = []
+    for name, arch in archs:
+        result = evaluator.evaluate(arch)
+        networks.append(
+            {
+                "name": name,
+                "arch": arch.to_dict(),
+                "stage_macs": [int(m) for m in stage_macs(space, arch, net.num_classes)],
+                "test_accuracy": result["accuracy"],
+                "test_loss": result["loss"],
+            }
+        )
+    return {
+        "workdir": os.path.abspath(workdir),
+        "checkpoint": latest_checkpoint(workdir),
+        "dataset": dataset,
+        "preset": space.name,
+        "test_examples": int(len(labels)),
+        "calibration_images": int(len(calibration)),
+        "training": training_speed(workdir),
+        "train_config": config.get("train", {}),
+        "networks": networks,
+    }
+
+
+def markdown_table(report: dict) -> str:
+    """The report as a markdown table: one row per network, one accuracy column per exit."""
+    S = len(report["networks"][0]["test_accuracy"])
+    head = ["network", *[f"exit {s + 1} acc (%)" for s in range(S)], "MACs to last exit (M)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in report["networks"]:
+        cells = [n["name"], *[f"{100 * a:.2f}" for a in n["test_accuracy"]]]
+        cells.append(f"{n['stage_macs'][-1] / 1e6:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    speed = report["training"]
+    rate = speed["images_per_s"]
+    lines.append("")
+    lines.append(
+        f"{report['test_examples']} test images of {report['dataset']}, BN recalibrated on "
+        f"{report['calibration_images']} training images per network; training speed: "
+        + (
+            f"{rate:.0f} images/s ({speed['subnet_images_per_s']:.0f} subnet images/s)"
+            if rate
+            else f"unknown (no timed steps in {TRAIN_LOG})"
+        )
+    )
+    return "\n".join(lines)
+
+
+def report_json(report: dict) -> str:
+    """The report as one JSON line."""
+    return json.dumps(report, sort_keys=True)

@@ -1,0 +1,359 @@
+"""tools/export.py end to end on a tiny workdir: stage graphs, manifest, subnet.keras, kit.
+
+One module fixture trains nothing: it saves a `tiny` supernet with random BN statistics as a
+workdir checkpoint and runs the export tool once (float32). The tool recalibrates BN on real
+Fashion-MNIST training images, so the compared logits are far from zero.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import enas4d_tf as e4
+from enas4d_tf import exit_policy as dynamic
+from enas4d_tf.data import FASHION_MNIST_DIR, dataset_info, load_arrays
+from enas4d_tf.export import exporter as export_lib
+from enas4d_tf.export.cascade import Cascade, preprocess
+from tests.helpers import REPO as ROOT
+from tests.helpers import randomize_batch_norms, randomize_transforms
+
+THRESHOLDS = [0.6, 0.45, 0.0]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+
+
+def make_workdir(folder, space_name="tiny", checkpoint=True):
+    space = e4.SearchSpace.preset(space_name)
+    net = e4.Supernet(space, num_classes=10)
+    net(np.zeros((1, 28, 28, 1), np.float32), arch=space.largest())
+    randomize_batch_norms(net, seed=1)
+    randomize_transforms(net, seed=2)
+    os.makedirs(folder, exist_ok=True)
+    config = {
+        "space": space.to_dict(),
+        "num_classes": 10,
+        "dataset": "fashion_mnist",
+        "data_dir": FASHION_MNIST_DIR,
+    }
+    with open(os.path.join(folder, "run_config.json"), "w") as f:
+        json.dump(config, f)
+    if checkpoint:
+        manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=net), os.path.join(folder, "checkpoints"), max_to_keep=1
+        )
+        manager.save()
+    return space, net
+
+
+def run_tool(args, module="tools.export"):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    base = tmp_path_factory.mktemp("export")
+    workdir = str(base / "work")
+    space, _ = make_workdir(workdir)
+    arch = space.sample(seed=5)
+    arch_file = str(base / "net.json")
+    with open(arch_file, "w") as f:
+        json.dump(
+            {
+                "name": "net0",
+                "mode": "dynamic",
+                "arch": arch.to_dict(),
+                "thresholds": THRESHOLDS,
+                "stage_macs": e4.stage_macs(space, arch, 10),
+                "avg_macs": 1.0,
+                "val_accuracy": 0.5,
+                "exit_rates": [0.5, 0.3, 0.2],
+                "budget_macs": None,
+            },
+            f,
+        )
+    out = str(base / "out")
+    done = run_tool(
+        [f"--workdir={workdir}", f"--arch={arch_file}", f"--out={out}", "--num_train_images=500"]
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    export_dir = os.path.join(out, "net0")
+    with open(os.path.join(export_dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    images, labels = load_arrays("fashion_mnist", "test", max_examples=300)
+    subnet = keras.models.load_model(os.path.join(export_dir, "subnet.keras"))
+    return {
+        "space": space,
+        "arch": arch,
+        "workdir": workdir,
+        "arch_file": arch_file,
+        "out": out,
+        "dir": export_dir,
+        "manifest": manifest,
+        "images": images,
+        "labels": labels,
+        "subnet": subnet,
+    }
+
+
+def test_export_folder_holds_exactly_the_promised_files(exported):
+    names = sorted(os.listdir(exported["dir"]))
+    assert names == sorted(
+        ["manifest.json", "subnet.keras"] + [f"stage{s}_float32.tflite" for s in range(3)]
+    )
+    # No temporary folder is left beside it.
+    assert sorted(os.listdir(exported["out"])) == ["net0"]
+
+
+def test_float32_stage_graphs_match_the_keras_subnet_per_exit(exported):
+    cascade = Cascade(exported["dir"], "float32")
+    x = preprocess(exported["images"][:40], exported["arch"].resolution)
+    keras_logits = [np.asarray(z) for z in exported["subnet"](x)]
+    worst = 0.0
+    for i in range(len(x)):
+        # all_exits runs stage s+1 on the tensors stages <= s handed on; the subnet computes
+        # every exit in one piece.
+        lite = cascade.all_exits(x[i : i + 1])
+        for s in range(3):
+            worst = max(worst, float(np.abs(lite[s] - keras_logits[s][i]).max()))
+    assert worst <= 1e-3
+    # Recalibrated BN on real images: logits are large enough for the bound to mean something.
+    assert min(float(np.std(z)) for z in keras_logits) > 0.05
+
+
+def test_manifest_records_macs_tensors_preprocessing_and_hashes(exported):
+    m, space, arch = exported["manifest"], exported["space"], exported["arch"]
+    assert m["stage_macs"] == e4.stage_macs(space, arch, 10)
+    assert m["thresholds"] == THRESHOLDS
+    assert m["num_classes"] == 10 and m["num_stages"] == 3
+    assert e4.Arch.from_dict(m["arch"]) == arch
+    info = dataset_info("fashion_mnist")
+    pre = m["preprocessing"]
+    assert pre["resolution"] == arch.resolution and pre["layout"] == "NHWC"
+    assert pre["mean"] == pytest.approx(list(info.mean))
+    assert pre["std"] == pytest.approx(list(info.std))
+    assert m["subnet"]["sha256"] == export_lib.sha256(os.path.join(exported["dir"], "subnet.keras"))
+    handed_on = set()
+    for stage in m["stages"]:
+        f = stage["files"]["float32"]
+        path = os.path.join(exported["dir"], f["file"])
+        assert f["sha256"] == export_lib.sha256(path) and f["bytes"] == os.path.getsize(path)
+        assert all(not op.startswith("Flex") and op != "CUSTOM" for op in f["ops"])
+        assert f["xnnpack_fully_accelerated"] is True
+        # Every hand-off a stage reads was handed on by an earlier stage, with its shape.
+        assert set(stage["reads"]) <= handed_on
+        inputs = {t["name"]: t for t in stage["inputs"]}
+        assert set(inputs) == {"image", *stage["reads"]}
+        assert inputs["image"]["shape"] == [1, arch.resolution, arch.resolution, 1]
+        outputs = {t["name"] for t in stage["outputs"]}
+        assert outputs == {"logits", *stage["hands_on"]}
+        handed_on |= set(stage["hands_on"])
+        assert all(t["dtype"] == "float32" for t in stage["inputs"] + stage["outputs"])
+    assert m["stages"][-1]["hands_on"] == []
+
+
+def test_cascade_follows_the_exit_policy_of_the_keras_logits(exported):
+    n = 300
+    report = Cascade(exported["dir"], "float32").evaluate(
+        exported["images"], exported["labels"], max_images=n
+    )
+    x = preprocess(exported["images"][:n], exported["arch"].resolution)
+    logits = np.stack([np.asarray(z) for z in exported["subnet"](x)])
+    probs = tf.nn.softmax(logits).numpy()
+    expected = dynamic.evaluate_policy(
+        probs, exported["labels"][:n], exported["manifest"]["stage_macs"], THRESHOLDS
+    )
+    assert report["num_images"] == n
+    assert report["exit_rates"] == pytest.approx(list(expected.exit_rates), abs=2.5 / n)
+    assert report["accuracy"] == pytest.approx(expected.accuracy, abs=2.5 / n)
+    assert report["avg_macs"] == pytest.approx(
+        float(np.dot(report["exit_rates"], report["stage_macs"]))
+    )
+    assert sum(report["exit_counts"]) == n
+    assert all(t > 0 for t in report["stage_latency_ms"] if t is not None)
+
+
+def test_subnet_keras_loads_and_fine_tunes(exported):
+    model = keras.models.load_model(os.path.join(exported["dir"], "subnet.keras"))
+    export_lib.compile_for_finetuning(model, learning_rate=3e-3)
+    images, labels = load_arrays("fashion_mnist", "train", max_examples=128)
+    x = preprocess(images, exported["arch"].resolution)
+    y = [labels] * 3
+    before = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    after = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    assert after < before - 0.05, (before, after)
+
+
+def test_finetune_tool_trains_and_writes_a_loadable_model(exported, tmp_path):
+    out = str(tmp_path / "ft.keras")
+    done = run_tool(
+        [
+            f"--model={exported['dir']}/subnet.keras",
+            "--epochs=1",
+            "--steps_per_epoch=3",
+            "--batch_size=32",
+            "--learning_rate=3e-3",
+            f"--out={out}",
+        ],
+        module="tools.finetune",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["out"] == out and "val_loss" in summary["final"]
+    assert os.listdir(tmp_path) == ["ft.keras"]  # no temporary file left beside it
+    tuned = keras.models.load_model(out)
+    original = exported["subnet"]
+    assert len(tuned.outputs) == len(original.outputs) == 3
+    moved = [
+        float(np.max(np.abs(a - b)))
+        for a, b in zip(tuned.get_weights(), original.get_weights(), strict=True)
+    ]
+    assert max(moved) > 1e-4  # the weights were trained, not copied
+
+
+def test_finetune_tool_rejects_a_corrupt_model_with_one_line(tmp_path):
+    bad = tmp_path / "subnet.keras"
+    bad.write_bytes(b"not a zip archive")
+    out = tmp_path / "ft.keras"
+    done = run_tool([f"--model={bad}", f"--out={out}"], module="tools.finetune")
+    _assert_one_line_failure(done, "cannot load", str(bad))
+    assert not out.exists()
+
+
+def test_android_dry_run_prints_push_and_benchmark_commands(exported):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "export/android_benchmark.py",
+            f"--export_dir={exported['dir']}",
+            "--num_threads=2",
+            "--dry_run",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    d = "/data/local/tmp/enas4d"
+    assert lines[0] == f"adb shell mkdir -p {d}"
+    for s in range(3):
+        assert lines[1 + s] == f"adb push {exported['dir']}/stage{s}_float32.tflite {d}/" + (
+            f"stage{s}_float32.tflite"
+        )
+    for s, stage in enumerate(exported["manifest"]["stages"]):
+        line = lines[4 + s]
+        names = sorted(t["name"] for t in stage["inputs"])
+        shapes = ":".join(
+            ",".join(map(str, next(t["shape"] for t in stage["inputs"] if t["name"] == n)))
+            for n in names
+        )
+        assert line.startswith("adb shell '/data/local/tmp/benchmark_model ")
+        assert f"--graph={d}/stage{s}_float32.tflite" in line
+        assert "--num_threads=2" in line
+        assert f"--input_layer={','.join(names)}" in line
+        assert f"--input_layer_shape={shapes}" in line
+    assert len(lines) == 7
+
+
+def test_cascade_tool_prints_a_json_report(exported, tmp_path):
+    report_path = str(tmp_path / "r.json")
+    done = run_tool(
+        [f"--export_dir={exported['dir']}", "--max_images=20", f"--report={report_path}"],
+        module="tools.cascade",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(report_path) as f:
+        report = json.load(f)
+    assert report["num_images"] == 20 and report["split"] == "test"
+    assert sum(report["exit_counts"]) == 20
+
+
+# -- bad input: one line, non-zero exit, nothing written ------------------------------------
+
+
+def _snapshot(folder):
+    return sorted(
+        os.path.relpath(os.path.join(r, n), folder) for r, _, ns in os.walk(folder) for n in ns
+    )
+
+
+def _assert_one_line_failure(done, *needles):
+    assert done.returncode != 0
+    err = done.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_missing_arch_file_fails_with_one_line(exported, tmp_path):
+    out = str(tmp_path / "out")
+    done = run_tool(
+        [f"--workdir={exported['workdir']}", f"--arch={tmp_path}/nope.json", f"--out={out}"]
+    )
+    _assert_one_line_failure(done, "nope.json", "does not exist")
+    assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"name": "x", "arch": {"depth": [[1]]}}), "missing gene"),
+    ],
+)
+def test_invalid_arch_file_fails_with_one_line(exported, tmp_path, content, needle):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    out = str(tmp_path / "out")
+    done = run_tool([f"--workdir={exported['workdir']}", f"--arch={path}", f"--out={out}"])
+    _assert_one_line_failure(done, "bad.json", needle)
+    assert not os.path.exists(out)
+
+
+def test_arch_outside_the_space_fails_with_one_line(exported, tmp_path):
+    d = exported["arch"].to_dict()
+    d["kernel"][0][0][0] = 9
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(d))
+    done = run_tool([f"--workdir={exported['workdir']}", f"--arch={path}", f"--out={tmp_path}/out"])
+    _assert_one_line_failure(done, "kernel[0][0][0]")
+
+
+def test_workdir_without_checkpoint_fails_with_one_line(exported, tmp_path):
+    workdir = str(tmp_path / "work")
+    make_workdir(workdir, checkpoint=False)
+    out = str(tmp_path / "out")
+    done = run_tool([f"--workdir={workdir}", f"--arch={exported['arch_file']}", f"--out={out}"])
+    _assert_one_line_failure(done, "no checkpoint")
+    assert not os.path.exists(out)
+
+
+def test_existing_output_folder_is_left_alone(exported):
+    before = _snapshot(exported["out"])
+    hashes = export_lib.sha256(os.path.join(exported["dir"], "manifest.json"))
+    done = run_tool(
+        [
+            f"--workdir={exported['workdir']}",
+            f"--arch={exported['arch_file']}",
+            f"--out={exported['out']}",
+        ]
+    )
+    _assert_one_line_failure(done, "net0", "exists", "--overwrite")
+    assert _snapshot(exported["out"]) == before
+    assert export_lib.sha256(os.path.join(exported["dir"], "manifest.json")) == hashes

@@ -1,0 +1,214 @@
+"""Tests of the evolutionary search and the accuracy predictor (no TensorFlow model runs)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from enas4d_tf.model.macs import stage_macs
+from enas4d_tf.search import evolution
+from enas4d_tf.search.evolution import EvolutionConfig, Objective
+from enas4d_tf.search.predictor import AccuracyPredictor
+from enas4d_tf.space.search_space import SearchSpace
+
+PRESETS = ["tiny", "fashion_mnist", "imagenet_mbv3"]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_mutation_and_crossover_give_valid_architectures(name):
+    space = SearchSpace.preset(name)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        a, b = space.sample(rng=rng), space.sample(rng=rng)
+        for child in (
+            evolution.mutate(space, a, 0.3, rng),
+            evolution.crossover(space, a, b, rng),
+            evolution.mutate(space, evolution.crossover(space, a, b, rng), 1.0, rng),
+        ):
+            space.validate(child)
+
+
+def _gene_values(space, arch):
+    d = arch.to_dict()
+    return [evolution._get(d, name, index) for name, index, _ in evolution.genes(space)]
+
+
+def test_mutation_probability_one_changes_every_gene_and_zero_none():
+    space = SearchSpace.preset("fashion_mnist")
+    rng = np.random.default_rng(1)
+    arch = space.sample(rng=rng)
+    before = _gene_values(space, arch)
+    after = _gene_values(space, evolution.mutate(space, arch, 1.0, rng))
+    assert all(x != y for x, y in zip(before, after, strict=True))
+    assert evolution.mutate(space, arch, 0.0, rng) == arch
+    # 3*3*(2 + 3*2) + 1 genes in the fashion_mnist space.
+    assert len(before) == 73
+
+
+def test_crossover_takes_each_gene_from_one_parent():
+    space = SearchSpace.preset("fashion_mnist")
+    rng = np.random.default_rng(2)
+    a, b = space.largest(), space.smallest()
+    child = evolution.crossover(space, a, b, rng)
+    va, vb, vc = (_gene_values(space, x) for x in (a, b, child))
+    assert all(c in (x, y) for x, y, c in zip(va, vb, vc, strict=True))
+    from_a = sum(c == x for x, c in zip(va, vc, strict=True))
+    assert 0 < from_a < len(vc)  # a mix, not a copy
+
+
+def test_arch_key_ignores_genes_of_inactive_blocks():
+    space = SearchSpace.preset("tiny")
+    d = space.smallest().to_dict()  # depth 1 everywhere: block 1 is inactive
+    other = dict(d)
+    other["kernel"] = [[[k[0], 5] for k in unit] for unit in d["kernel"]]
+    from enas4d_tf.space.search_space import Arch
+
+    assert evolution.arch_key(space, Arch.from_dict(d)) == evolution.arch_key(
+        space, Arch.from_dict(other)
+    )
+    assert evolution.arch_key(space, space.smallest()) != evolution.arch_key(space, space.largest())
+
+
+def test_repair_reaches_the_budget_and_fails_cleanly_below_the_smallest():
+    space = SearchSpace.preset("fashion_mnist")
+    rng = np.random.default_rng(3)
+    smallest_cost = stage_macs(space, space.smallest())[-1]
+    largest_cost = stage_macs(space, space.largest())[-1]
+    for budget in [smallest_cost, 1.5 * smallest_cost, 0.3 * largest_cost]:
+
+        def fits(a, budget=budget):
+            return stage_macs(space, a)[-1] <= budget
+
+        repaired = evolution.repair(space, space.largest(), fits, rng)
+        space.validate(repaired)
+        assert fits(repaired)
+        sampled = evolution.sample_within(space, fits, rng, max_tries=5)
+        assert fits(sampled)
+    with pytest.raises(ValueError, match="smallest network"):
+        evolution.repair(
+            space, space.largest(), lambda a: stage_macs(space, a)[-1] < smallest_cost, rng
+        )
+
+
+@dataclasses.dataclass
+class FakeRecord:
+    key: str
+    arch: object
+    accuracy: float
+    macs: list
+
+
+class FakeObjective(Objective):
+    """Static-like objective with a synthetic accuracy that grows with width and kernel."""
+
+    name = "fake"
+
+    def __init__(self, space):
+        self.space = space
+        self.floor = stage_macs(space, space.smallest())[-1]
+
+    def check_budget(self, budget):
+        if budget < self.floor:
+            raise ValueError(f"budget {budget} below the smallest network ({self.floor})")
+
+    def fits(self, arch, budget):
+        return stage_macs(self.space, arch)[-1] <= budget
+
+    def score(self, record, budget):
+        return None if record.macs[-1] > budget else (record.accuracy, float(record.macs[-1]))
+
+    def features(self, arch, budget):
+        return self.space.encode(arch)
+
+
+def fake_accuracy(space, arch):
+    # A smooth function of the genes, so the predictor has something to learn.
+    x = space.encode(arch)
+    w = np.sin(np.arange(x.size) * 0.7)
+    return float(0.5 + 0.02 * x @ w + 0.001 * np.log(stage_macs(space, arch)[-1]))
+
+
+def run_fake_search(seed, budgets, generations=4, population=8):
+    space = SearchSpace.preset("fashion_mnist")
+    asked = []
+
+    def measure(archs):
+        out = []
+        for a in archs:
+            key = evolution.arch_key(space, a)
+            asked.append(key)
+            out.append(FakeRecord(key, a, fake_accuracy(space, a), stage_macs(space, a)))
+        return out
+
+    config = EvolutionConfig(population=population, generations=generations, seed=seed)
+    result = evolution.evolve(space, FakeObjective(space), budgets, config, measure)
+    return result, asked, space
+
+
+def test_evolution_is_reproducible_with_a_seed_and_never_measures_twice():
+    budgets = [2e6, 5e6]
+    a, asked_a, space = run_fake_search(0, budgets)
+    b, asked_b, _ = run_fake_search(0, budgets)
+    c, asked_c, _ = run_fake_search(1, budgets)
+    assert asked_a == asked_b
+    assert [r.key for r in a.records] == [r.key for r in b.records]
+    assert {k: v[0].key for k, v in a.best.items()} == {k: v[0].key for k, v in b.best.items()}
+    assert asked_a != asked_c
+    assert len(asked_a) == len(set(asked_a)) == a.measured
+    # 4 generations of ceil(8 / 2) children for each of the 2 budgets.
+    assert a.measured == 4 * 8
+    for record in a.records:
+        space.validate(record.arch)
+        # Every candidate was made for one of the budgets, so it fits the largest.
+        assert record.macs[-1] <= max(budgets)
+
+
+def test_evolution_improves_on_the_random_first_generation():
+    budgets = [3e6]
+    one, _, _ = run_fake_search(0, budgets, generations=1, population=12)
+    many, _, _ = run_fake_search(0, budgets, generations=6, population=12)
+    assert many.best[3e6][1][0] > one.best[3e6][1][0]
+    assert many.best[3e6][1][1] <= 3e6
+
+
+def test_evolution_refuses_an_impossible_budget():
+    space = SearchSpace.preset("fashion_mnist")
+    floor = stage_macs(space, space.smallest())[-1]
+    with pytest.raises(ValueError, match="below the smallest"):
+        evolution.evolve(
+            space, FakeObjective(space), [floor - 1], EvolutionConfig(), lambda archs: []
+        )
+
+
+def test_evolution_config_validation_names_the_setting():
+    with pytest.raises(ValueError, match="mutation_prob"):
+        EvolutionConfig(mutation_prob=1.5).validate()
+    with pytest.raises(ValueError, match="population"):
+        EvolutionConfig(population=0).validate()
+
+
+def test_predictor_ranks_unseen_architectures():
+    space = SearchSpace.preset("fashion_mnist")
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng=rng) for _ in range(260)]
+    x = np.stack([space.encode(a) for a in archs])
+    y = np.array([fake_accuracy(space, a) for a in archs])
+    predictor = AccuracyPredictor(seed=0).fit(x[:200], y[:200])
+    predicted = predictor.predict(x[200:])
+    # Spearman rank correlation on the 60 held-out architectures.
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    rho = np.corrcoef(rank(predicted), rank(y[200:]))[0, 1]
+    assert rho > 0.8
+    again = AccuracyPredictor(seed=0).fit(x[:200], y[:200]).predict(x[200:])
+    np.testing.assert_array_equal(predicted, again)
+
+
+def test_predictor_must_be_fitted_first():
+    with pytest.raises(RuntimeError, match="before fit"):
+        AccuracyPredictor().predict(np.zeros((1, 3)))
+
+
+def test_format_macs():
+    assert evolution.format_macs(2.5e6) == "2.5M"
+    assert evolution.format_macs(800_000) == "800K"
+    assert evolution.format_macs(1.2e9) == "1.2G"

@@ -1,0 +1,174 @@
+"""Training under MirroredStrategy (two logical CPUs) and MultiWorkerMirroredStrategy.
+
+Both run in subprocesses: logical devices and the multi-worker cluster must be set up before
+TensorFlow runs any op, which the test process has long done.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers import REPO
+
+MIRRORED_SCRIPT = r"""
+import sys
+import numpy as np
+import tensorflow as tf
+from enas4d_tf.train import trainer as train_lib
+
+train_lib.configure_cpu_replicas(2)  # before any op
+B, STEPS = 16, 3
+rng = np.random.default_rng(0)
+halves = [
+    (rng.normal(size=(B // 2, 28, 28, 1)).astype("float32"),
+     rng.integers(0, 10, B // 2).astype("int32"))
+    for _ in range(STEPS)
+]
+
+
+def dataset_fn(ctx, epoch):
+    # Every global batch is one half-batch twice: under MirroredStrategy each replica gets
+    # the half (so per-replica BN statistics equal those of the whole batch), under the
+    # default strategy the one replica gets both copies.
+    per_replica = ctx.get_per_replica_batch_size(B)
+    copies = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+
+    def gen():
+        for x, y in halves:
+            if per_replica == B // 2:
+                for _ in range(copies):
+                    yield x, y
+            else:
+                yield np.concatenate([x, x]), np.concatenate([y, y])
+
+    spec = (tf.TensorSpec((per_replica, 28, 28, 1), tf.float32),
+            tf.TensorSpec((per_replica,), tf.int32))
+    return tf.data.Dataset.from_generator(gen, output_signature=spec).repeat()
+
+
+weights, init = {}, {}
+for name in ("default", "mirrored"):
+    config = train_lib.TrainConfig(
+        workdir=f"{sys.argv[1]}/{name}", preset="tiny", strategy=name, epochs=1,
+        batch_size=B, steps_per_epoch=STEPS, eval_every_epochs=0, learning_rate=0.2,
+        warmup_epochs=0.0, clip_norm=1.0, log_every_steps=1, checkpoint_every_steps=100,
+    )
+    strategy = train_lib.make_strategy(name)
+    result = train_lib.train(config, strategy=strategy, dataset_fn=dataset_fn)
+    assert result.step == STEPS and result.traces == 1, result
+    print(name, "replicas", strategy.num_replicas_in_sync, flush=True)
+    weights[name] = result.net.get_weights()
+worst = max(float(np.max(np.abs(a - b))) for a, b in zip(weights["default"], weights["mirrored"]))
+# The run's initial weights: train() seeds Keras with config.seed (0) before building.
+import keras
+from enas4d_tf import Supernet, SearchSpace
+keras.utils.set_random_seed(0)
+initial = Supernet(SearchSpace.preset("tiny"), num_classes=10).get_weights()
+moved = max(float(np.max(np.abs(a - b))) for a, b in zip(weights["default"], initial))
+print("RESULT", worst, moved, flush=True)
+"""
+
+WORKER_SCRIPT = r"""
+import json
+import sys
+import numpy as np
+from enas4d_tf.train import trainer as train_lib
+
+workdir, out = sys.argv[1], sys.argv[2]
+config = train_lib.TrainConfig(
+    workdir=workdir, preset="tiny", strategy="multi_worker", epochs=1, batch_size=32,
+    max_train_examples=256, steps_per_epoch=4, eval_every_epochs=1, max_eval_examples=200,
+    calibration_images=200, checkpoint_every_steps=2, log_every_steps=2,
+)
+result = train_lib.train(config)
+np.savez(out, *result.net.get_weights())
+print("RESULT", json.dumps({"step": result.step, "traces": result.traces}), flush=True)
+"""
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    env.update(extra)
+    return env
+
+
+def _result_line(stdout):
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, stdout
+    return lines[-1][len("RESULT ") :]
+
+
+def test_mirrored_two_replicas_match_default_strategy(tmp_path):
+    # Two traces of the tiny step (default, then mirrored): about 60 s on an idle machine.
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mirrored replicas 2" in proc.stdout
+    worst, moved = (float(v) for v in _result_line(proc.stdout).split())
+    assert moved > 1e-2  # training changed the weights...
+    assert worst < 1e-4  # ...and two replicas changed them as one device did
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+# About 3 minutes on 2 cores (two processes each trace the step): run with `make test-slow`.
+@pytest.mark.slow
+def test_two_workers_end_with_identical_weights(tmp_path):
+    # Two processes on localhost, 4 steps of the tiny preset: about 60 s on an idle machine.
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    workdir = tmp_path / "run"
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER_SCRIPT, str(workdir), str(tmp_path / f"w{index}")],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=_env(TF_CONFIG=tf_config),
+                cwd=REPO,
+            )
+        )
+    outputs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=600)
+            outputs.append((p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for rc, out, err in outputs:
+        assert rc == 0, err[-3000:]
+        assert json.loads(_result_line(out)) == {"step": 4, "traces": 1}
+    w0 = np.load(tmp_path / "w0.npz")
+    w1 = np.load(tmp_path / "w1.npz")
+    assert len(w0.files) == len(w1.files) > 50
+    for key in w0.files:
+        np.testing.assert_array_equal(w0[key], w1[key])
+    # Only the chief (worker 0) wrote the workdir, and it logged; the other stayed silent.
+    assert "ckpt-4.index" in os.listdir(workdir / "checkpoints")
+    assert "step 4/4" in outputs[0][1] and "step 4/4" not in outputs[1][1]
+    records = [json.loads(line) for line in open(workdir / "train_log.jsonl")]
+    assert [r["kind"] for r in records] == ["train", "train", "eval"]
