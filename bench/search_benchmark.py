@@ -308,8 +308,9 @@ def main(argv):
     if not FLAGS.workdir:
         fail("search_benchmark", "--workdir is required", code=2)
     from enas4d_tf.data import DataError
+    from enas4d_tf.files import write_json_atomic
     from enas4d_tf.search.run import SearchError
-    from enas4d_tf.workdir import WorkdirError, write_json_atomic
+    from enas4d_tf.workdir import WorkdirError
 
     try:
         results = run(FLAGS.workdir)

@@ -10,35 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import tensorflow as tf
 
+from enas4d_tf.errors import WorkdirError
 from enas4d_tf.model.supernet import Supernet
 from enas4d_tf.space.search_space import SearchSpace
 
 RUN_CONFIG = "run_config.json"
 CHECKPOINT_DIR = "checkpoints"
-
-
-class WorkdirError(ValueError):
-    """A workdir that cannot be used; the message is one line naming the problem."""
-
-
-def write_json_atomic(path: str, obj) -> None:
-    """Writes JSON to a temporary file beside `path`, then renames it over `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def read_run_config(workdir: str) -> dict:

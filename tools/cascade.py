@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
     with quiet_stderr():
         from enas4d_tf.data import DataError, load_arrays
         from enas4d_tf.export.cascade import Cascade, ExportDirError
-        from enas4d_tf.workdir import write_json_atomic
+        from enas4d_tf.files import write_json_atomic
 
     try:
         cascade = Cascade(FLAGS.export_dir, FLAGS.quantization, num_threads=FLAGS.num_threads)

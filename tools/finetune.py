@@ -57,6 +57,7 @@ def main(argv: list[str]) -> None:
 
         from enas4d_tf.data import DataError
         from enas4d_tf.export import exporter as export_lib
+        from enas4d_tf.files import save_model_atomic
 
     try:
         model = keras.models.load_model(FLAGS.model)
@@ -82,7 +83,7 @@ def main(argv: list[str]) -> None:
         steps_per_epoch=FLAGS.steps_per_epoch,
         verbose=2,
     )
-    export_lib.save_model_atomic(model, FLAGS.out)
+    save_model_atomic(model, FLAGS.out)
     last = {k: float(v[-1]) for k, v in history.history.items()}
     print(json.dumps({"out": FLAGS.out, "final": last}, sort_keys=True))
 

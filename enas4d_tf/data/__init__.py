@@ -41,6 +41,8 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from enas4d_tf.errors import DataError
+
 DEFAULT_DATASET = "fashion_mnist"
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FOLDER_PREFIX = "folder:"
@@ -90,10 +92,6 @@ FASHION_MNIST_STD = (0.35303315,)
 # The usual ImageNet constants (torchvision / once-for-all), in units of pixel / 255.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class DataError(ValueError):
-    """A dataset that cannot be read; the message is one line naming the problem."""
 
 
 @dataclasses.dataclass(frozen=True)

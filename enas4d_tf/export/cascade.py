@@ -19,13 +19,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from enas4d_tf.errors import ExportDirError
 from enas4d_tf.export.stage_graphs import StageRunner
 
 MANIFEST = "manifest.json"
-
-
-class ExportDirError(ValueError):
-    """An export folder that cannot be used; the message is one line naming the problem."""
 
 
 def read_manifest(export_dir: str) -> dict:

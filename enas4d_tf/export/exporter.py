@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from enas4d_tf import exit_policy as dynamic
+from enas4d_tf.errors import ExportError
 from enas4d_tf.export.cascade import MANIFEST, preprocess
 from enas4d_tf.export.stage_graphs import (
     QUANTIZATIONS,
@@ -45,10 +46,6 @@ from enas4d_tf.space.search_space import Arch, SearchSpace
 
 MANIFEST_VERSION = 1
 SUBNET_FILE = "subnet.keras"
-
-
-class ExportError(ValueError):
-    """Bad export input (architecture file, output folder); one-line message."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -586,18 +583,3 @@ def finetune_dataset(model, dataset: str, split: str, data_dir, batch_size: int,
         return images, tuple([labels] * num_exits)
 
     return ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
-
-
-def save_model_atomic(model, path: str) -> None:
-    """Saves a Keras model to a temporary `.keras` file beside `path`, then renames it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

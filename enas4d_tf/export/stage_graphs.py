@@ -32,11 +32,9 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 import tensorflow as tf
 
+from enas4d_tf.errors import ConversionError
+
 QUANTIZATIONS = ("float32", "float16", "int8", "int8_qat")
-
-
-class ConversionError(RuntimeError):
-    """A stage graph did not convert to builtin TFLite ops; one-line message."""
 
 
 def parse_quantizations(text: str) -> list[str]:

@@ -27,14 +27,16 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from enas4d_tf import exit_policy as dynamic
+from enas4d_tf.errors import SearchError
 from enas4d_tf.evaluation import CandidateEvaluator, Measurement
+from enas4d_tf.files import write_bytes_atomic as _atomic_write_bytes
+from enas4d_tf.files import write_json_atomic
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.search.evolution import (
     EvolutionConfig,
@@ -45,7 +47,7 @@ from enas4d_tf.search.evolution import (
     format_macs,
 )
 from enas4d_tf.space.search_space import Arch, SearchSpace
-from enas4d_tf.workdir import WorkdirError, latest_checkpoint, load_supernet, write_json_atomic
+from enas4d_tf.workdir import WorkdirError, latest_checkpoint, load_supernet
 
 SEARCH_DIR = "search"
 STATE_FILE = "state.json"
@@ -55,10 +57,6 @@ PARETO_JSON = "pareto.json"
 PARETO_PNG = "pareto.png"
 STATE_VERSION = 1
 MODES = ("dynamic", "static", "both")
-
-
-class SearchError(ValueError):
-    """Search arguments that cannot work; the message is one line naming the problem."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,20 +281,6 @@ def pareto_budgets(costs: _CostModel, mode: str, points: int) -> list[float]:
 
 # ------------------------------------------------------------------------------------------
 # Persistent state.
-
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class SearchStore:

@@ -30,6 +30,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from enas4d_tf import data as data_lib
+from enas4d_tf.files import write_json_atomic
 from enas4d_tf.model.bn_calibration import recalibrate_bn
 from enas4d_tf.model.supernet import Supernet
 from enas4d_tf.space.search_space import PRESETS, Arch, SearchSpace
@@ -39,7 +40,6 @@ from enas4d_tf.workdir import (
     RUN_CONFIG,
     WorkdirError,
     restore_model,
-    write_json_atomic,
 )
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
