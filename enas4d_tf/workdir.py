@@ -1,13 +1,19 @@
-"""The training workdir: run configuration and checkpoints, shared by train, search, export.
+"""Every path a run writes, in one place, and reading a training workdir back.
 
-Layout of `<workdir>`:
-  run_config.json   what was trained (search space, dataset, classes, training flags)
-  checkpoints/      `tf.train.CheckpointManager` files (model, optimizer, step, epoch)
-  search/           written by tools/search.py
+Layout of `<workdir>` (`Workdir(root)` names each path):
+  run_config.json          what was trained (search space, dataset, classes, training flags)
+  checkpoints/             `tf.train.CheckpointManager` files (model, optimizer, step, epoch)
+  tensorboard/             TensorBoard summaries
+  train_log.jsonl          one JSON record per progress line and evaluation
+  train_summary.json       written when a training session ends
+  search/                  tools/search.py: state.json, predictions/, archs/, pareto.{json,png}
+  export/<network>/        tools/export.py: one folder per network (`ExportDir` names its files)
+  cascade/<network>_<quantization>.json   tools/cascade.py reports (as the demo writes them)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -21,8 +27,107 @@ RUN_CONFIG = "run_config.json"
 CHECKPOINT_DIR = "checkpoints"
 
 
+@dataclasses.dataclass(frozen=True)
+class Workdir:
+    """The paths of one run's workdir; nothing is created or read."""
+
+    root: str
+
+    def _path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    # -- training ------------------------------------------------------------------------
+    @property
+    def run_config(self) -> str:
+        return self._path(RUN_CONFIG)
+
+    @property
+    def checkpoints(self) -> str:
+        return self._path(CHECKPOINT_DIR)
+
+    @property
+    def tensorboard(self) -> str:
+        return self._path("tensorboard")
+
+    @property
+    def train_log(self) -> str:
+        return self._path("train_log.jsonl")
+
+    @property
+    def train_summary(self) -> str:
+        return self._path("train_summary.json")
+
+    # -- search --------------------------------------------------------------------------
+    @property
+    def search(self) -> str:
+        return self._path("search")
+
+    @property
+    def search_state(self) -> str:
+        return self._path("search", "state.json")
+
+    @property
+    def search_predictions(self) -> str:
+        """Folder of one `.npz` of exit probabilities per measured candidate."""
+        return self._path("search", "predictions")
+
+    @property
+    def search_archs(self) -> str:
+        """Folder of the chosen networks' architecture files."""
+        return self._path("search", "archs")
+
+    def arch_file(self, name: str) -> str:
+        return self._path("search", "archs", f"{name}.json")
+
+    @property
+    def pareto_json(self) -> str:
+        return self._path("search", "pareto.json")
+
+    @property
+    def pareto_png(self) -> str:
+        return self._path("search", "pareto.png")
+
+    # -- export and cascade --------------------------------------------------------------
+    @property
+    def exports(self) -> str:
+        return self._path("export")
+
+    def export_dir(self, name: str) -> ExportDir:
+        return ExportDir(self._path("export", name))
+
+    @property
+    def cascade_reports(self) -> str:
+        return self._path("cascade")
+
+    def cascade_report(self, name: str, quantization: str) -> str:
+        return self._path("cascade", f"{name}_{quantization}.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportDir:
+    """The files of one exported network's folder."""
+
+    root: str
+
+    @property
+    def manifest(self) -> str:
+        return os.path.join(self.root, "manifest.json")
+
+    @property
+    def subnet(self) -> str:
+        return os.path.join(self.root, "subnet.keras")
+
+    @staticmethod
+    def stage_graph_name(exit_number: int, quantization: str) -> str:
+        """File name of a stage graph; exits are numbered from 1, as users see them."""
+        return f"stage{exit_number}_{quantization}.tflite"
+
+    def stage_graph(self, exit_number: int, quantization: str) -> str:
+        return os.path.join(self.root, self.stage_graph_name(exit_number, quantization))
+
+
 def read_run_config(workdir: str) -> dict:
-    path = os.path.join(workdir, RUN_CONFIG)
+    path = Workdir(workdir).run_config
     if not os.path.isdir(workdir):
         raise WorkdirError(f"workdir {workdir} does not exist")
     if not os.path.exists(path):
@@ -38,7 +143,7 @@ def read_run_config(workdir: str) -> dict:
 
 
 def latest_checkpoint(workdir: str) -> str | None:
-    return tf.train.latest_checkpoint(os.path.join(workdir, CHECKPOINT_DIR))
+    return tf.train.latest_checkpoint(Workdir(workdir).checkpoints)
 
 
 def restore_model(net: Supernet, path: str) -> None:
@@ -71,7 +176,7 @@ def load_supernet(workdir: str) -> tuple[Supernet, dict]:
     config = read_run_config(workdir)
     path = latest_checkpoint(workdir)
     if path is None:
-        raise WorkdirError(f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}")
+        raise WorkdirError(f"no checkpoint in {Workdir(workdir).checkpoints}")
     net = Supernet(SearchSpace.from_dict(config["space"]), num_classes=int(config["num_classes"]))
     restore_model(net, path)
     return net, config

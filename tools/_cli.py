@@ -10,6 +10,7 @@ The house rule: bad input ends with ONE line naming the problem on stderr and a 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -40,6 +41,21 @@ def flags_parser(program: str) -> Callable[[list[str]], list[str]]:
         return rest
 
     return parse
+
+
+def config_from_flags(config_cls, **given):
+    """Builds the dataclass `config_cls` from the flags named like its fields.
+
+    A field with no flag of its name keeps its default unless `given` supplies it; `given`
+    also overrides a flag (for values the tool converts, such as comma-separated lists).
+    """
+    values = {}
+    for field in dataclasses.fields(config_cls):
+        if field.name in given:
+            values[field.name] = given[field.name]
+        elif field.name in flags.FLAGS:
+            values[field.name] = flags.FLAGS[field.name].value
+    return config_cls(**values)
 
 
 @contextlib.contextmanager
