@@ -32,3 +32,45 @@ def randomize_transforms(net, seed: int = 0) -> None:
 
 # The repository root: tests run tools as `python -m tools.X` from here.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_tiny_workdir(
+    folder: str,
+    space_name: str = "tiny",
+    bn_seed: int = 0,
+    transform_seed: int | None = None,
+    data_dir: str | None = None,
+    checkpoint: bool = True,
+):
+    """A training workdir of an untrained supernet, as `tools.train` would leave it.
+
+    Nothing is trained: BN statistics (and, with `transform_seed`, the kernel transforms) are
+    randomised so that the exits of the network differ. Returns `(space, net)`.
+    """
+    import tensorflow as tf
+
+    import enas4d_tf as e4
+    from enas4d_tf.files import write_json_atomic
+    from enas4d_tf.workdir import Workdir
+
+    space = e4.SearchSpace.preset(space_name)
+    net = e4.Supernet(space, num_classes=10)
+    side = space.native_resolution
+    net(np.zeros((1, side, side, space.image_channels), np.float32), arch=space.largest())
+    randomize_batch_norms(net, seed=bn_seed)
+    if transform_seed is not None:
+        randomize_transforms(net, seed=transform_seed)
+    paths = Workdir(folder)
+    run_config = {
+        "space": space.to_dict(),
+        "num_classes": 10,
+        "dataset": "fashion_mnist",
+        "data_dir": data_dir,
+    }
+    write_json_atomic(paths.run_config, run_config)
+    if checkpoint:
+        manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=net), paths.checkpoints, max_to_keep=1
+        )
+        manager.save()
+    return space, net

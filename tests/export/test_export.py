@@ -21,33 +21,21 @@ from enas4d_tf.data import FASHION_MNIST_DIR, dataset_info, load_arrays
 from enas4d_tf.export import exporter as export_lib
 from enas4d_tf.export.cascade import Cascade, preprocess
 from tests.helpers import REPO as ROOT
-from tests.helpers import randomize_batch_norms, randomize_transforms
+from tests.helpers import make_tiny_workdir
 
 THRESHOLDS = [0.6, 0.45, 0.0]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
 
 
 def make_workdir(folder, space_name="tiny", checkpoint=True):
-    space = e4.SearchSpace.preset(space_name)
-    net = e4.Supernet(space, num_classes=10)
-    net(np.zeros((1, 28, 28, 1), np.float32), arch=space.largest())
-    randomize_batch_norms(net, seed=1)
-    randomize_transforms(net, seed=2)
-    os.makedirs(folder, exist_ok=True)
-    config = {
-        "space": space.to_dict(),
-        "num_classes": 10,
-        "dataset": "fashion_mnist",
-        "data_dir": FASHION_MNIST_DIR,
-    }
-    with open(os.path.join(folder, "run_config.json"), "w") as f:
-        json.dump(config, f)
-    if checkpoint:
-        manager = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=net), os.path.join(folder, "checkpoints"), max_to_keep=1
-        )
-        manager.save()
-    return space, net
+    return make_tiny_workdir(
+        folder,
+        space_name,
+        bn_seed=1,
+        transform_seed=2,
+        data_dir=FASHION_MNIST_DIR,
+        checkpoint=checkpoint,
+    )
 
 
 def run_tool(args, module="tools.export"):

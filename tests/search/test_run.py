@@ -13,14 +13,13 @@ import textwrap
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import enas4d_tf as e4
 from enas4d_tf import exit_policy as dynamic
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.search import run as search_lib
 from enas4d_tf.space.search_space import Arch
-from tests.helpers import REPO, randomize_batch_norms
+from tests.helpers import REPO, make_tiny_workdir
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 ARCH_FILE_KEYS = {
@@ -95,21 +94,7 @@ LAUNCHER = textwrap.dedent(
 def workdir(tmp_path_factory):
     """A workdir of an untrained tiny supernet (BN statistics randomised so exits differ)."""
     path = str(tmp_path_factory.mktemp("workdir"))
-    space = e4.SearchSpace.preset("tiny")
-    net = e4.Supernet(space, num_classes=10)
-    randomize_batch_norms(net, seed=0)
-    config = {
-        "space": space.to_dict(),
-        "num_classes": 10,
-        "dataset": "fashion_mnist",
-        "data_dir": None,
-    }
-    with open(os.path.join(path, "run_config.json"), "w") as f:
-        json.dump(config, f)
-    manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=net), os.path.join(path, "checkpoints"), max_to_keep=1
-    )
-    manager.save()
+    make_tiny_workdir(path, bn_seed=0)
     return path
 
 
