@@ -14,7 +14,8 @@ import numpy as np
 from enas4d_tf import data as data_lib
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.space.search_space import SearchSpace
-from enas4d_tf.train.trainer import TRAIN_LOG, Evaluator, read_train_log
+from enas4d_tf.train.evaluate import Evaluator
+from enas4d_tf.train.trainer import TRAIN_LOG, read_train_log
 from enas4d_tf.workdir import latest_checkpoint, load_supernet
 
 

@@ -27,14 +27,14 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from enas4d_tf import data as data_lib
 from enas4d_tf.files import write_json_atomic
-from enas4d_tf.model.bn_calibration import recalibrate_bn
 from enas4d_tf.model.supernet import Supernet
-from enas4d_tf.space.search_space import PRESETS, Arch, SearchSpace
+from enas4d_tf.space.search_space import PRESETS, SearchSpace
 from enas4d_tf.train import sampling as train_sampling
+from enas4d_tf.train.evaluate import Evaluator, _evaluate
+from enas4d_tf.train.logs import summary_scalar
 from enas4d_tf.workdir import (
     CHECKPOINT_DIR,
     RUN_CONFIG,
@@ -476,89 +476,6 @@ class TrainStep:
         }
 
 
-# TensorBoard's scalar plugin metadata (what `tf.summary.scalar` writes), built from TF's own
-# protos so that writing summaries does not need the `tensorboard` package installed.
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
-).SerializeToString()
-
-
-def summary_scalar(name: str, value: float, step: int | None = None) -> None:
-    """Writes a scalar summary to the default writer, readable by TensorBoard's scalars tab.
-
-    Args:
-      name: the tag.
-      value: the number.
-      step: the step (default: the writer's default step).
-    """
-    tf.summary.write(
-        name, tf.constant(float(value), tf.float32), step=step, metadata=_SCALAR_METADATA
-    )
-
-
-# ------------------------------------------------------------------------------------------
-# Evaluation.
-
-
-class Evaluator:
-    """Recalibrates BN and measures every exit of an architecture on held-out data.
-
-    Works on a plain (undistributed) copy of the supernet, so the training network's BN
-    statistics are left alone and evaluation never runs inside a strategy.
-
-    Args:
-      space: the search space.
-      num_classes: classes.
-      calibration_images: `(N, H, W, C)` training images for BN recalibration.
-      images, labels: the evaluation data.
-      batch_size: evaluation batch size.
-    """
-
-    def __init__(
-        self,
-        space: SearchSpace,
-        num_classes: int,
-        calibration_images: np.ndarray,
-        images: np.ndarray,
-        labels: np.ndarray,
-        batch_size: int = 500,
-    ):
-        self.net = Supernet(space, num_classes=num_classes)
-        self.calibration_images = calibration_images
-        self.images = images
-        self.labels = labels
-        self.batch_size = batch_size
-        self._logits = tf.function(lambda x, sizes: self.net(x, arch=sizes, training=False))
-
-    def copy_weights(self, net: Supernet) -> None:
-        """Takes the weights of `net` (on every worker at once under multi_worker: reading
-        replica-local BN statistics is a collective)."""
-        self.net.set_weights(net.get_weights())
-
-    def evaluate(self, arch: Arch) -> dict[str, list[float]]:
-        """BN recalibration, then accuracy and mean cross-entropy of every exit.
-
-        Returns:
-          `{"accuracy": [S floats], "loss": [S floats]}`.
-        """
-        recalibrate_bn(self.net, arch, self.calibration_images, len(self.calibration_images))
-        sizes = self.net.arch_tensors(arch)
-        S = self.net.space.num_stages
-        correct = np.zeros(S)
-        loss = np.zeros(S)
-        for start in range(0, len(self.labels), self.batch_size):
-            x = tf.constant(self.images[start : start + self.batch_size])
-            y = self.labels[start : start + self.batch_size]
-            for s, z in enumerate(self._logits(x, sizes)):
-                z = z.numpy()
-                correct[s] += np.sum(np.argmax(z, -1) == y)
-                loss[s] += float(
-                    tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.constant(y), z))
-                )
-        n = len(self.labels)
-        return {"accuracy": (correct / n).tolist(), "loss": (loss / n).tolist()}
-
-
 # ------------------------------------------------------------------------------------------
 # The run.
 
@@ -974,25 +891,6 @@ def _log_progress(
         f"(largest {mean_loss[0, -1]:.3f}, smallest {mean_loss[1, -1]:.3f}) "
         f"lr {learning_rate:.4g} {rate:.0f} img/s ETA {eta_text}"
     )
-
-
-def _evaluate(evaluator, net, space, epoch, step, log, write_log, writer) -> dict:
-    evaluator.copy_weights(net)
-    result = {"kind": "eval", "epoch": epoch + 1, "step": step}
-    for name, arch in (("largest", space.largest()), ("smallest", space.smallest())):
-        result[name] = evaluator.evaluate(arch)
-    write_log(result)
-    with writer.as_default(step=step):
-        for name in ("largest", "smallest"):
-            for s, acc in enumerate(result[name]["accuracy"]):
-                summary_scalar(f"validation/{name}/exit{s + 1}/accuracy", acc)
-                summary_scalar(f"validation/{name}/exit{s + 1}/loss", result[name]["loss"][s])
-    accs = " ".join(
-        f"{name} " + "/".join(f"{100 * a:.2f}" for a in result[name]["accuracy"])
-        for name in ("largest", "smallest")
-    )
-    log(f"epoch {epoch + 1} validation accuracy per exit (%): {accs}")
-    return result
 
 
 def read_train_log(workdir: str) -> list[dict]:
