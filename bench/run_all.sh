@@ -13,18 +13,18 @@ mkdir -p "$R"
 export TF_CPP_MIN_LOG_LEVEL=3
 
 echo "== supernet step (foundation)"
-$PY bench/supernet_step.py --preset fashion_mnist --batch 128 --repeats 10 | tee "$R/supernet_step.md"
+$PY -m bench.supernet_step --preset fashion_mnist --batch 128 --repeats 10 | tee "$R/supernet_step.md"
 
 echo "== convolution variants (float32, bfloat16, XLA, grouped) at the largest network's shapes"
-$PY bench/conv_variants.py --batch 128 --repeats 10 | tee "$R/conv_variants.md"
+$PY -m bench.conv_variants --batch 128 --repeats 10 | tee "$R/conv_variants.md"
 
 echo "== training (resumes if interrupted)"
 $PY -m tools.train --flagfile=configs/train_benchmark.cfg --workdir="$W"
-$PY bench/train_benchmark.py --workdir="$W" | tee "$R/train_benchmark.md"
+$PY -m bench.train_benchmark --workdir="$W" | tee "$R/train_benchmark.md"
 
 echo "== search: dynamic vs static, test split read only after the choice"
-$PY bench/search_benchmark.py --workdir="$W" --pareto --pareto_points=4 --population=12 \
-    --generations=5 --num_val_images=5000 --num_calib_images=2000 \
+$PY -m bench.search_benchmark --workdir="$W" --pareto --pareto_points=4 --population=12 \
+    --generations=5 --num_val_images=5000 --num_calibration_images=2000 \
     --out="$R/search_benchmark.json" --markdown="$R/search_benchmark.md"
 cp "$W/search/pareto.png" "$W/search/pareto.json" "$R/"
 
@@ -34,5 +34,5 @@ $PY -m tools.export --workdir="$W" --from_search --quantization=float32,int8 --o
 dyn=$(ls -d "$W"/export/dynamic_* | paste -sd, -)
 # The static baseline: the exported static network of the largest cost.
 static=$($PY -c "import glob,json,sys; d=sorted(glob.glob(sys.argv[1]+'/export/static_*/manifest.json'), key=lambda p: json.load(open(p))['stage_macs'][-1]); print(d[-1].rsplit('/',1)[0])" "$W")
-$PY bench/export_benchmark.py --export_dirs="$dyn" --static_dir="$static" --max_images=2000 \
+$PY -m bench.export_benchmark --export_dirs="$dyn" --static_dir="$static" --max_images=2000 \
     --out="$R/export_benchmark.json" | tee "$R/export_benchmark.md"

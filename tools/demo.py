@@ -28,7 +28,7 @@ import time
 
 from absl import app, flags
 
-from tools._cli import fail, flags_parser
+from tools._cli import fail, flags_parser, quiet_stderr
 
 flags.DEFINE_string("workdir", "runs/demo", "Where the run writes everything.")
 flags.DEFINE_bool(
@@ -111,19 +111,20 @@ def main(argv: list[str]) -> None:
     search = [py, "-m", "tools.search", f"--workdir={workdir}", "--pareto", "--mode=both"]
     if smoke:
         search += ["--pareto_points=2", "--population=6", "--generations=2"]
-        search += ["--num_val_images=500", "--num_calib_images=200"]
+        search += ["--num_val_images=500", "--num_calibration_images=200"]
     else:
         search += ["--pareto_points=3", "--population=16", "--generations=4"]
-        search += ["--num_val_images=2000", "--num_calib_images=1000"]
+        search += ["--num_val_images=2000", "--num_calibration_images=1000"]
     _run(search)
 
-    with open(os.path.join(workdir, "search", "pareto.json")) as f:
+    with quiet_stderr():
+        from enas4d_tf.workdir import Workdir
+    paths = Workdir(workdir)
+    with open(paths.pareto_json) as f:
         pareto = json.load(f)
-    export_root = os.path.join(workdir, "export")
+    export_root = paths.exports
     names = [e["name"] for e in pareto["chosen"]]
-    missing = [
-        n for n in names if not os.path.exists(os.path.join(export_root, n, "manifest.json"))
-    ]
+    missing = [n for n in names if not os.path.exists(paths.export_dir(n).manifest)]
     if missing:
         # The exporter refuses to overwrite; export into a fresh folder and move what is new.
         _run(
@@ -136,20 +137,20 @@ def main(argv: list[str]) -> None:
                 f"--out={export_root}",
                 f"--quantization={quantization}",
                 "--overwrite",
-                f"--num_train_images={500 if smoke else 2000}",
+                f"--num_calibration_images={500 if smoke else 2000}",
             ]
         )
 
     cascade_q = "int8" if "int8" in quantization.split(",") else quantization.split(",")[0]
     reports = {}
     for name in names:
-        out = os.path.join(workdir, "cascade", f"{name}_{cascade_q}.json")
+        out = paths.cascade_report(name, cascade_q)
         if not os.path.exists(out):
             cmd = [
                 py,
                 "-m",
                 "tools.cascade",
-                f"--export_dir={os.path.join(export_root, name)}",
+                f"--export_dir={paths.export_dir(name).root}",
                 f"--quantization={cascade_q}",
                 "--split=test",
                 "--num_threads=1",
@@ -165,9 +166,9 @@ def main(argv: list[str]) -> None:
     print()
     print(_table(pareto, reports, cascade_q))
     print()
-    print(f"plot:    {os.path.join(workdir, 'search', 'pareto.png')}")
+    print(f"plot:    {paths.pareto_png}")
     print(f"exports: {export_root}/<network>/ (subnet.keras, stage graphs, manifest.json)")
-    print(f"reports: {os.path.join(workdir, 'cascade')}/")
+    print(f"reports: {paths.cascade_reports}/")
     print(f"demo finished in {(time.time() - started) / 60:.1f} minutes")
 
 
