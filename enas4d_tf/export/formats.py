@@ -1,0 +1,363 @@
+"""The two files that cross from one step to the next: architecture files and manifest.json.
+
+Both schemas are written and read here, nowhere else.
+
+An *architecture file* (`<workdir>/search/archs/<name>.json`, README.md "Search") is what the
+search hands the exporter: one chosen network and its exit thresholds.
+
+  {"format_version": 2, "name": "dynamic_2M", "mode": "dynamic" | "static",
+   "arch": Arch.to_dict(), "thresholds": [t_1, ..., t_S] (null = never leave there),
+   "stage_macs": [...], "avg_macs": ..., "val_accuracy": ..., "exit_rates": [...],
+   "budget_macs": ... | null}
+
+The exporter also takes a bare `Arch.to_dict()` (exported as a static network).
+
+A *manifest* (`<export dir>/manifest.json`, README.md "Export and deployment") is what a
+runtime needs to run an export's stage graphs as an early-exit cascade: see `build_manifest`.
+
+Format history: version 2 of both numbers exits from 1 in the names a user sees (stage graph
+files `stage1_<q>.tflite`, ...; a manifest stage's `exit`); version 1 numbered them from 0.
+An older file is refused with one line that says how to write it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import os
+import platform
+from collections.abc import Sequence
+
+from enas4d_tf import exit_policy
+from enas4d_tf.errors import ExportDirError, ExportError
+from enas4d_tf.files import read_json, write_json_atomic
+from enas4d_tf.space.search_space import Arch, SearchSpace
+from enas4d_tf.workdir import ExportDir, Workdir
+
+ARCH_FILE_VERSION = 2
+MANIFEST_VERSION = 2
+
+# The fields of an architecture file besides `format_version`, in the order they are listed.
+ARCH_FILE_KEYS = (
+    "name",
+    "mode",
+    "arch",
+    "thresholds",
+    "stage_macs",
+    "avg_macs",
+    "val_accuracy",
+    "exit_rates",
+    "budget_macs",
+)
+MODES = ("dynamic", "static")
+# The manifest names files relative to its folder; ExportDir owns the names.
+_SUBNET_FILE = os.path.basename(ExportDir("").subnet)
+
+
+# -- architecture files ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchSpec:
+    """A network to export: architecture, exit thresholds and where it came from.
+
+    Attributes:
+      name: folder name of the export.
+      arch: the architecture.
+      thresholds: S thresholds (None = never exit there; the last is 0.0).
+      mode: "dynamic" or "static".
+      search: the search result fields (val_accuracy, avg_macs, ...) or {} for a bare arch.
+      source: the file it was read from (absolute path).
+    """
+
+    name: str
+    arch: Arch
+    thresholds: tuple
+    mode: str
+    search: dict
+    source: str
+
+
+def arch_file_record(
+    name: str,
+    mode: str,
+    arch: Arch,
+    result: exit_policy.PolicyResult,
+    stage_macs: Sequence[int],
+    budget_macs: float | None = None,
+) -> dict:
+    """The fields of an architecture file for one measured network (JSON-safe).
+
+    The search also keeps these records (with its own extra keys) in pareto.json;
+    `write_arch_file` writes the architecture-file fields of one.
+
+    Args:
+      name: the network's name (the export folder's name).
+      mode: "dynamic" or "static".
+      arch: the architecture.
+      result: its exit policy on the validation split (thresholds, avg_macs, accuracy,
+        exit_rates).
+      stage_macs: cumulative MACs to each exit.
+      budget_macs: the budget it was chosen for, or None.
+    """
+    return {
+        "name": name,
+        "mode": mode,
+        "arch": arch.to_dict(),
+        "thresholds": list(result.thresholds),
+        "stage_macs": [int(c) for c in stage_macs],
+        "avg_macs": float(result.avg_macs),
+        "val_accuracy": float(result.accuracy),
+        "exit_rates": list(result.exit_rates),
+        "budget_macs": None if budget_macs is None else float(budget_macs),
+    }
+
+
+def write_arch_file(path: str, record: dict) -> None:
+    """Writes an architecture file atomically: `format_version` and the `ARCH_FILE_KEYS`
+    fields of `record` (other keys, such as the search's `key`, are left out)."""
+    public = {k: record[k] for k in ARCH_FILE_KEYS}
+    write_json_atomic(path, {"format_version": ARCH_FILE_VERSION, **public})
+
+
+def _valid_name(name) -> bool:
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and name not in (".", "..")
+        and "/" not in name
+        and "\\" not in name
+    )
+
+
+def _old_arch_file(path: str, version) -> ExportError:
+    return ExportError(
+        f"architecture file {path} is format {version!r}, this version reads format "
+        f"{ARCH_FILE_VERSION}; write it again by re-running the search that wrote it "
+        "(python -m tools.search --workdir=<workdir> ..., which reuses what it measured)"
+    )
+
+
+def read_arch_file(path: str, space: SearchSpace) -> ArchSpec:
+    """Reads an architecture file or a bare `Arch.to_dict()` JSON.
+
+    Args:
+      path: the JSON file.
+      space: the supernet's search space (the architecture is validated against it).
+
+    Returns:
+      The ArchSpec. A bare architecture is static: thresholds [None, ..., None, 0.0], its
+      name the file name without `.json`.
+
+    Raises:
+      ExportError: missing file, malformed JSON, an older format, a bad architecture or bad
+        thresholds.
+    """
+    if not os.path.exists(path):
+        raise ExportError(f"architecture file {path} does not exist")
+    data = read_json(path, ExportError, "architecture file")
+    default_name = os.path.splitext(os.path.basename(path))[0]
+    try:
+        if isinstance(data, dict) and "arch" in data:
+            version = data.get("format_version", 1)
+            if version != ARCH_FILE_VERSION:
+                raise _old_arch_file(path, version)
+            spec = _spec_from_record(data, space, default_name)
+        else:
+            arch = Arch.from_dict(data)
+            space.validate(arch)
+            thresholds = exit_policy.static_thresholds(space.num_stages)
+            spec = ArchSpec(default_name, arch, tuple(thresholds), "static", {}, "")
+    except ExportError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ExportError(f"architecture file {path}: {e}") from None
+    if not _valid_name(spec.name):
+        raise ExportError(f"architecture file {path}: name {spec.name!r} cannot name a folder")
+    return dataclasses.replace(spec, source=os.path.abspath(path))
+
+
+def _spec_from_record(data: dict, space: SearchSpace, default_name: str) -> ArchSpec:
+    arch = Arch.from_dict(data["arch"])
+    space.validate(arch)
+    num_stages = space.num_stages
+    thresholds = data.get("thresholds", exit_policy.static_thresholds(num_stages))
+    thresholds = exit_policy.check_thresholds(thresholds, num_stages)
+    mode = data.get("mode", "dynamic")
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'dynamic' or 'static', got {mode!r}")
+    skip = ("format_version", "arch", "thresholds", "name")
+    search = {k: v for k, v in data.items() if k not in skip}
+    return ArchSpec(data.get("name", default_name), arch, tuple(thresholds), mode, search, "")
+
+
+def search_arch_files(workdir: str) -> list[str]:
+    """The architecture files the search wrote: `<workdir>/search/archs/*.json`, sorted.
+
+    Raises:
+      ExportError: none there.
+    """
+    pattern = os.path.join(Workdir(workdir).search_archs, "*.json")
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise ExportError(f"no architecture files match {pattern}: run tools/search.py first")
+    return files
+
+
+# -- manifest.json ---------------------------------------------------------------------------
+
+
+def sha256(path: str) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict:
+    """Versions of the packages that made an export."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in (
+        "enas4d_tf",
+        "tensorflow",
+        "keras",
+        "tf_keras",
+        "tensorflow-model-optimization",
+        "ai-edge-litert",
+        "numpy",
+    ):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def preprocessing_record(
+    dataset: str, input_size: int, resolution: int, mean: Sequence, std: Sequence
+) -> dict:
+    """The manifest's `preprocessing`: how a runtime turns a dataset image into the input."""
+    return {
+        "dataset": dataset,
+        "input_size": int(input_size),
+        "resize": "bilinear",
+        "resolution": int(resolution),
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "normalize": "(pixel / 255 - mean) / std per channel, then resize",
+        "layout": "NHWC",
+        "batch": 1,
+        "dtype": "float32",
+    }
+
+
+def stage_record(
+    exit_number: int,
+    signature: dict,
+    files: dict,
+    cumulative_macs: int,
+    threshold: float | None,
+) -> dict:
+    """One entry of the manifest's `stages`.
+
+    Args:
+      exit_number: the stage's exit, numbered from 1.
+      signature: the graph's serving signature, `{"inputs": {name: {shape, dtype}},
+        "outputs": {...}}` (`stage_graphs.signature`; the same for every quantisation).
+      files: `{quantization: graph file record}` (`stage_graphs.graph_file_record`).
+      cumulative_macs: MACs to this exit.
+      threshold: this exit's threshold (None = never leave here).
+    """
+    inputs, outputs = sorted(signature["inputs"]), sorted(signature["outputs"])
+    return {
+        "exit": int(exit_number),
+        "inputs": [{"name": n, **signature["inputs"][n]} for n in inputs],
+        "outputs": [{"name": n, **signature["outputs"][n]} for n in outputs],
+        "reads": [n for n in inputs if n != "image"],
+        "hands_on": [n for n in outputs if n != "logits"],
+        "cumulative_macs": int(cumulative_macs),
+        "threshold": threshold,
+        "files": files,
+    }
+
+
+def build_manifest(
+    spec: ArchSpec,
+    space: SearchSpace,
+    num_classes: int,
+    preprocessing: dict,
+    stages: Sequence[dict],
+    quantizations: Sequence[str],
+    subnet_sha256: str,
+) -> dict:
+    """The manifest of an export (JSON-safe).
+
+    Keys: format_version, name, mode, arch, space, num_classes, num_stages, thresholds,
+    exit_policy (in words), stage_macs (cumulative MACs to each exit), quantization (list),
+    preprocessing (`preprocessing_record`), stages (`stage_record` per exit: exit number from
+    1, inputs and outputs with shapes and dtypes, reads = hand-offs it takes, hands_on =
+    hand-offs it returns, files per quantisation with sha256, size, ops and XNNPACK
+    delegation), subnet (file and sha256), search (fields of the search result), source,
+    versions. The exporter adds export_seconds.
+    """
+    return {
+        "format_version": MANIFEST_VERSION,
+        "name": spec.name,
+        "mode": spec.mode,
+        "arch": spec.arch.to_dict(),
+        "space": space.to_dict(),
+        "num_classes": int(num_classes),
+        "num_stages": space.num_stages,
+        "thresholds": list(spec.thresholds),
+        "exit_policy": "leave at the first exit s whose max softmax probability >= "
+        "thresholds[s]; null = never leave there; the last exit takes the rest",
+        "stage_macs": [int(stage["cumulative_macs"]) for stage in stages],
+        "quantization": list(quantizations),
+        "preprocessing": preprocessing,
+        "stages": list(stages),
+        "subnet": {"file": _SUBNET_FILE, "sha256": subnet_sha256},
+        "search": spec.search,
+        "source": spec.source,
+        "versions": versions(),
+    }
+
+
+def write_manifest(export_dir: str, manifest: dict) -> None:
+    """Writes `<export_dir>/manifest.json` atomically (keys in `build_manifest`'s order)."""
+    write_json_atomic(ExportDir(export_dir).manifest, manifest, sort_keys=False)
+
+
+def read_manifest(export_dir: str) -> dict:
+    """Loads and checks `<export_dir>/manifest.json`.
+
+    Raises:
+      ExportDirError: no such folder or manifest, malformed JSON, missing keys, or a manifest
+        of another format version (the message says how to export it again).
+    """
+    path = ExportDir(export_dir).manifest
+    if not os.path.isdir(export_dir):
+        raise ExportDirError(f"export folder {export_dir} does not exist")
+    if not os.path.exists(path):
+        raise ExportDirError(f"{path} not found: {export_dir} is not an export folder")
+    manifest = read_json(path, ExportDirError, "manifest")
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != MANIFEST_VERSION:
+        source = manifest.get("source") if isinstance(manifest, dict) else None
+        raise ExportDirError(
+            f"manifest.json of {export_dir} is format {version!r}, this version reads format "
+            f"{MANIFEST_VERSION}; re-export it with this version: python -m tools.export "
+            f"--workdir=<training workdir> --arch={source or '<architecture file>'} "
+            f"--out={os.path.dirname(os.path.abspath(export_dir))} --overwrite"
+        )
+    try:
+        manifest["stages"][0]["files"]
+        manifest["thresholds"]
+        manifest["stage_macs"]
+    except (KeyError, IndexError, TypeError) as e:
+        raise ExportDirError(f"{path} is malformed: missing {e}") from None
+    return manifest
