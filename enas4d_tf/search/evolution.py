@@ -1,7 +1,6 @@
 """Evolutionary search over the genes of a multi-stage search space (DESIGN.md §5).
 
-Pure functions over `Arch` (mutation, crossover, repair toward the smallest network, sampling
-under a cost constraint) and `evolve`, a generational search for several MACs budgets at once
+`evolve`, a generational search for several MACs budgets at once
 that shares every measurement between the budgets:
 
 * generation 1: for each budget, random architectures that meet its cost constraint;
@@ -11,10 +10,10 @@ that shares every measurement between the budgets:
   predictor trained on everything measured so far ranks `pool_factor` times more children
   than are measured; only the top-ranked are measured.
 
-Constraint handling always terminates: sampling tries a bounded number of random
-architectures and then repairs the last one, and repair steps one active gene at a time
-toward its smallest choice, so it reaches the smallest network in a bounded number of steps.
-A budget that the smallest network does not meet is refused up front with a ValueError.
+The gene operators it uses (mutation, crossover, repair toward the smallest network,
+sampling under a cost constraint, `arch_key`) are pure functions of `enas4d_tf.space.ops`,
+imported here under their names; constraint handling always terminates (see there). A
+budget that the smallest network does not meet is refused up front with a ValueError.
 
 What "measure" and "score" mean is given by an `Objective` (dynamic or static networks, see
 `enas4d_tf.search.run`), so this module needs no TensorFlow.
@@ -33,131 +32,11 @@ from typing import Any
 import numpy as np
 
 from enas4d_tf.search.predictor import AccuracyPredictor
+from enas4d_tf.space.ops import arch_key, crossover, mutate, repair, sample_within
 from enas4d_tf.space.search_space import Arch, SearchSpace
 
 # Rows the accuracy predictor trains on at most (a fixed random subset beyond that).
 _MAX_PREDICTOR_ROWS = 768
-
-# A gene: (name, index into the nested gene list, allowed choices).
-Gene = tuple
-
-
-def genes(space: SearchSpace) -> list[Gene]:
-    """Every gene of the space, in a fixed order."""
-    S, U, D = space.num_stages, space.num_units, space.max_depth
-    out: list[Gene] = []
-    for s in range(S):
-        for u in range(U):
-            out.append(("depth", (s, u), space.depth_choices))
-            out.append(("width", (s, u), space.width_choices))
-            for b in range(D):
-                out.append(("kernel", (s, u, b), space.kernel_choices))
-                out.append(("expand", (s, u, b), space.expand_choices))
-    out.append(("resolution", (), space.resolution_choices))
-    return out
-
-
-def _get(d: dict, name: str, index: tuple) -> Any:
-    v = d[name]
-    for i in index:
-        v = v[i]
-    return v
-
-
-def _set(d: dict, name: str, index: tuple, value: Any) -> None:
-    if not index:
-        d[name] = value
-        return
-    v = d[name]
-    for i in index[:-1]:
-        v = v[i]
-    v[index[-1]] = value
-
-
-def arch_key(space: SearchSpace, arch: Arch) -> str:
-    """A short stable key of the network `arch` computes.
-
-    Built from `space.encode(arch)`, which ignores the genes of inactive blocks, so two
-    architectures that differ only there (the same network) share a key.
-    """
-    return hashlib.sha1(space.encode(arch).tobytes()).hexdigest()[:16]
-
-
-def mutate(space: SearchSpace, arch: Arch, prob: float, rng: np.random.Generator) -> Arch:
-    """Each gene, with probability `prob`, changes to another of its choices (uniformly)."""
-    d = arch.to_dict()
-    for name, index, choices in genes(space):
-        if len(choices) > 1 and rng.random() < prob:
-            current = _get(d, name, index)
-            others = [c for c in choices if c != current]
-            _set(d, name, index, others[int(rng.integers(len(others)))])
-    return Arch.from_dict(d)
-
-
-def crossover(space: SearchSpace, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
-    """Uniform crossover: each gene comes from `a` or `b` with equal probability."""
-    da, db = a.to_dict(), b.to_dict()
-    out = a.to_dict()
-    for name, index, _ in genes(space):
-        _set(out, name, index, _get(da if rng.random() < 0.5 else db, name, index))
-    return Arch.from_dict(out)
-
-
-def _active_genes(space: SearchSpace, d: dict) -> list[Gene]:
-    # Kernel and expand genes of blocks past a unit's depth do not change the network.
-    out = []
-    for gene in genes(space):
-        name, index, _ = gene
-        if name in ("kernel", "expand") and index[2] >= d["depth"][index[0]][index[1]]:
-            continue
-        out.append(gene)
-    return out
-
-
-def repair(
-    space: SearchSpace, arch: Arch, fits: Callable[[Arch], bool], rng: np.random.Generator
-) -> Arch:
-    """Moves `arch` toward the smallest network until `fits(arch)` holds.
-
-    Each step takes one active gene that is above its smallest choice (chosen at random) one
-    choice down. Every step lowers the sum of choice indices, so at most that many steps run.
-
-    Raises:
-      ValueError: even the smallest network does not fit.
-    """
-    d = arch.to_dict()
-    current = arch
-    while not fits(current):
-        movable = []
-        for name, index, choices in _active_genes(space, d):
-            position = sorted(choices).index(_get(d, name, index))
-            if position > 0:
-                movable.append((name, index, sorted(choices)[position - 1]))
-        if not movable:
-            raise ValueError("the smallest network of the space does not meet the cost constraint")
-        name, index, value = movable[int(rng.integers(len(movable)))]
-        _set(d, name, index, value)
-        current = Arch.from_dict(d)
-    return current
-
-
-def sample_within(
-    space: SearchSpace,
-    fits: Callable[[Arch], bool],
-    rng: np.random.Generator,
-    max_tries: int = 50,
-) -> Arch:
-    """A random architecture meeting `fits`: up to `max_tries` uniform samples, then repair.
-
-    Raises:
-      ValueError: even the smallest network does not fit.
-    """
-    arch = space.sample(rng=rng)
-    for _ in range(max(1, max_tries) - 1):
-        if fits(arch):
-            return arch
-        arch = space.sample(rng=rng)
-    return repair(space, arch, fits, rng)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Tests of the evolutionary search and the accuracy predictor (no TensorFlow model runs)."""
+"""Tests of the evolutionary search and the accuracy predictor (no TensorFlow model runs).
+
+The gene operators it uses (mutate, crossover, repair, ...) are tested in tests/space/test_ops.py.
+"""
 
 import dataclasses
 
@@ -10,84 +13,6 @@ from enas4d_tf.search import evolution
 from enas4d_tf.search.evolution import EvolutionConfig, Objective
 from enas4d_tf.search.predictor import AccuracyPredictor
 from enas4d_tf.space.search_space import SearchSpace
-
-PRESETS = ["tiny", "fashion_mnist", "imagenet_mbv3"]
-
-
-@pytest.mark.parametrize("name", PRESETS)
-def test_mutation_and_crossover_give_valid_architectures(name):
-    space = SearchSpace.preset(name)
-    rng = np.random.default_rng(0)
-    for _ in range(30):
-        a, b = space.sample(rng=rng), space.sample(rng=rng)
-        for child in (
-            evolution.mutate(space, a, 0.3, rng),
-            evolution.crossover(space, a, b, rng),
-            evolution.mutate(space, evolution.crossover(space, a, b, rng), 1.0, rng),
-        ):
-            space.validate(child)
-
-
-def _gene_values(space, arch):
-    d = arch.to_dict()
-    return [evolution._get(d, name, index) for name, index, _ in evolution.genes(space)]
-
-
-def test_mutation_probability_one_changes_every_gene_and_zero_none():
-    space = SearchSpace.preset("fashion_mnist")
-    rng = np.random.default_rng(1)
-    arch = space.sample(rng=rng)
-    before = _gene_values(space, arch)
-    after = _gene_values(space, evolution.mutate(space, arch, 1.0, rng))
-    assert all(x != y for x, y in zip(before, after, strict=True))
-    assert evolution.mutate(space, arch, 0.0, rng) == arch
-    # 3*3*(2 + 3*2) + 1 genes in the fashion_mnist space.
-    assert len(before) == 73
-
-
-def test_crossover_takes_each_gene_from_one_parent():
-    space = SearchSpace.preset("fashion_mnist")
-    rng = np.random.default_rng(2)
-    a, b = space.largest(), space.smallest()
-    child = evolution.crossover(space, a, b, rng)
-    va, vb, vc = (_gene_values(space, x) for x in (a, b, child))
-    assert all(c in (x, y) for x, y, c in zip(va, vb, vc, strict=True))
-    from_a = sum(c == x for x, c in zip(va, vc, strict=True))
-    assert 0 < from_a < len(vc)  # a mix, not a copy
-
-
-def test_arch_key_ignores_genes_of_inactive_blocks():
-    space = SearchSpace.preset("tiny")
-    d = space.smallest().to_dict()  # depth 1 everywhere: block 1 is inactive
-    other = dict(d)
-    other["kernel"] = [[[k[0], 5] for k in unit] for unit in d["kernel"]]
-    from enas4d_tf.space.search_space import Arch
-
-    assert evolution.arch_key(space, Arch.from_dict(d)) == evolution.arch_key(
-        space, Arch.from_dict(other)
-    )
-    assert evolution.arch_key(space, space.smallest()) != evolution.arch_key(space, space.largest())
-
-
-def test_repair_reaches_the_budget_and_fails_cleanly_below_the_smallest():
-    space = SearchSpace.preset("fashion_mnist")
-    rng = np.random.default_rng(3)
-    smallest_cost = stage_macs(space, space.smallest())[-1]
-    largest_cost = stage_macs(space, space.largest())[-1]
-    for budget in [smallest_cost, 1.5 * smallest_cost, 0.3 * largest_cost]:
-
-        def fits(a, budget=budget):
-            return stage_macs(space, a)[-1] <= budget
-
-        repaired = evolution.repair(space, space.largest(), fits, rng)
-        space.validate(repaired)
-        assert fits(repaired)
-        sampled = evolution.sample_within(space, fits, rng, max_tries=5)
-        assert fits(sampled)
-    with pytest.raises(ValueError, match="smallest network"):
-        evolution.repair(
-            space, space.largest(), lambda a: stage_macs(space, a)[-1] < smallest_cost, rng
-        )
 
 
 @dataclasses.dataclass

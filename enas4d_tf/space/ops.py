@@ -1,0 +1,95 @@
+"""Pure functions on the architectures of a space: key, mutate, crossover, repair, sample.
+
+All of them walk the genes through `enas4d_tf.space.genes` and take and return `Arch`
+values. Those that draw random numbers take a `np.random.Generator` and draw in the order
+of `genes(space)`, so a seed gives the same architectures on every run.
+
+Constraint handling always terminates: `sample_within` tries a bounded number of random
+architectures and then repairs the last one, and `repair` steps one active gene at a time
+toward its smallest choice, so it reaches the smallest network in a bounded number of steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from enas4d_tf.errors import SpaceError
+from enas4d_tf.space.arch import Arch
+from enas4d_tf.space.genes import active_genes, genes, get, replace
+
+if TYPE_CHECKING:
+    from enas4d_tf.space.search_space import SearchSpace
+
+
+def arch_key(space: SearchSpace, arch: Arch) -> str:
+    """A short stable key of the network `arch` computes.
+
+    Built from `space.encode(arch)`, which ignores the genes of inactive blocks, so two
+    architectures that differ only there (the same network) share a key.
+    """
+    return hashlib.sha1(space.encode(arch).tobytes()).hexdigest()[:16]
+
+
+def mutate(space: SearchSpace, arch: Arch, prob: float, rng: np.random.Generator) -> Arch:
+    """Each gene, with probability `prob`, changes to another of its choices (uniformly)."""
+    changes = {}
+    for gene in genes(space):
+        if len(gene.choices) > 1 and rng.random() < prob:
+            current = get(arch, gene)
+            others = [c for c in gene.choices if c != current]
+            changes[gene] = others[int(rng.integers(len(others)))]
+    return replace(arch, changes)
+
+
+def crossover(space: SearchSpace, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
+    """Uniform crossover: each gene comes from `a` or `b` with equal probability."""
+    return replace(a, {g: get(a if rng.random() < 0.5 else b, g) for g in genes(space)})
+
+
+def repair(
+    space: SearchSpace, arch: Arch, fits: Callable[[Arch], bool], rng: np.random.Generator
+) -> Arch:
+    """Moves `arch` toward the smallest network until `fits(arch)` holds.
+
+    Each step takes one active gene that is above its smallest choice (chosen at random) one
+    choice down. Every step lowers the sum of choice indices, so at most that many steps run.
+
+    Raises:
+      SpaceError: (a ValueError) even the smallest network does not fit.
+    """
+    current = arch
+    while not fits(current):
+        movable = []
+        for gene in active_genes(space, current):
+            ordered = sorted(gene.choices)
+            position = ordered.index(get(current, gene))
+            if position > 0:
+                movable.append((gene, ordered[position - 1]))
+        if not movable:
+            raise SpaceError("the smallest network of the space does not meet the cost constraint")
+        gene, value = movable[int(rng.integers(len(movable)))]
+        current = replace(current, {gene: value})
+    return current
+
+
+def sample_within(
+    space: SearchSpace,
+    fits: Callable[[Arch], bool],
+    rng: np.random.Generator,
+    max_tries: int = 50,
+) -> Arch:
+    """A random architecture meeting `fits`: up to `max_tries` uniform samples, then repair.
+
+    Raises:
+      SpaceError: (a ValueError) even the smallest network does not fit.
+    """
+    arch = space.sample(rng=rng)
+    for _ in range(max(1, max_tries) - 1):
+        if fits(arch):
+            return arch
+        arch = space.sample(rng=rng)
+    return repair(space, arch, fits, rng)
