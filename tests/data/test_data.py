@@ -139,13 +139,47 @@ def test_training_pipeline_shuffles_and_augments():
     assert identity.mean() < 0.3
     # The same seed gives the same stream, another seed another one.
     again, _ = next(
-        iter(data.make_dataset("fashion_mnist", "train", None, 64, True, 0, max_examples=64))
+        iter(
+            data.make_dataset(
+                "fashion_mnist",
+                "train",
+                None,
+                batch_size=64,
+                training=True,
+                seed=0,
+                max_examples=64,
+            )
+        )
     )
     other, _ = next(
-        iter(data.make_dataset("fashion_mnist", "train", None, 64, True, 1, max_examples=64))
+        iter(
+            data.make_dataset(
+                "fashion_mnist",
+                "train",
+                None,
+                batch_size=64,
+                training=True,
+                seed=1,
+                max_examples=64,
+            )
+        )
     )
     np.testing.assert_array_equal(again.numpy(), images.numpy())
     assert not np.array_equal(other.numpy(), images.numpy())
+    # The options as one PipelineOptions value give the same stream.
+    options = data.PipelineOptions(batch_size=64, training=True, seed=0, max_examples=64)
+    grouped, _ = next(iter(data.build_dataset("fashion_mnist", "train", None, options)))
+    np.testing.assert_array_equal(grouped.numpy(), images.numpy())
+
+
+def test_make_dataset_options_are_keywords():
+    # batch_size and the other PipelineOptions fields are keyword-only; unknown ones refused.
+    with pytest.raises(TypeError):
+        data.make_dataset("fashion_mnist", "train", None, 64)
+    with pytest.raises(TypeError, match="batch_sise"):
+        data.make_dataset("fashion_mnist", "train", batch_sise=64)
+    with pytest.raises(data.DataError, match="batch size must be positive, got 0"):
+        data.make_dataset("fashion_mnist", "train", batch_size=0)
 
 
 @needs_fashion
@@ -175,7 +209,14 @@ def test_sharding_with_an_input_context_gives_disjoint_halves():
         assert int(batches[0][0].shape[0]) == 32  # the per-replica batch of 64 over 2
         halves.append(np.concatenate([x for x, _ in batches]))
         train = data.make_dataset(
-            "fashion_mnist", "train", None, 64, True, 0, context, max_examples=301
+            "fashion_mnist",
+            "train",
+            None,
+            batch_size=64,
+            training=True,
+            seed=0,
+            input_context=context,
+            max_examples=301,
         )
         assert train.element_spec[0].shape == (32, 28, 28, 1)
     assert [len(h) for h in halves] == [150, 151]
