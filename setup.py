@@ -2,7 +2,7 @@
 
 from setuptools import find_packages, setup
 
-# Versions that were seen to install and work together (shared/FACTS.md, BUILD_NOTES.md).
+# Versions that were seen to install and work together (BUILD_NOTES.md, "Versions and why").
 INSTALL_REQUIRES = [
     "tensorflow==2.21.0",
     "keras==3.15.1",
