@@ -106,12 +106,13 @@ def dynamic_points(evals, budget_points):
     import numpy as np
 
     from enas4d_tf import exit_policy as dynamic
+    from enas4d_tf import thresholds
 
     points = []
     for e in evals.values():
         c = e.stage_macs
         for budget in np.geomspace(c[0], c[-1], budget_points):
-            for method, fitter in dynamic.FITTERS.items():
+            for method, fitter in thresholds.FITTERS.items():
                 fit = fitter(e.val, c, float(budget))
                 test = dynamic.evaluate_confidences(
                     e.test_confidence, e.test_correct, c, fit.thresholds

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from enas4d_tf import exit_policy as dynamic
+from enas4d_tf import thresholds
 from enas4d_tf.model.bn_calibration import recalibrate_bn
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.model.supernet import Supernet
@@ -119,7 +120,7 @@ class Measurement:
             if self.stage_macs[0] > budget:
                 self._fits[key] = None
             else:
-                fitter = dynamic.FITTERS[method]
+                fitter = thresholds.FITTERS[method]
                 self._fits[key] = fitter(self.split, self.stage_macs, float(budget))
         return self._fits[key]
 
