@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from enas4d_tf.errors import SpaceError
+from enas4d_tf.space.blocks import input_width
 
 ARCH_FORMAT_VERSION = 1
 GENE_NAMES = ("depth", "kernel", "expand", "width", "resolution")
@@ -159,11 +160,7 @@ class ArchSizes:
 
     def block_input_width(self, s: int, u: int, b: int) -> int:
         """Channels of group `s` entering block `b` of unit `u`."""
-        if b > 0:
-            return int(self.width[s, u])
-        if u > 0:
-            return int(self.width[s, u - 1])
-        return int(self.stem[s])
+        return input_width(self.stem, self.width, s, u, b)
 
     def as_tensors(self) -> dict:
         """The sizes as a dict of int32 arrays with shapes fixed by the space.

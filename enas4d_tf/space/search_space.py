@@ -24,6 +24,13 @@ from enas4d_tf.space.arch import (  # noqa: F401  (re-exported: the names import
     _listify,
     _tuplify,
 )
+from enas4d_tf.space.blocks import (  # noqa: F401  (active_width, se_width re-exported)
+    active_blocks,
+    active_width,
+    block_at,
+    input_width,
+    se_width,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,17 +178,11 @@ class SearchSpace:
         se = np.zeros((S, U, D), np.int64)
         stem = np.full((S,), self.stem_width, np.int64)
         for s in range(S):
-            for u in range(U):
-                for b in range(int(depth[s, u])):
-                    if b > 0:
-                        cin = width[s, u]
-                    elif u > 0:
-                        cin = width[s, u - 1]
-                    else:
-                        cin = stem[s]
-                    hidden[s, u, b] = arch.expand[s][u][b] * cin
-                    if self.unit_se[u]:
-                        se[s, u, b] = se_width(hidden[s, u, b])
+            for spec in active_blocks(self, arch.depth, s):
+                u, b = spec.unit, spec.block
+                hidden[s, u, b] = arch.expand[s][u][b] * input_width(stem, width, s, u, b)
+                if spec.se:
+                    se[s, u, b] = se_width(hidden[s, u, b])
         return ArchSizes(
             resolution=int(arch.resolution),
             stem=stem,
@@ -195,19 +196,16 @@ class SearchSpace:
         )
 
     def max_hidden(self, u: int, b: int) -> int:
-        """Largest hidden width of one group in block `b` of unit `u`."""
-        cin = (
-            self.unit_widths[u]
-            if b > 0
-            else (self.unit_widths[u - 1] if u > 0 else self.stem_width)
-        )
-        return max(self.expand_choices) * cin
+        """Largest hidden width of one group in block `b` of unit `u` (`BlockSpec.max_hidden`)."""
+        return block_at(self, u, b).max_hidden
 
     def max_se(self, u: int, b: int) -> int:
-        return se_width(self.max_hidden(u, b)) if self.unit_se[u] else 0
+        """Largest SE bottleneck of one group in that block, 0 without SE (`BlockSpec.max_se`)."""
+        return block_at(self, u, b).max_se
 
     def block_stride(self, u: int, b: int) -> int:
-        return self.unit_strides[u] if b == 0 else 1
+        """Depthwise stride of block `b` of unit `u` (`BlockSpec.stride`)."""
+        return block_at(self, u, b).stride
 
     # -- encoding for search and predictors ---------------------------------------------
 
@@ -241,16 +239,6 @@ class SearchSpace:
                     parts.extend([k, e])
         parts.append(one_hot(arch.resolution, self.resolution_choices))
         return np.concatenate(parts)
-
-
-def active_width(max_width: int, fraction: float) -> int:
-    """Active channels for a width fraction: the first channels of the group."""
-    return max(1, int(round(max_width * fraction)))
-
-
-def se_width(hidden: int) -> int:
-    """Squeeze-excitation bottleneck of a group with `hidden` channels."""
-    return max(1, int(hidden) // 4)
 
 
 def _check_shape(name: str, value: Any, shape: Sequence[int]) -> None:
