@@ -19,6 +19,8 @@ from enas4d_tf.space.blocks import input_width
 
 ARCH_FORMAT_VERSION = 1
 GENE_NAMES = ("depth", "kernel", "expand", "width", "resolution")
+# How deep each gene's values nest: indexed by stage and unit (2), plus block (3), or global (0).
+GENE_LEVELS = {"depth": 2, "kernel": 3, "expand": 3, "width": 2, "resolution": 0}
 
 
 def _tuplify(value: Any) -> Any:
@@ -95,8 +97,9 @@ class Arch:
         res = d["resolution"]
         if isinstance(res, bool) or not isinstance(res, int):
             raise SpaceError(f"gene 'resolution' must be an integer, got {res!r}")
-        for name, depth_of_nesting in (("depth", 2), ("kernel", 3), ("expand", 3), ("width", 2)):
-            _check_nested_numbers(name, d[name], depth_of_nesting)
+        for name in GENE_NAMES:
+            if GENE_LEVELS[name]:  # the resolution was checked above
+                _check_nested_numbers(name, d[name], GENE_LEVELS[name])
         return cls(
             depth=d["depth"],
             kernel=d["kernel"],

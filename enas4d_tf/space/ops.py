@@ -1,4 +1,4 @@
-"""Pure functions on the architectures of a space: key, mutate, crossover, repair, sample.
+"""Pure functions on the architectures of a space: sample, encode, mutate, crossover, repair.
 
 All of them walk the genes through `enas4d_tf.space.genes` and take and return `Arch`
 values. Those that draw random numbers take a `np.random.Generator` and draw in the order
@@ -13,16 +13,47 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from enas4d_tf.errors import SpaceError
 from enas4d_tf.space.arch import Arch
-from enas4d_tf.space.genes import active_genes, genes, get, replace
+from enas4d_tf.space.genes import Gene, active_genes, build, genes, get, is_active, replace
 
 if TYPE_CHECKING:
     from enas4d_tf.space.search_space import SearchSpace
+
+
+def random_choice(gene: Gene, rng: np.random.Generator) -> Any:
+    """One of `gene`'s choices, uniformly (one `rng.integers` draw)."""
+    return gene.choices[int(rng.integers(len(gene.choices)))]
+
+
+def sample(space: SearchSpace, rng: np.random.Generator) -> Arch:
+    """A uniformly random architecture, its genes drawn in `build_order(space)`."""
+    return build(space, lambda gene: random_choice(gene, rng))
+
+
+def encoding_size(space: SearchSpace) -> int:
+    """Length of `encode`'s vectors: one slot per choice of every gene."""
+    return sum(len(gene.choices) for gene in genes(space))
+
+
+def encode(space: SearchSpace, arch: Arch) -> np.ndarray:
+    """A fixed-length float32 one-hot encoding in `genes(space)` order.
+
+    The genes of blocks past a unit's depth encode as all zeros, so two architectures that
+    compute the same network encode the same.
+    """
+    parts = []
+    for gene in genes(space):
+        one_hot = np.zeros(len(gene.choices), np.float32)
+        position = gene.choices.index(get(arch, gene))
+        if is_active(arch, gene):
+            one_hot[position] = 1.0
+        parts.append(one_hot)
+    return np.concatenate(parts)
 
 
 def arch_key(space: SearchSpace, arch: Arch) -> str:

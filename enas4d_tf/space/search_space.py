@@ -11,11 +11,10 @@ can never disagree about what an architecture means.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from enas4d_tf.space import genes, ops
 from enas4d_tf.space.arch import (  # noqa: F401  (re-exported: the names importers use)
     ARCH_FORMAT_VERSION,
     GENE_NAMES,
@@ -98,68 +97,26 @@ class SearchSpace:
 
     # -- architectures ------------------------------------------------------------------
 
-    def _build(self, pick) -> Arch:
-        S, U, D = self.num_stages, self.num_units, self.max_depth
-        return Arch(
-            depth=[[pick("depth", self.depth_choices) for _ in range(U)] for _ in range(S)],
-            kernel=[
-                [[pick("kernel", self.kernel_choices) for _ in range(D)] for _ in range(U)]
-                for _ in range(S)
-            ],
-            expand=[
-                [[pick("expand", self.expand_choices) for _ in range(D)] for _ in range(U)]
-                for _ in range(S)
-            ],
-            width=[[pick("width", self.width_choices) for _ in range(U)] for _ in range(S)],
-            resolution=pick("resolution", self.resolution_choices),
-        )
-
     def largest(self) -> Arch:
         """Every gene at its largest choice."""
-        return self._build(lambda _, choices: max(choices))
+        return genes.build(self, lambda gene: max(gene.choices))
 
     def smallest(self) -> Arch:
         """Every gene at its smallest choice."""
-        return self._build(lambda _, choices: min(choices))
+        return genes.build(self, lambda gene: min(gene.choices))
 
     def sample(self, seed: int | None = None, rng: np.random.Generator | None = None) -> Arch:
         """A uniformly random architecture; the same seed gives the same architecture."""
-        rng = rng if rng is not None else np.random.default_rng(seed)
-        return self._build(lambda _, choices: choices[int(rng.integers(len(choices)))])
+        return ops.sample(self, rng if rng is not None else np.random.default_rng(seed))
 
     def validate(self, arch: Arch) -> None:
         """Checks every gene against this space.
 
         Raises:
-          ValueError: naming the first bad gene, its position and the allowed values.
+          SpaceError: (a ValueError) naming the first bad gene, its position and the allowed
+            values.
         """
-        if not isinstance(arch, Arch):
-            raise ValueError(f"expected an Arch, got {type(arch).__name__}")
-        S, U, D = self.num_stages, self.num_units, self.max_depth
-        shapes = {"depth": (S, U), "kernel": (S, U, D), "expand": (S, U, D), "width": (S, U)}
-        choices = {
-            "depth": self.depth_choices,
-            "kernel": self.kernel_choices,
-            "expand": self.expand_choices,
-            "width": self.width_choices,
-        }
-        for name, shape in shapes.items():
-            value = getattr(arch, name)
-            _check_shape(name, value, shape)
-            for index in np.ndindex(*shape):
-                v = value
-                for i in index:
-                    v = v[i]
-                if v not in choices[name] or isinstance(v, bool):
-                    where = "".join(f"[{i}]" for i in index)
-                    raise ValueError(
-                        f"gene {name}{where} = {v!r} is not allowed; choices: {list(choices[name])}"
-                    )
-        if arch.resolution not in self.resolution_choices or isinstance(arch.resolution, bool):
-            raise ValueError(
-                f"gene resolution = {arch.resolution!r} is not allowed; "
-                f"choices: {list(self.resolution_choices)}"
-            )
+        genes.validate(self, arch)
 
     # -- what an architecture means -----------------------------------------------------
 
@@ -211,50 +168,12 @@ class SearchSpace:
 
     @property
     def encoding_size(self) -> int:
-        S, U, D = self.num_stages, self.num_units, self.max_depth
-        per_unit = len(self.depth_choices) + len(self.width_choices)
-        per_block = len(self.kernel_choices) + len(self.expand_choices)
-        return S * U * (per_unit + D * per_block) + len(self.resolution_choices)
+        """Length of `encode`'s vectors."""
+        return ops.encoding_size(self)
 
     def encode(self, arch: Arch) -> np.ndarray:
         """A fixed-length float32 one-hot encoding; blocks past a unit's depth encode as 0."""
-        parts = []
-
-        def one_hot(value, choices):
-            v = np.zeros(len(choices), np.float32)
-            v[choices.index(value)] = 1.0
-            return v
-
-        for s in range(self.num_stages):
-            for u in range(self.num_units):
-                d = arch.depth[s][u]
-                parts.append(one_hot(d, self.depth_choices))
-                parts.append(one_hot(arch.width[s][u], self.width_choices))
-                for b in range(self.max_depth):
-                    k = one_hot(arch.kernel[s][u][b], self.kernel_choices)
-                    e = one_hot(arch.expand[s][u][b], self.expand_choices)
-                    if b >= d:
-                        k[:] = 0.0
-                        e[:] = 0.0
-                    parts.extend([k, e])
-        parts.append(one_hot(arch.resolution, self.resolution_choices))
-        return np.concatenate(parts)
-
-
-def _check_shape(name: str, value: Any, shape: Sequence[int]) -> None:
-    def walk(v, level, where):
-        if level == len(shape):
-            return
-        if not isinstance(v, (list, tuple)) or len(v) != shape[level]:
-            got = len(v) if isinstance(v, (list, tuple)) else type(v).__name__
-            raise ValueError(
-                f"gene {name}{where} must have {shape[level]} entries "
-                f"(shape {tuple(shape)}), got {got}"
-            )
-        for i, x in enumerate(v):
-            walk(x, level + 1, f"{where}[{i}]")
-
-    walk(value, 0, "")
+        return ops.encode(self, arch)
 
 
 PRESETS = {

@@ -11,7 +11,9 @@ Progressive shrinking (once-for-all) makes the genes elastic one group at a time
   phase 2  + expand
   phase 3  + width   (every gene elastic: the plain sandwich rule)
 
-Genes that are not elastic yet stay at their largest value.
+Genes that are not elastic yet stay at their largest value. Elastic genes draw their random
+numbers in `enas4d_tf.space.genes.build_order` (every depth gene, then kernel, expand, width,
+resolution), the order every sampler of the space uses.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from enas4d_tf.space.genes import build
+from enas4d_tf.space.ops import random_choice
 from enas4d_tf.space.search_space import Arch, SearchSpace
 
 # Genes that become elastic in each phase of progressive shrinking.
@@ -42,24 +46,6 @@ def elastic_genes(phase: int) -> frozenset[str]:
     return frozenset(g for genes in PHASE_GENES[: phase + 1] for g in genes)
 
 
-def _build(space: SearchSpace, pick) -> Arch:
-    """An Arch whose every gene is `pick(gene_name, choices)`, in a fixed visiting order."""
-    S, U, D = space.num_stages, space.num_units, space.max_depth
-    return Arch(
-        depth=[[pick("depth", space.depth_choices) for _ in range(U)] for _ in range(S)],
-        kernel=[
-            [[pick("kernel", space.kernel_choices) for _ in range(D)] for _ in range(U)]
-            for _ in range(S)
-        ],
-        expand=[
-            [[pick("expand", space.expand_choices) for _ in range(D)] for _ in range(U)]
-            for _ in range(S)
-        ],
-        width=[[pick("width", space.width_choices) for _ in range(U)] for _ in range(S)],
-        resolution=pick("resolution", space.resolution_choices),
-    )
-
-
 def sample_arch(space: SearchSpace, rng: np.random.Generator, phase: int = FULL_PHASE) -> Arch:
     """A random architecture in which only the genes elastic in `phase` vary.
 
@@ -76,12 +62,10 @@ def sample_arch(space: SearchSpace, rng: np.random.Generator, phase: int = FULL_
     """
     elastic = elastic_genes(phase)
 
-    def pick(gene, choices):
-        if gene in elastic:
-            return choices[int(rng.integers(len(choices)))]
-        return max(choices)
+    def pick(gene):
+        return random_choice(gene, rng) if gene.name in elastic else max(gene.choices)
 
-    return _build(space, pick)
+    return build(space, pick)
 
 
 def smallest_arch(space: SearchSpace, phase: int = FULL_PHASE) -> Arch:
@@ -91,7 +75,9 @@ def smallest_arch(space: SearchSpace, phase: int = FULL_PHASE) -> Arch:
       ValueError: `phase` is out of range.
     """
     elastic = elastic_genes(phase)
-    return _build(space, lambda gene, choices: min(choices) if gene in elastic else max(choices))
+    return build(
+        space, lambda gene: min(gene.choices) if gene.name in elastic else max(gene.choices)
+    )
 
 
 def step_archs(
