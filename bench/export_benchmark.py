@@ -1,6 +1,6 @@
 """Benchmarks exported networks on this CPU: accuracy, exits, latency, size, ms per MAC.
 
-  python bench/export_benchmark.py --export_dirs=runs/demo/export/net0,runs/demo/export/net1 \
+  python -m bench.export_benchmark --export_dirs=runs/demo/export/net0,runs/demo/export/net1 \
       --static_dir=runs/demo/export/static --max_images=2000 --out=bench/export_results.json
 
 For every export folder and each of float32 and int8 (those exported) with 1 and 2 threads:
@@ -14,14 +14,13 @@ overhead of early exits (several small graphs, hand-off copies) that MACs do not
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+
+from tools._cli import fail, flags_parser  # noqa: E402
 
 flags.DEFINE_list("export_dirs", None, "Export folders (tools/export.py) to benchmark.")
 flags.DEFINE_string(
@@ -44,7 +43,8 @@ def _sizes(export_dir: str, manifest: dict, q: str) -> int:
 
 def benchmark(export_dirs, static_dir, quantizations, threads, max_images) -> dict:
     from enas4d_tf.data import load_arrays
-    from enas4d_tf.export.cascade import Cascade, read_manifest
+    from enas4d_tf.export.cascade import Cascade
+    from enas4d_tf.export.formats import read_manifest
 
     first = read_manifest(export_dirs[0])
     images, labels = load_arrays(first["preprocessing"]["dataset"], "test", max_examples=max_images)
@@ -96,8 +96,7 @@ def benchmark(export_dirs, static_dir, quantizations, threads, max_images) -> di
 def main(argv) -> None:
     del argv
     if not FLAGS.export_dirs:
-        print("export_benchmark: error: --export_dirs is required", file=sys.stderr)
-        sys.exit(2)
+        fail("export_benchmark", "--export_dirs is required", code=2)
     result = benchmark(
         FLAGS.export_dirs,
         FLAGS.static_dir,
@@ -115,11 +114,10 @@ def main(argv) -> None:
             f"{[round(p, 3) for p in r['exit_rates']]} {r['file_bytes'] / 1024:.0f}"
         )
     if FLAGS.out:
-        tmp = FLAGS.out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=2)
-        os.replace(tmp, FLAGS.out)
+        from enas4d_tf.files import write_json_atomic
+
+        write_json_atomic(FLAGS.out, result, sort_keys=False)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=flags_parser("export_benchmark"))

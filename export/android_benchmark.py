@@ -1,10 +1,10 @@
 """Times exported stage graphs on an Android phone and combines them with the exit rates.
 
-Run from the repository root (this folder is not installed):
+Run from the repository root, as a module (this folder is not installed):
 
-  python export/android_benchmark.py --export_dir=runs/demo/export/net0 \
+  python -m export.android_benchmark --export_dir=runs/demo/export/net0 \
       --quantization=int8 --num_threads=1 --cascade_report=cascade_int8.json
-  python export/android_benchmark.py --export_dir=... --dry_run   # print commands only
+  python -m export.android_benchmark --export_dir=... --dry_run   # print commands only
 
 Needs `adb` on the PATH, a phone with USB debugging, and TFLite's `benchmark_model` binary
 for the phone's ABI pushed to --binary (see export/README.md). Prints a JSON report:
@@ -18,14 +18,20 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 
-from enas4d_tf.export import android_kit  # noqa: E402
-from tools._cli import fail, flags_parser  # noqa: E402
+from tools._cli import config_from_flags, fail, flags_parser, quiet_stderr  # noqa: E402
+
+with quiet_stderr():
+    from enas4d_tf.errors import ExportDirError
+    from enas4d_tf.export import android_kit
+    from enas4d_tf.export.formats import read_manifest
+    from enas4d_tf.files import read_json, write_json_atomic
+
+PROGRAM = "android_benchmark"
 
 flags.DEFINE_string("export_dir", None, "An export folder written by tools/export.py.")
 flags.DEFINE_string("quantization", "float32", "Which exported stage graphs to time.")
@@ -47,61 +53,49 @@ flags.DEFINE_string("report", None, "Also write the JSON report to this file.")
 FLAGS = flags.FLAGS
 
 
-def _load_json(path: str, what: str) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        fail("android_benchmark", f"cannot read {what} {path}: {e}")
-
-
-def main(argv) -> None:
-    if len(argv) > 1:
-        fail("android_benchmark", f"unexpected arguments: {' '.join(argv[1:])}", code=2)
-    if not FLAGS.export_dir:
-        fail("android_benchmark", "--export_dir is required", code=2)
-    manifest = _load_json(os.path.join(FLAGS.export_dir, "manifest.json"), "manifest")
-    try:
-        commands = android_kit.benchmark_commands(
-            manifest,
-            FLAGS.quantization,
-            num_threads=FLAGS.num_threads,
-            num_runs=FLAGS.num_runs,
-            warmup_runs=FLAGS.warmup_runs,
-            binary=FLAGS.binary,
-            device_dir=FLAGS.device_dir,
-            serial=FLAGS.serial,
-            export_dir=FLAGS.export_dir,
-        )
-        report_in = (
-            _load_json(FLAGS.cascade_report, "cascade report") if FLAGS.cascade_report else None
-        )
-        rates, source = android_kit.exit_rates_from(manifest, report_in)
-    except (ValueError, KeyError) as e:
-        fail("android_benchmark", str(e))
-    if FLAGS.dry_run:
-        for command in commands:
-            print(shlex.join(command))
-        return
-    num_stages = len(manifest["stages"])
+def _run_all(commands: list[list[str]]) -> list[str]:
+    """Runs the adb commands in turn; returns each one's output (stdout + stderr)."""
     outputs = []
     for command in commands:
         try:
             done = subprocess.run(command, capture_output=True, text=True, check=False)
         except FileNotFoundError:
-            fail("android_benchmark", "adb not found on the PATH (install Android platform-tools)")
+            fail(PROGRAM, "adb not found on the PATH (install Android platform-tools)")
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()
-            fail(
-                "android_benchmark",
-                f"{shlex.join(command)} failed: {tail[-1] if tail else done.returncode}",
-            )
+            fail(PROGRAM, f"{shlex.join(command)} failed: {tail[-1] if tail else done.returncode}")
         outputs.append(done.stdout + done.stderr)
+    return outputs
+
+
+def main(argv) -> None:
+    if not FLAGS.export_dir:
+        fail(PROGRAM, "--export_dir is required", code=2)
     try:
+        manifest = read_manifest(FLAGS.export_dir)
+        commands = android_kit.benchmark_commands(
+            manifest,
+            FLAGS.quantization,
+            export_dir=FLAGS.export_dir,
+            settings=config_from_flags(android_kit.BenchmarkSettings),
+        )
+        report_in = None
+        if FLAGS.cascade_report:
+            report_in = read_json(FLAGS.cascade_report, ExportDirError, "cascade report")
+        rates, source = android_kit.exit_rates_from(manifest, report_in)
+    except (ValueError, KeyError) as e:  # ExportDirError is a ValueError
+        fail(PROGRAM, str(e))
+    if FLAGS.dry_run:
+        for command in commands:
+            print(shlex.join(command))
+        return
+    outputs = _run_all(commands)
+    try:
+        num_stages = len(manifest["stages"])  # the benchmark_model runs come last
         stage_ms = [android_kit.parse_benchmark_output(t) for t in outputs[-num_stages:]]
         combined = android_kit.expected_latency(stage_ms, rates)
     except ValueError as e:
-        fail("android_benchmark", str(e))
+        fail(PROGRAM, str(e))
     report = {
         "export_dir": FLAGS.export_dir,
         "quantization": FLAGS.quantization,
@@ -112,11 +106,9 @@ def main(argv) -> None:
         **combined,
     }
     if FLAGS.report:
-        with open(FLAGS.report + ".tmp", "w") as f:
-            json.dump(report, f, indent=2)
-        os.replace(FLAGS.report + ".tmp", FLAGS.report)
+        write_json_atomic(FLAGS.report, report, sort_keys=False)
     print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=flags_parser("android_benchmark"))
+    app.run(main, flags_parser=flags_parser(PROGRAM))

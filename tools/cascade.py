@@ -1,7 +1,7 @@
 """Runs a dataset split through exported stage graphs as an early-exit cascade (LiteRT).
 
   python -m tools.cascade --export_dir=runs/demo/export/net0 --quantization=int8 \
-      --num_threads=1 --max_images=2000 --report=cascade_int8.json
+      --num_threads=1 --max_images=2000 --report=runs/demo/cascade/net0_int8.json
 
 Image by image (batch 1, as on a phone), with the manifest's thresholds, keeping each
 stage's hand-offs for the next. Prints a JSON report: accuracy, exit rates, average MACs,
@@ -34,8 +34,9 @@ def main(argv: list[str]) -> None:
     if not FLAGS.export_dir:
         fail("cascade", "--export_dir is required", code=2)
     with quiet_stderr():
-        from enas4d_tf.data import DataError, load_arrays
-        from enas4d_tf.export.cascade import Cascade, ExportDirError
+        from enas4d_tf.data import load_arrays
+        from enas4d_tf.errors import DataError, ExportDirError
+        from enas4d_tf.export.cascade import Cascade
         from enas4d_tf.files import write_json_atomic
 
     try:

@@ -1,13 +1,14 @@
-"""Exports networks of a trained supernet for deployment (DESIGN.md §6).
+"""Exports networks of a trained supernet for deployment (README.md "Export and deployment").
 
   python -m tools.export --workdir=runs/demo --from_search --out=runs/demo/export \
       --quantization=float32,int8
-  python -m tools.export --workdir=runs/demo --arch=my_arch.json --out=exports
+  python -m tools.export --workdir=runs/demo --arch=runs/demo/search/archs/dynamic_2M.json \
+      --out=exports
 
-Writes `<out>/<name>/`: subnet.keras (fine-tunable Keras model), stage{s}_{q}.tflite (one
-early-exit graph per stage and quantisation) and manifest.json. Each folder is built under a
-temporary name and renamed when complete. Bad input ends with one line on stderr and exit 1
-(flag errors: exit 2).
+Writes `<out>/<name>/`: subnet.keras (fine-tunable Keras model), stage{n}_{q}.tflite (one
+early-exit graph per exit n = 1, 2, ... and quantisation) and manifest.json. Each folder is
+built under a temporary name and renamed when complete. Bad input ends with one line on
+stderr and exit 1 (flag errors: exit 2).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tools._cli import fail, flags_parser, quiet_stderr  # noqa: E402
+from tools._cli import config_from_flags, fail, flags_parser, quiet_stderr  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "The training workdir whose supernet is exported.")
 flags.DEFINE_string(
@@ -43,7 +44,7 @@ flags.DEFINE_string(
     "data_dir", None, "Where the dataset is, if not where the workdir's run config says."
 )
 flags.DEFINE_integer(
-    "num_train_images",
+    "num_calibration_images",
     2000,
     "Training images used for BN recalibration, int8 calibration and QAT fine-tuning.",
     lower_bound=16,
@@ -64,10 +65,10 @@ def main(argv: list[str]) -> None:
     if bool(FLAGS.arch) == FLAGS.from_search:
         fail("export", "give exactly one of --arch=<file> and --from_search", code=2)
     with quiet_stderr():
-        from enas4d_tf.data import DataError
-        from enas4d_tf.export import exporter as export_lib
-        from enas4d_tf.export.stage_graphs import ConversionError, parse_quantizations
-        from enas4d_tf.workdir import WorkdirError
+        from enas4d_tf.errors import Enas4dError
+        from enas4d_tf.export import exporter, formats
+        from enas4d_tf.export.stage_graphs import parse_quantizations
+        from enas4d_tf.workdir import Workdir
 
     # TensorFlow logs every SavedModel write at INFO through absl, and its int8 calibrator
     # warns that it uses the deprecated tf.lite.Interpreter (ours is LiteRT's): per stage graph
@@ -78,21 +79,15 @@ def main(argv: list[str]) -> None:
         quantizations = parse_quantizations(FLAGS.quantization)
     except ValueError as e:
         fail("export", f"--quantization: {e}", code=2)
+    config = config_from_flags(
+        exporter.ExportConfig,
+        out=FLAGS.out or Workdir(FLAGS.workdir).exports,
+        quantizations=quantizations,
+    )
     try:
-        files = export_lib.search_arch_files(FLAGS.workdir) if FLAGS.from_search else [FLAGS.arch]
-        export_lib.run_export(
-            FLAGS.workdir,
-            files,
-            FLAGS.out or os.path.join(FLAGS.workdir, "export"),
-            quantizations,
-            overwrite=FLAGS.overwrite,
-            data_dir=FLAGS.data_dir,
-            num_train_images=FLAGS.num_train_images,
-            qat_steps=FLAGS.qat_steps,
-            qat_learning_rate=FLAGS.qat_learning_rate,
-            log=lambda line: print(line, flush=True),
-        )
-    except (export_lib.ExportError, WorkdirError, DataError, ConversionError) as e:
+        files = formats.search_arch_files(FLAGS.workdir) if FLAGS.from_search else [FLAGS.arch]
+        exporter.run_export(FLAGS.workdir, files, config, log=lambda line: print(line, flush=True))
+    except Enas4dError as e:  # ExportError, ConversionError, WorkdirError, DataError
         fail("export", str(e))
 
 

@@ -3,7 +3,7 @@
   python -m tools.finetune --model=runs/demo/export/net0/subnet.keras --epochs=2 \
       --learning_rate=1e-4 --out=runs/demo/export/net0/subnet_ft.keras
 
-The same in plain Keras (what this program does):
+The same in plain Keras (what this program does through `enas4d_tf.finetune`):
 
   model = keras.models.load_model("subnet.keras")
   model.compile("adam", loss=[keras.losses.SparseCategoricalCrossentropy(from_logits=True)]
@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 
-from tools._cli import fail, flags_parser, quiet_stderr  # noqa: E402
+from tools._cli import config_from_flags, fail, flags_parser, quiet_stderr  # noqa: E402
 
 flags.DEFINE_string("model", None, "The subnet.keras file to fine-tune.")
 flags.DEFINE_string("dataset", "fashion_mnist", "The dataset to fine-tune on (by name).")
@@ -55,9 +55,9 @@ def main(argv: list[str]) -> None:
     with quiet_stderr():
         import keras
 
-        from enas4d_tf.data import DataError
-        from enas4d_tf.export import exporter as export_lib
+        from enas4d_tf.errors import DataError
         from enas4d_tf.files import save_model_atomic
+        from enas4d_tf.finetune import FinetuneConfig, finetune
 
     try:
         model = keras.models.load_model(FLAGS.model)
@@ -67,25 +67,11 @@ def main(argv: list[str]) -> None:
             f"cannot load {FLAGS.model}: {str(e).strip().splitlines()[0] if str(e) else e}",
         )
     try:
-        train = export_lib.finetune_dataset(
-            model, FLAGS.dataset, "train", FLAGS.data_dir, FLAGS.batch_size, training=True
-        )
-        val = export_lib.finetune_dataset(
-            model, FLAGS.dataset, "validation", FLAGS.data_dir, FLAGS.batch_size, training=False
-        )
+        final = finetune(model, config_from_flags(FinetuneConfig))
     except DataError as e:
         fail("finetune", str(e))
-    export_lib.compile_for_finetuning(model, FLAGS.learning_rate)
-    history = model.fit(
-        train,
-        validation_data=val,
-        epochs=FLAGS.epochs,
-        steps_per_epoch=FLAGS.steps_per_epoch,
-        verbose=2,
-    )
     save_model_atomic(model, FLAGS.out)
-    last = {k: float(v[-1]) for k, v in history.history.items()}
-    print(json.dumps({"out": FLAGS.out, "final": last}, sort_keys=True))
+    print(json.dumps({"out": FLAGS.out, "final": final}, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ expected average latency: `sum_s p_s * (t_1 + ... + t_s)`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from collections.abc import Sequence
@@ -44,35 +45,61 @@ def input_flags(stage: dict, quantization: str) -> list[str]:
     return [f"--input_layer={','.join(names)}", f"--input_layer_shape={':'.join(shapes)}"]
 
 
+@dataclasses.dataclass(frozen=True)
+class BenchmarkSettings:
+    """How `benchmark_model` runs on the phone (what export/android_benchmark.py's flags set).
+
+    Attributes:
+      num_threads: `--num_threads`.
+      num_runs: `--num_runs` per stage graph.
+      warmup_runs: `--warmup_runs`.
+      binary: `benchmark_model`'s path on the phone.
+      device_dir: where the graphs are pushed on the phone.
+      serial: `adb -s` serial of the phone, when several are attached; None = the only one.
+    """
+
+    num_threads: int = 1
+    num_runs: int = 200
+    warmup_runs: int = 20
+    binary: str = DEVICE_BINARY
+    device_dir: str = DEVICE_DIR
+    serial: str | None = None
+
+
 def benchmark_commands(
     manifest: dict,
     quantization: str,
-    num_threads: int = 1,
-    num_runs: int = 200,
-    warmup_runs: int = 20,
-    binary: str = DEVICE_BINARY,
-    device_dir: str = DEVICE_DIR,
-    serial: str | None = None,
     export_dir: str = ".",
+    settings: BenchmarkSettings = BenchmarkSettings(),
 ) -> list[list[str]]:
     """The host commands that push and time every stage graph (argv lists).
+
+    Args:
+      manifest: the export's manifest (`formats.read_manifest`).
+      quantization: which stage graphs.
+      export_dir: the export folder on the host (the files pushed are in it).
+      settings: how benchmark_model runs.
 
     Returns:
       `adb shell mkdir`, one `adb push` per stage file, then one
       `adb shell benchmark_model ...` per stage, stage 1 first.
+
+    Raises:
+      ValueError: the quantisation was not exported.
     """
-    adb = ["adb"] + (["-s", serial] if serial else [])
+    adb = ["adb"] + (["-s", settings.serial] if settings.serial else [])
+    device_dir = settings.device_dir
     files = stage_files(manifest, quantization)
     commands = [adb + ["shell", "mkdir", "-p", device_dir]]
     for name in files:
         commands.append(adb + ["push", f"{export_dir.rstrip('/')}/{name}", f"{device_dir}/{name}"])
     for stage, name in zip(manifest["stages"], files, strict=True):
         bench = [
-            binary,
+            settings.binary,
             f"--graph={device_dir}/{name}",
-            f"--num_threads={num_threads}",
-            f"--num_runs={num_runs}",
-            f"--warmup_runs={warmup_runs}",
+            f"--num_threads={settings.num_threads}",
+            f"--num_runs={settings.num_runs}",
+            f"--warmup_runs={settings.warmup_runs}",
             "--use_xnnpack=true",
             *input_flags(stage, quantization),
         ]

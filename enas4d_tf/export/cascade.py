@@ -6,45 +6,22 @@ enough, stage 2 on the image and the hand-offs stage 1 produced; and so on. Noth
 recomputed: each stage reads the cached hand-offs of earlier stages.
 
 Example:
-  cascade = Cascade("exports/net0", quantization="int8", num_threads=1)
+  cascade = Cascade("runs/demo/export/net0", quantization="int8", num_threads=1)
   report = cascade.evaluate(images, labels)   # images normalised at the dataset's size
   print(report["accuracy"], report["exit_rates"], report["avg_latency_ms"])
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from enas4d_tf.errors import ExportDirError
-from enas4d_tf.export.stage_graphs import StageRunner
-
-MANIFEST = "manifest.json"
-
-
-def read_manifest(export_dir: str) -> dict:
-    """Loads `<export_dir>/manifest.json`.
-
-    Raises:
-      ExportDirError: no such folder or manifest, or malformed JSON.
-    """
-    path = os.path.join(export_dir, MANIFEST)
-    if not os.path.isdir(export_dir):
-        raise ExportDirError(f"export folder {export_dir} does not exist")
-    if not os.path.exists(path):
-        raise ExportDirError(f"{path} not found: {export_dir} is not an export folder")
-    try:
-        with open(path) as f:
-            manifest = json.load(f)
-        manifest["stages"][0]["files"]
-        manifest["thresholds"]
-        manifest["stage_macs"]
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
-        raise ExportDirError(f"{path} is unreadable or malformed: {e}") from None
-    return manifest
+from enas4d_tf.export.formats import read_manifest
+from enas4d_tf.export.litert import StageRunner
+from enas4d_tf.workdir import ExportDir
 
 
 def confidence(logits: np.ndarray) -> float:
@@ -79,7 +56,8 @@ class Cascade:
       thresholds: exit thresholds; default the manifest's.
 
     Raises:
-      ExportDirError: bad folder, unknown quantisation, missing file.
+      ExportDirError: bad folder or manifest (`formats.read_manifest`), unknown
+        quantisation, missing file.
     """
 
     def __init__(
@@ -105,7 +83,7 @@ class Cascade:
         self.resolution = int(self.manifest["preprocessing"]["resolution"])
         self.runners = []
         for stage in self.manifest["stages"]:
-            path = os.path.join(export_dir, stage["files"][quantization]["file"])
+            path = ExportDir(export_dir).stage_graph(stage["exit"], quantization)
             if not os.path.exists(path):
                 raise ExportDirError(f"stage graph {path} is missing")
             self.runners.append(StageRunner(path, num_threads=num_threads))

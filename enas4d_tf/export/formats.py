@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from enas4d_tf import exit_policy
 from enas4d_tf.errors import ExportDirError, ExportError
+from enas4d_tf.export import litert
 from enas4d_tf.files import read_json, write_json_atomic
 from enas4d_tf.space.search_space import Arch, SearchSpace
 from enas4d_tf.workdir import ExportDir, Workdir
@@ -256,23 +257,37 @@ def preprocessing_record(
     }
 
 
+def graph_file_record(path: str, flatbuffer: bytes, check_xnnpack: bool = True) -> dict:
+    """The manifest's record of one stage graph file (written at `path`, named relative to
+    its folder): size, serving signature, tensor dtypes, ops, whether XNNPACK takes every op
+    (when `check_xnnpack`) and SHA-256."""
+    record = {
+        "file": os.path.basename(path),
+        "bytes": len(flatbuffer),
+        "signature": litert.signature(flatbuffer),
+        "tensor_dtypes": litert.tensor_dtypes(flatbuffer),
+        "ops": litert.op_names(flatbuffer),
+    }
+    if check_xnnpack:
+        record["xnnpack_fully_accelerated"] = litert.xnnpack_fully_accelerated(path)
+    record["sha256"] = sha256(path)
+    return record
+
+
 def stage_record(
-    exit_number: int,
-    signature: dict,
-    files: dict,
-    cumulative_macs: int,
-    threshold: float | None,
+    exit_number: int, files: dict, cumulative_macs: int, threshold: float | None
 ) -> dict:
     """One entry of the manifest's `stages`.
 
     Args:
       exit_number: the stage's exit, numbered from 1.
-      signature: the graph's serving signature, `{"inputs": {name: {shape, dtype}},
-        "outputs": {...}}` (`stage_graphs.signature`; the same for every quantisation).
-      files: `{quantization: graph file record}` (`stage_graphs.graph_file_record`).
+      files: `{quantization: graph_file_record(...)}`, in the export's quantisation order;
+        the first one's signature names the inputs and outputs (every quantisation keeps
+        them).
       cumulative_macs: MACs to this exit.
       threshold: this exit's threshold (None = never leave here).
     """
+    signature = next(iter(files.values()))["signature"]
     inputs, outputs = sorted(signature["inputs"]), sorted(signature["outputs"])
     return {
         "exit": int(exit_number),
@@ -282,7 +297,7 @@ def stage_record(
         "hands_on": [n for n in outputs if n != "logits"],
         "cumulative_macs": int(cumulative_macs),
         "threshold": threshold,
-        "files": files,
+        "files": dict(files),
     }
 
 

@@ -286,8 +286,8 @@ def qat_cascade(stages: list[tf_keras.Model], image_shape: tuple) -> tf_keras.Mo
         out = stage(feed)
         for name, t in out.items():
             if name == "logits":
-                # Named so Keras reports one loss per exit.
-                logits.append(tf_keras.layers.Activation("linear", name=f"exit{s}")(t))
+                # Named so Keras reports one loss per exit (exits numbered from 1).
+                logits.append(tf_keras.layers.Activation("linear", name=f"exit{s + 1}")(t))
             else:
                 handoffs[name] = t
     return tf_keras.Model(image, logits, name="qat_cascade")

@@ -7,6 +7,7 @@ Fashion-MNIST training images, so the compared logits are far from zero.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -16,10 +17,12 @@ import pytest
 import tensorflow as tf
 
 import enas4d_tf as e4
-from enas4d_tf import exit_policy as dynamic
+from enas4d_tf import exit_policy
 from enas4d_tf.data import FASHION_MNIST_DIR, dataset_info, load_arrays
-from enas4d_tf.export import exporter as export_lib
+from enas4d_tf.errors import ExportDirError
+from enas4d_tf.export import formats
 from enas4d_tf.export.cascade import Cascade, preprocess
+from enas4d_tf.finetune import compile_for_finetuning
 from tests.helpers import REPO as ROOT
 from tests.helpers import make_tiny_workdir
 
@@ -56,24 +59,21 @@ def exported(tmp_path_factory):
     space, _ = make_workdir(workdir)
     arch = space.sample(seed=5)
     arch_file = str(base / "net.json")
-    with open(arch_file, "w") as f:
-        json.dump(
-            {
-                "name": "net0",
-                "mode": "dynamic",
-                "arch": arch.to_dict(),
-                "thresholds": THRESHOLDS,
-                "stage_macs": e4.stage_macs(space, arch, 10),
-                "avg_macs": 1.0,
-                "val_accuracy": 0.5,
-                "exit_rates": [0.5, 0.3, 0.2],
-                "budget_macs": None,
-            },
-            f,
-        )
+    result = exit_policy.PolicyResult(
+        accuracy=0.5, exit_rates=[0.5, 0.3, 0.2], avg_macs=1.0, thresholds=THRESHOLDS
+    )
+    record = formats.arch_file_record(
+        "net0", "dynamic", arch, result, e4.stage_macs(space, arch, 10)
+    )
+    formats.write_arch_file(arch_file, record)
     out = str(base / "out")
     done = run_tool(
-        [f"--workdir={workdir}", f"--arch={arch_file}", f"--out={out}", "--num_train_images=500"]
+        [
+            f"--workdir={workdir}",
+            f"--arch={arch_file}",
+            f"--out={out}",
+            "--num_calibration_images=500",
+        ]
     )
     assert done.returncode == 0, done.stderr[-2000:]
     export_dir = os.path.join(out, "net0")
@@ -98,7 +98,7 @@ def exported(tmp_path_factory):
 def test_export_folder_holds_exactly_the_promised_files(exported):
     names = sorted(os.listdir(exported["dir"]))
     assert names == sorted(
-        ["manifest.json", "subnet.keras"] + [f"stage{s}_float32.tflite" for s in range(3)]
+        ["manifest.json", "subnet.keras"] + [f"stage{n}_float32.tflite" for n in (1, 2, 3)]
     )
     # No temporary folder is left beside it.
     assert sorted(os.listdir(exported["out"])) == ["net0"]
@@ -131,12 +131,17 @@ def test_manifest_records_macs_tensors_preprocessing_and_hashes(exported):
     assert pre["resolution"] == arch.resolution and pre["layout"] == "NHWC"
     assert pre["mean"] == pytest.approx(list(info.mean))
     assert pre["std"] == pytest.approx(list(info.std))
-    assert m["subnet"]["sha256"] == export_lib.sha256(os.path.join(exported["dir"], "subnet.keras"))
+    assert m["format_version"] == formats.MANIFEST_VERSION
+    assert m["search"]["exit_rates"] == [0.5, 0.3, 0.2] and "format_version" not in m["search"]
+    assert m["subnet"]["sha256"] == formats.sha256(os.path.join(exported["dir"], "subnet.keras"))
     handed_on = set()
-    for stage in m["stages"]:
+    for s, stage in enumerate(m["stages"]):
+        # Exits are numbered from 1 wherever a user reads them.
+        assert stage["exit"] == s + 1
         f = stage["files"]["float32"]
+        assert f["file"] == f"stage{s + 1}_float32.tflite"
         path = os.path.join(exported["dir"], f["file"])
-        assert f["sha256"] == export_lib.sha256(path) and f["bytes"] == os.path.getsize(path)
+        assert f["sha256"] == formats.sha256(path) and f["bytes"] == os.path.getsize(path)
         assert all(not op.startswith("Flex") and op != "CUSTOM" for op in f["ops"])
         assert f["xnnpack_fully_accelerated"] is True
         # Every hand-off a stage reads was handed on by an earlier stage, with its shape.
@@ -159,7 +164,7 @@ def test_cascade_follows_the_exit_policy_of_the_keras_logits(exported):
     x = preprocess(exported["images"][:n], exported["arch"].resolution)
     logits = np.stack([np.asarray(z) for z in exported["subnet"](x)])
     probs = tf.nn.softmax(logits).numpy()
-    expected = dynamic.evaluate_policy(
+    expected = exit_policy.evaluate_policy(
         probs, exported["labels"][:n], exported["manifest"]["stage_macs"], THRESHOLDS
     )
     assert report["num_images"] == n
@@ -174,7 +179,7 @@ def test_cascade_follows_the_exit_policy_of_the_keras_logits(exported):
 
 def test_subnet_keras_loads_and_fine_tunes(exported):
     model = keras.models.load_model(os.path.join(exported["dir"], "subnet.keras"))
-    export_lib.compile_for_finetuning(model, learning_rate=3e-3)
+    compile_for_finetuning(model, learning_rate=3e-3)
     images, labels = load_arrays("fashion_mnist", "train", max_examples=128)
     x = preprocess(images, exported["arch"].resolution)
     y = [labels] * 3
@@ -224,7 +229,8 @@ def test_android_dry_run_prints_push_and_benchmark_commands(exported):
     done = subprocess.run(
         [
             sys.executable,
-            "export/android_benchmark.py",
+            "-m",
+            "export.android_benchmark",
             f"--export_dir={exported['dir']}",
             "--num_threads=2",
             "--dry_run",
@@ -240,9 +246,8 @@ def test_android_dry_run_prints_push_and_benchmark_commands(exported):
     d = "/data/local/tmp/enas4d"
     assert lines[0] == f"adb shell mkdir -p {d}"
     for s in range(3):
-        assert lines[1 + s] == f"adb push {exported['dir']}/stage{s}_float32.tflite {d}/" + (
-            f"stage{s}_float32.tflite"
-        )
+        name = f"stage{s + 1}_float32.tflite"
+        assert lines[1 + s] == f"adb push {exported['dir']}/{name} {d}/{name}"
     for s, stage in enumerate(exported["manifest"]["stages"]):
         line = lines[4 + s]
         names = sorted(t["name"] for t in stage["inputs"])
@@ -251,7 +256,7 @@ def test_android_dry_run_prints_push_and_benchmark_commands(exported):
             for n in names
         )
         assert line.startswith("adb shell '/data/local/tmp/benchmark_model ")
-        assert f"--graph={d}/stage{s}_float32.tflite" in line
+        assert f"--graph={d}/stage{s + 1}_float32.tflite" in line
         assert "--num_threads=2" in line
         assert f"--input_layer={','.join(names)}" in line
         assert f"--input_layer_shape={shapes}" in line
@@ -301,8 +306,8 @@ def test_missing_arch_file_fails_with_one_line(exported, tmp_path):
 @pytest.mark.parametrize(
     "content, needle",
     [
-        ("{not json", "not valid JSON"),
-        (json.dumps({"name": "x", "arch": {"depth": [[1]]}}), "missing gene"),
+        ("{not json", "not JSON"),
+        (json.dumps({"format_version": 2, "name": "x", "arch": {"depth": [[1]]}}), "missing gene"),
     ],
 )
 def test_invalid_arch_file_fails_with_one_line(exported, tmp_path, content, needle):
@@ -334,7 +339,7 @@ def test_workdir_without_checkpoint_fails_with_one_line(exported, tmp_path):
 
 def test_existing_output_folder_is_left_alone(exported):
     before = _snapshot(exported["out"])
-    hashes = export_lib.sha256(os.path.join(exported["dir"], "manifest.json"))
+    hashes = formats.sha256(os.path.join(exported["dir"], "manifest.json"))
     done = run_tool(
         [
             f"--workdir={exported['workdir']}",
@@ -344,4 +349,49 @@ def test_existing_output_folder_is_left_alone(exported):
     )
     _assert_one_line_failure(done, "net0", "exists", "--overwrite")
     assert _snapshot(exported["out"]) == before
-    assert export_lib.sha256(os.path.join(exported["dir"], "manifest.json")) == hashes
+    assert formats.sha256(os.path.join(exported["dir"], "manifest.json")) == hashes
+
+
+# -- older formats: refused with one line that says how to write them again ------------------
+
+
+def test_arch_file_of_an_older_format_is_refused_with_one_line(exported, tmp_path):
+    with open(exported["arch_file"]) as f:
+        data = json.load(f)
+    del data["format_version"]  # format 1 had none
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    out = str(tmp_path / "out")
+    done = run_tool([f"--workdir={exported['workdir']}", f"--arch={path}", f"--out={out}"])
+    _assert_one_line_failure(done, "old.json", "format 1", "python -m tools.search")
+    assert not os.path.exists(out)
+
+
+def test_manifest_of_an_older_format_is_refused_with_one_line(exported, tmp_path):
+    old = tmp_path / "net0"
+    shutil.copytree(exported["dir"], old)
+    manifest = dict(exported["manifest"], format_version=1)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportDirError, match="format 1"):
+        Cascade(str(old), "float32")
+    done = run_tool([f"--export_dir={old}", "--max_images=5"], module="tools.cascade")
+    _assert_one_line_failure(
+        done, "format 1", "re-export", "python -m tools.export", exported["arch_file"]
+    )
+
+
+def test_arch_file_round_trips_through_formats(exported, tmp_path):
+    spec = formats.read_arch_file(exported["arch_file"], exported["space"])
+    assert spec.name == "net0" and spec.mode == "dynamic" and spec.arch == exported["arch"]
+    assert list(spec.thresholds) == THRESHOLDS
+    assert spec.source == os.path.abspath(exported["arch_file"])
+    assert spec.search["exit_rates"] == [0.5, 0.3, 0.2]
+    with open(exported["arch_file"]) as f:
+        data = json.load(f)
+    assert set(data) == {"format_version", *formats.ARCH_FILE_KEYS}
+    # A bare architecture is a static network named after its file.
+    bare = tmp_path / "plain.json"
+    bare.write_text(json.dumps(exported["arch"].to_dict()))
+    spec = formats.read_arch_file(str(bare), exported["space"])
+    assert (spec.name, spec.mode, spec.search) == ("plain", "static", {})
+    assert list(spec.thresholds) == [None, None, 0.0]

@@ -1,0 +1,1 @@
+"""The deployment kit; run from the repository root: python -m export.android_benchmark."""
