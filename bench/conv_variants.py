@@ -8,7 +8,7 @@ expansions into them), times in one process, interleaved:
   expansion in float32 and bfloat16.
 Each number is the median of --repeats timed calls, in ms, after two warm-up calls.
 
-Usage: python bench/conv_variants.py [--batch 128] [--repeats 10]
+Usage: python -m bench.conv_variants [--batch 128] [--repeats 10]
 Prints a JSON line and a markdown table.
 """
 

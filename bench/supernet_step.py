@@ -13,7 +13,7 @@ and counts the traces of the shared step over the sampled architectures. (d) and
 with their mean MACs as a fraction of the largest's, so a step's cost can be set against
 the arithmetic it does.
 
-Usage: python bench/supernet_step.py [--preset fashion_mnist] [--batch 128] [--repeats 30]
+Usage: python -m bench.supernet_step [--preset fashion_mnist] [--batch 128] [--repeats 30]
 Prints a JSON line and a markdown table.
 """
 

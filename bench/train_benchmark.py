@@ -2,7 +2,7 @@
 
 After `python -m tools.train --flagfile=configs/train_benchmark.cfg --workdir=W`:
 
-  python bench/train_benchmark.py --workdir=W
+  python -m bench.train_benchmark --workdir=W
 
 loads the newest checkpoint of W, recalibrates BN for the largest, the smallest and 3 sampled
 networks (2,000 training images each) and measures every exit on the test split. Prints one
@@ -12,16 +12,13 @@ JSON line, then a markdown table. Training images/s come from W/train_log.jsonl.
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
-from enas4d_tf.data import DataError  # noqa: E402
+from enas4d_tf.errors import DataError, WorkdirError  # noqa: E402
 from enas4d_tf.train import report as train_report  # noqa: E402
-from enas4d_tf.workdir import WorkdirError  # noqa: E402
 from tools._cli import fail, flags_parser  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "The training workdir to measure.")
@@ -33,7 +30,7 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("seed", 0, "Seed of the sampled architectures.", lower_bound=0)
 flags.DEFINE_integer(
-    "calibration_images",
+    "num_calibration_images",
     2000,
     "Training images for BN recalibration per network.",
     lower_bound=1,
@@ -57,7 +54,7 @@ def main(argv):
             FLAGS.workdir,
             num_sampled=FLAGS.num_sampled,
             seed=FLAGS.seed,
-            calibration_images=FLAGS.calibration_images,
+            num_calibration_images=FLAGS.num_calibration_images,
             max_test_examples=FLAGS.max_test_examples,
             data_dir=FLAGS.data_dir,
         )

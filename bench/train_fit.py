@@ -1,6 +1,6 @@
 """Under- or overfitting? Accuracy of every exit on clean training images against validation.
 
-  python bench/train_fit.py --workdir=W
+  python -m bench.train_fit --workdir=W
 
 loads the newest checkpoint of W, recalibrates BN of the largest and the smallest network on
 the first 2,000 training images and measures every exit on the first `--num_train_images`
@@ -10,10 +10,8 @@ training images (no augmentation) and on the whole validation split.
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 

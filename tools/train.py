@@ -1,4 +1,4 @@
-"""Trains a multi-stage once-for-all supernet (DESIGN.md §3).
+"""Trains a multi-stage once-for-all supernet (README.md, "Training").
 
   python -m tools.train --flagfile=configs/train_quick.cfg --workdir=/tmp/enas4d_quick
 
@@ -15,14 +15,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags, logging  # noqa: E402
 
-from enas4d_tf.data import DEFAULT_DATASET, DataError  # noqa: E402
+from enas4d_tf.data import DEFAULT_DATASET  # noqa: E402
+from enas4d_tf.errors import DataError, WorkdirError  # noqa: E402
 from enas4d_tf.space.search_space import PRESETS  # noqa: E402
-from enas4d_tf.train import sampling as train_sampling  # noqa: E402
-from enas4d_tf.train import trainer as train_lib  # noqa: E402
-from enas4d_tf.workdir import WorkdirError  # noqa: E402
-from tools._cli import fail, flags_parser  # noqa: E402
+from enas4d_tf.train import sampling  # noqa: E402
+from enas4d_tf.train.config import STRATEGIES, TrainConfig  # noqa: E402
+from enas4d_tf.train.distribution import configure_cpu_replicas  # noqa: E402
+from enas4d_tf.train.trainer import train  # noqa: E402
+from tools._cli import config_from_flags, fail, flags_parser  # noqa: E402
 
-_DEFAULTS = train_lib.TrainConfig(workdir="")
+_DEFAULTS = TrainConfig(workdir="")
 
 flags.DEFINE_enum(
     "preset", _DEFAULTS.preset, list(PRESETS), "The search space the supernet covers."
@@ -43,7 +45,7 @@ flags.DEFINE_integer(
 flags.DEFINE_enum(
     "strategy",
     _DEFAULTS.strategy,
-    list(train_lib.STRATEGIES),
+    list(STRATEGIES),
     "Distribution strategy: default (one device), mirrored (the GPUs, or logical CPUs), or "
     "multi_worker (the cluster in TF_CONFIG).",
 )
@@ -116,7 +118,7 @@ flags.DEFINE_float(
 flags.DEFINE_enum(
     "schedule",
     _DEFAULTS.schedule,
-    list(train_sampling.SCHEDULES),
+    list(sampling.SCHEDULES),
     "sandwich: every gene elastic from the start; progressive: progressive shrinking "
     "(resolution+kernel, then depth, then expand, then width).",
 )
@@ -165,8 +167,8 @@ flags.DEFINE_integer(
     lower_bound=0,
 )
 flags.DEFINE_integer(
-    "calibration_images",
-    _DEFAULTS.calibration_images,
+    "num_calibration_images",
+    _DEFAULTS.num_calibration_images,
     "Training images used to recalibrate batch norm before an evaluation.",
     lower_bound=1,
 )
@@ -186,39 +188,13 @@ def _floats(name: str, values: list[str] | None) -> tuple[float, ...] | None:
         raise ValueError(f"--{name} must be comma-separated numbers, got {values}") from None
 
 
-def _config() -> train_lib.TrainConfig:
+def _config() -> TrainConfig:
     if not FLAGS.workdir:
         raise ValueError("--workdir is required")
-    return train_lib.TrainConfig(
-        workdir=FLAGS.workdir,
-        preset=FLAGS.preset,
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        strategy=FLAGS.strategy,
-        num_random_subnets=FLAGS.num_random_subnets,
-        random_subnets_every=FLAGS.random_subnets_every,
-        kd_ratio=FLAGS.kd_ratio,
-        label_smoothing=FLAGS.label_smoothing,
+    return config_from_flags(
+        TrainConfig,
         exit_weights=_floats("exit_weights", FLAGS.exit_weights),
-        learning_rate=FLAGS.learning_rate,
-        momentum=FLAGS.momentum,
-        warmup_epochs=FLAGS.warmup_epochs,
-        weight_decay=FLAGS.weight_decay,
-        clip_norm=FLAGS.clip_norm,
-        schedule=FLAGS.schedule,
         phase_starts=_floats("phase_starts", FLAGS.phase_starts),
-        checkpoint_every_steps=FLAGS.checkpoint_every_steps,
-        keep_checkpoints=FLAGS.keep_checkpoints,
-        max_train_examples=FLAGS.max_train_examples,
-        max_eval_examples=FLAGS.max_eval_examples,
-        steps_per_epoch=FLAGS.steps_per_epoch,
-        log_every_steps=FLAGS.log_every_steps,
-        eval_every_epochs=FLAGS.eval_every_epochs,
-        calibration_images=FLAGS.calibration_images,
-        cpu_replicas=FLAGS.cpu_replicas,
-        seed=FLAGS.seed,
     )
 
 
@@ -231,8 +207,8 @@ def main(argv: list[str]) -> None:
         config.validate()
         if config.strategy == "mirrored":
             # Logical CPUs must be configured before TensorFlow runs any op.
-            train_lib.configure_cpu_replicas(config.cpu_replicas)
-        train_lib.train(config)
+            configure_cpu_replicas(config.cpu_replicas)
+        train(config)
     except (DataError, WorkdirError, ValueError) as e:
         fail("train", str(e))
 

@@ -1,9 +1,23 @@
-"""What a training run writes for a person to read: TensorBoard scalar summaries."""
+"""What a training run reports while it runs: console lines, `train_log.jsonl` records and
+TensorBoard scalars, and the window of step metrics they summarise.
+
+Exits are numbered from 1 in every summary name (`train/largest/exit1/loss`); the per-exit
+lists of a `train_log.jsonl` record hold exit 1 first.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable
+
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
+
+from enas4d_tf.workdir import Workdir
 
 # TensorBoard's scalar plugin metadata (what `tf.summary.scalar` writes), built from TF's own
 # protos so that writing summaries does not need the `tensorboard` package installed.
@@ -22,4 +36,193 @@ def summary_scalar(name: str, value: float, step: int | None = None) -> None:
     """
     tf.summary.write(
         name, tf.constant(float(value), tf.float32), step=step, metadata=_SCALAR_METADATA
+    )
+
+
+def read_train_log(workdir: str) -> list[dict]:
+    """The records of `<workdir>/train_log.jsonl` (empty when there is none).
+
+    A line cut short by a killed process is skipped.
+    """
+    path = Workdir(workdir).train_log
+    records = []
+    if not os.path.exists(path):
+        return records
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def format_eta(seconds: float) -> str:
+    """`seconds` as `h:mm:ss` (negative counts as 0)."""
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@dataclasses.dataclass
+class Timing:
+    """Timed steps and their seconds (a step that traced is not timed)."""
+
+    steps: int = 0
+    seconds: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.steps += 1
+        self.seconds += seconds
+
+    def images_per_s(self, batch_size: int) -> float:
+        """Images per second over the timed steps; NaN when there is none."""
+        return batch_size * self.steps / self.seconds if self.steps else float("nan")
+
+
+class MetricWindow:
+    """The sums of the training step's outputs since the last progress line.
+
+    Args:
+      max_archs: the most architectures a step trains (rows of the sums).
+      num_stages: exits of the network (columns).
+    """
+
+    def __init__(self, max_archs: int, num_stages: int):
+        self._shape = (max_archs, num_stages)
+        self.reset()
+
+    def reset(self) -> None:
+        """Empties the window."""
+        K, S = self._shape
+        self.sums = {
+            "objective": np.zeros(K),
+            "loss": np.zeros((K, S)),
+            "correct": np.zeros((K, S)),
+        }
+        self.count = 0.0  # examples
+        self.records = 0  # steps added
+        self.archs = 0  # architectures trained, over all steps added
+        self.timing = Timing()
+
+    def add(self, out: dict[str, np.ndarray], num_archs: int, seconds: float | None) -> None:
+        """Adds one step's outputs (see `TrainStep`); `seconds` None: the step is not timed."""
+        if seconds is not None:
+            self.timing.add(seconds)
+        for k, total in self.sums.items():
+            # A step without the random architectures fills only the first rows.
+            total[: len(out[k])] += out[k]
+        self.count += float(out["count"])
+        self.records += 1
+        self.archs += num_archs
+
+
+def progress_record(
+    window: MetricWindow, step: int, epoch: int, phase: int, learning_rate: float, batch_size: int
+) -> dict:
+    """The `train_log.jsonl` record of a window: means per example, per step and per
+    architecture, and the window's speed (NaN when none of its steps was timed)."""
+    count = max(window.count, 1.0)
+    mean_loss = window.sums["loss"] / count
+    accuracy = window.sums["correct"] / count
+    timing = window.timing
+    rate = (
+        batch_size * timing.steps / timing.seconds
+        if timing.steps and timing.seconds > 0
+        else float("nan")
+    )
+    # The mean number of architectures a step of the window trained.
+    num_subnets = window.archs / window.records
+    return {
+        "kind": "train",
+        "step": step,
+        "epoch": epoch,
+        "phase": phase,
+        "learning_rate": learning_rate,
+        # Mean over the window's steps and the step's architectures.
+        "objective": float(np.sum(window.sums["objective"]) / num_subnets / max(window.records, 1)),
+        "images_per_s": rate,
+        "subnet_images_per_s": rate * num_subnets,
+        "largest": {"loss": mean_loss[0].tolist(), "accuracy": accuracy[0].tolist()},
+        "smallest": {"loss": mean_loss[1].tolist(), "accuracy": accuracy[1].tolist()},
+    }
+
+
+class TrainLog:
+    """Where a run reports. Only the chief writes; on other workers every method is silent.
+
+    Args:
+      workdir: the run's workdir (`train_log.jsonl`, `tensorboard/`).
+      chief: whether this process writes.
+      print_line: where console lines go (default: print to stdout).
+    """
+
+    def __init__(
+        self, workdir: Workdir, chief: bool, print_line: Callable[[str], None] | None = None
+    ):
+        self.workdir = workdir
+        self.chief = chief
+        self._print = print_line or (lambda line: print(line, flush=True))
+        self.writer = None
+
+    def line(self, text: str) -> None:
+        """A console line."""
+        if self.chief:
+            self._print(text)
+
+    def write(self, record: dict) -> None:
+        """Appends a record to `train_log.jsonl`."""
+        if self.chief:
+            with open(self.workdir.train_log, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def open_summaries(self) -> tf.summary.SummaryWriter:
+        """Creates the TensorBoard writer (a no-op one on other workers) and returns it."""
+        self.writer = (
+            tf.summary.create_file_writer(self.workdir.tensorboard)
+            if self.chief
+            else tf.summary.create_noop_writer()
+        )
+        return self.writer
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def progress(self, record: dict, total_steps: int, batch_size: int, session_rate: float):
+        """Writes a `progress_record` to the log and TensorBoard, and prints its line.
+
+        Args:
+          record: the window's record.
+          total_steps: the run's steps.
+          batch_size: the global batch size.
+          session_rate: images per second over this session's timed steps (NaN: none yet).
+        """
+        self.write(record)
+        with self.writer.as_default(step=record["step"]):
+            summary_scalar("train/objective", record["objective"])
+            summary_scalar("train/learning_rate", record["learning_rate"])
+            if math.isfinite(record["images_per_s"]):
+                summary_scalar("train/images_per_s", record["images_per_s"])
+            for name in ("largest", "smallest"):
+                losses, accuracies = record[name]["loss"], record[name]["accuracy"]
+                for s, (loss, accuracy) in enumerate(zip(losses, accuracies, strict=True)):
+                    summary_scalar(f"train/{name}/exit{s + 1}/loss", loss)
+                    summary_scalar(f"train/{name}/exit{s + 1}/accuracy", accuracy)
+        self.line(progress_line(record, total_steps, batch_size, session_rate))
+
+
+def progress_line(record: dict, total_steps: int, batch_size: int, session_rate: float) -> str:
+    """The console line of a progress record; the time left assumes `session_rate` images/s.
+
+    Example: `step 24/24 epoch 2 loss 2.0411 (largest 1.912, smallest 2.104) lr 0 812 img/s
+    ETA 0:00:00` (the losses are those of the last exit).
+    """
+    step = record["step"]
+    eta = (total_steps - step) * batch_size / session_rate
+    eta_text = format_eta(eta) if math.isfinite(eta) else "?"
+    largest, smallest = record["largest"]["loss"][-1], record["smallest"]["loss"][-1]
+    return (
+        f"step {step}/{total_steps} epoch {record['epoch'] + 1} loss {record['objective']:.4f} "
+        f"(largest {largest:.3f}, smallest {smallest:.3f}) "
+        f"lr {record['learning_rate']:.4g} {record['images_per_s']:.0f} img/s ETA {eta_text}"
     )

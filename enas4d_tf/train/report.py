@@ -15,8 +15,8 @@ from enas4d_tf import data as data_lib
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.space.search_space import SearchSpace
 from enas4d_tf.train.evaluate import Evaluator
-from enas4d_tf.train.trainer import TRAIN_LOG, read_train_log
-from enas4d_tf.workdir import latest_checkpoint, load_supernet
+from enas4d_tf.train.logs import read_train_log
+from enas4d_tf.workdir import Workdir, latest_checkpoint, load_supernet
 
 
 def training_speed(workdir: str) -> dict:
@@ -49,20 +49,20 @@ def benchmark_workdir(
     workdir: str,
     num_sampled: int = 3,
     seed: int = 0,
-    calibration_images: int = 2000,
+    num_calibration_images: int = 2000,
     max_test_examples: int | None = None,
     data_dir: str | None = None,
 ) -> dict:
     """Test accuracy of every exit of the largest, the smallest and sampled architectures.
 
-    Each architecture's BN statistics are recalibrated on `calibration_images` training
+    Each architecture's BN statistics are recalibrated on `num_calibration_images` training
     images first; the test split is used for nothing else.
 
     Args:
       workdir: a training workdir (run_config.json and checkpoints).
       num_sampled: random architectures (seeded by `seed`) besides largest and smallest.
       seed: the sampling seed.
-      calibration_images: training images for BN recalibration.
+      num_calibration_images: training images for BN recalibration.
       max_test_examples: evaluate on the first this many test images only.
       data_dir: override the run's data directory.
 
@@ -79,7 +79,7 @@ def benchmark_workdir(
     space: SearchSpace = net.space
     dataset = config.get("dataset", data_lib.DEFAULT_DATASET)
     data_dir = data_dir if data_dir is not None else config.get("data_dir")
-    calibration, _ = data_lib.load_arrays(dataset, "train", data_dir, calibration_images)
+    calibration, _ = data_lib.load_arrays(dataset, "train", data_dir, num_calibration_images)
     images, labels = data_lib.load_arrays(dataset, "test", data_dir, max_test_examples)
     evaluator = Evaluator(space, net.num_classes, calibration, images, labels)
     evaluator.copy_weights(net)
@@ -122,6 +122,7 @@ def markdown_table(report: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     speed = report["training"]
     rate = speed["images_per_s"]
+    log_name = os.path.basename(Workdir(report["workdir"]).train_log)
     lines.append("")
     lines.append(
         f"{report['test_examples']} test images of {report['dataset']}, BN recalibrated on "
@@ -129,7 +130,7 @@ def markdown_table(report: dict) -> str:
         + (
             f"{rate:.0f} images/s ({speed['subnet_images_per_s']:.0f} subnet images/s)"
             if rate
-            else f"unknown (no timed steps in {TRAIN_LOG})"
+            else f"unknown (no timed steps in {log_name})"
         )
     )
     return "\n".join(lines)

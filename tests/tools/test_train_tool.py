@@ -1,4 +1,4 @@
-"""tools/train.py and bench/train_benchmark.py as a user runs them (subprocesses)."""
+"""tools/train.py and bench/train_benchmark.py as a user runs them (subprocesses, as modules)."""
 
 import json
 import os
@@ -145,9 +145,10 @@ def test_train_benchmark_reports_every_exit(smoke_workdir):
     proc = subprocess.run(
         [
             sys.executable,
-            os.path.join(REPO, "bench", "train_benchmark.py"),
+            "-m",
+            "bench.train_benchmark",
             f"--workdir={workdir}",
-            "--calibration_images=300",
+            "--num_calibration_images=300",
             "--max_test_examples=600",
         ],
         capture_output=True,
@@ -167,7 +168,7 @@ def test_train_benchmark_reports_every_exit(smoke_workdir):
     assert report["training"]["images_per_s"] > 0
     assert "| largest |" in proc.stdout
     missing = subprocess.run(
-        [sys.executable, os.path.join(REPO, "bench", "train_benchmark.py"), "--workdir=/nope"],
+        [sys.executable, "-m", "bench.train_benchmark", "--workdir=/nope"],
         capture_output=True,
         text=True,
         timeout=300,

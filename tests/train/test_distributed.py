@@ -19,9 +19,11 @@ MIRRORED_SCRIPT = r"""
 import sys
 import numpy as np
 import tensorflow as tf
-from enas4d_tf.train import trainer as train_lib
+from enas4d_tf.train.config import TrainConfig
+from enas4d_tf.train.distribution import configure_cpu_replicas, make_strategy
+from enas4d_tf.train.trainer import train
 
-train_lib.configure_cpu_replicas(2)  # before any op
+configure_cpu_replicas(2)  # before any op
 B, STEPS = 16, 3
 rng = np.random.default_rng(0)
 halves = [
@@ -53,13 +55,13 @@ def dataset_fn(ctx, epoch):
 
 weights, init = {}, {}
 for name in ("default", "mirrored"):
-    config = train_lib.TrainConfig(
+    config = TrainConfig(
         workdir=f"{sys.argv[1]}/{name}", preset="tiny", strategy=name, epochs=1,
         batch_size=B, steps_per_epoch=STEPS, eval_every_epochs=0, learning_rate=0.2,
         warmup_epochs=0.0, clip_norm=1.0, log_every_steps=1, checkpoint_every_steps=100,
     )
-    strategy = train_lib.make_strategy(name)
-    result = train_lib.train(config, strategy=strategy, dataset_fn=dataset_fn)
+    strategy = make_strategy(name)
+    result = train(config, strategy=strategy, dataset_fn=dataset_fn)
     assert result.step == STEPS and result.traces == 1, result
     print(name, "replicas", strategy.num_replicas_in_sync, flush=True)
     weights[name] = result.net.get_weights()
@@ -77,15 +79,16 @@ WORKER_SCRIPT = r"""
 import json
 import sys
 import numpy as np
-from enas4d_tf.train import trainer as train_lib
+from enas4d_tf.train.config import TrainConfig
+from enas4d_tf.train.trainer import train
 
 workdir, out = sys.argv[1], sys.argv[2]
-config = train_lib.TrainConfig(
+config = TrainConfig(
     workdir=workdir, preset="tiny", strategy="multi_worker", epochs=1, batch_size=32,
     max_train_examples=256, steps_per_epoch=4, eval_every_epochs=1, max_eval_examples=200,
-    calibration_images=200, checkpoint_every_steps=2, log_every_steps=2,
+    num_calibration_images=200, checkpoint_every_steps=2, log_every_steps=2,
 )
-result = train_lib.train(config)
+result = train(config)
 np.savez(out, *result.net.get_weights())
 print("RESULT", json.dumps({"step": result.step, "traces": result.traces}), flush=True)
 """

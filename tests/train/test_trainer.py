@@ -10,8 +10,13 @@ import pytest
 import tensorflow as tf
 
 import enas4d_tf as e4
+from enas4d_tf.errors import TrainError
 from enas4d_tf.train import sampling as train_sampling
-from enas4d_tf.train import trainer as train_lib
+from enas4d_tf.train.config import TrainConfig
+from enas4d_tf.train.logs import format_eta, read_train_log
+from enas4d_tf.train.optimization import WarmupCosine, make_optimizer, warmup_cosine
+from enas4d_tf.train.step import exit_losses
+from enas4d_tf.train.trainer import train
 from enas4d_tf.workdir import WorkdirError, load_supernet
 
 TINY = e4.SearchSpace.preset("tiny")
@@ -87,7 +92,7 @@ def test_exit_losses_match_hand_computation():
     logits = [tf.constant([[2.0, 0.0, -1.0]]), tf.constant([[0.0, 1.0, 0.0]])]
     labels = tf.constant([0])
     teacher = tf.constant([[0.5, 0.25, 0.25]])
-    ce, kd = train_lib.exit_losses(logits, labels, teacher, 0.3, 3)
+    ce, kd = exit_losses(logits, labels, teacher, 0.3, 3)
     for s, z in enumerate(logits):
         log_p = z.numpy()[0] - np.log(np.sum(np.exp(z.numpy()[0])))
         target = np.array([0.8, 0.1, 0.1])  # 0.7 * one-hot + 0.3 / 3
@@ -96,17 +101,19 @@ def test_exit_losses_match_hand_computation():
 
 
 def test_warmup_cosine_schedule():
-    lr = train_lib.WarmupCosine(0.4, total_steps=110, warmup_steps=10)
+    lr = WarmupCosine(0.4, total_steps=110, warmup_steps=10)
     values = [float(lr(s)) for s in (0, 4, 9, 10, 60, 110, 200)]
     # Warm-up: (s + 1) / 10 of the peak; then 0.2 * (1 + cos(pi * (s - 10) / 100)).
     assert values == pytest.approx([0.04, 0.2, 0.4, 0.4, 0.2, 0.0, 0.0], abs=1e-6)
-    assert float(train_lib.WarmupCosine(0.1, 10, 0)(0)) == pytest.approx(0.1)
+    assert float(WarmupCosine(0.1, 10, 0)(0)) == pytest.approx(0.1)
 
 
 def test_weight_decay_spares_batch_norm_and_biases():
     net = e4.Supernet(TINY, num_classes=10)
-    config = train_lib.TrainConfig(workdir="unused", preset="tiny", weight_decay=0.1)
-    opt = train_lib.make_optimizer(config, net.trainable_variables, 100, 10)
+    config = TrainConfig(workdir="unused", preset="tiny", weight_decay=0.1)
+    schedule = warmup_cosine(config, total_steps=100, steps_per_epoch=10)
+    assert (schedule.peak, schedule.total_steps, schedule.warmup_steps) == (0.1, 100, 10)
+    opt = make_optimizer(config, net.trainable_variables, schedule)
     variables = net.trainable_variables
     before = [v.numpy().copy() for v in variables]
     opt.apply_gradients([(tf.zeros_like(v), v) for v in variables])
@@ -124,7 +131,7 @@ def test_weight_decay_spares_batch_norm_and_biases():
 
 
 def test_config_validation_names_the_bad_field():
-    good = train_lib.TrainConfig(workdir="w", preset="tiny")
+    good = TrainConfig(workdir="w", preset="tiny")
     good.validate()
     bad = {
         "epochs": 0,
@@ -137,9 +144,21 @@ def test_config_validation_names_the_bad_field():
         "random_subnets_every": 0,
     }
     for field, value in bad.items():
-        config = train_lib.TrainConfig(**{**good.to_dict(), field: value})
-        with pytest.raises(ValueError, match=field):
+        config = TrainConfig(**{**good.to_dict(), field: value})
+        with pytest.raises(TrainError, match=field):
             config.validate()
+
+
+def test_config_from_dict_takes_the_old_name_of_a_renamed_field():
+    config = TrainConfig(workdir="w", preset="tiny", num_calibration_images=77, seed=3)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    old = {k: v for k, v in config.to_dict().items() if k != "num_calibration_images"}
+    assert TrainConfig.from_dict({**old, "calibration_images": 77}) == config
+
+
+def test_format_eta():
+    assert format_eta(3 * 3600 + 5 * 60 + 7.9) == "3:05:07"
+    assert format_eta(-4) == "0:00:00"
 
 
 # -- a short real run ----------------------------------------------------------------------
@@ -153,7 +172,7 @@ def _small_config(workdir, **kw):
         "batch_size": 64,
         "max_train_examples": 768,
         "max_eval_examples": 500,
-        "calibration_images": 500,
+        "num_calibration_images": 500,
         "learning_rate": 0.1,
         "warmup_epochs": 0.25,
         "log_every_steps": 6,
@@ -163,17 +182,17 @@ def _small_config(workdir, **kw):
         "num_random_subnets": 1,
     }
     base.update(kw)
-    return train_lib.TrainConfig(**base)
+    return TrainConfig(**base)
 
 
 def test_real_slice_loss_falls_for_largest_and_smallest_with_one_trace(tmp_path):
     # 768 real Fashion-MNIST images, 2 epochs of 12 steps (about 40 s on an idle machine).
     config = _small_config(tmp_path / "run")
     lines = []
-    result = train_lib.train(config, log=lines.append)
+    result = train(config, log=lines.append)
     assert result.step == result.total_steps == 24
     assert result.traces == 1  # every architecture of every step through one trace
-    records = [r for r in train_lib.read_train_log(config.workdir) if r["kind"] == "train"]
+    records = [r for r in read_train_log(config.workdir) if r["kind"] == "train"]
     assert [r["step"] for r in records] == [6, 12, 18, 24]
     first, last = records[0], records[-1]
     for name in ("largest", "smallest"):
@@ -200,7 +219,7 @@ def test_real_slice_loss_falls_for_largest_and_smallest_with_one_trace(tmp_path)
     assert os.listdir(os.path.join(config.workdir, "tensorboard"))
     # Started again, a finished run says so and trains nothing.
     again = []
-    rerun = train_lib.train(config, log=again.append)
+    rerun = train(config, log=again.append)
     assert rerun.steps_run == 0 and rerun.step == 24
     assert "already finished" in again[-1]
 
@@ -208,7 +227,7 @@ def test_real_slice_loss_falls_for_largest_and_smallest_with_one_trace(tmp_path)
 def _make_checkpointed_workdir(path):
     # A workdir as training leaves it, without training: 1 step's worth of state.
     config = _small_config(path, epochs=1, max_train_examples=128, eval_every_epochs=0)
-    train_lib.train(config, log=lambda line: None)
+    train(config, log=lambda line: None)
     return config
 
 
@@ -216,7 +235,7 @@ def test_checkpoint_of_another_network_or_corrupt_ends_with_workdir_error(tmp_pa
     config = _make_checkpointed_workdir(tmp_path / "run")
     ckpt_dir = os.path.join(config.workdir, "checkpoints")
     # Continue the run for longer so that it has to restore.
-    longer = train_lib.TrainConfig(**{**config.to_dict(), "epochs": 2})
+    longer = TrainConfig(**{**config.to_dict(), "epochs": 2})
 
     # A checkpoint of the fashion_mnist supernet in a tiny workdir.
     foreign = tmp_path / "foreign"
@@ -228,7 +247,7 @@ def test_checkpoint_of_another_network_or_corrupt_ends_with_workdir_error(tmp_pa
     ).save()
     before = sorted(os.listdir(foreign / "checkpoints"))
     with pytest.raises(WorkdirError, match="does not match"):
-        train_lib.train(train_lib.TrainConfig(**{**longer.to_dict(), "workdir": str(foreign)}))
+        train(TrainConfig(**{**longer.to_dict(), "workdir": str(foreign)}))
     assert sorted(os.listdir(foreign / "checkpoints")) == before
 
     # A truncated data file.
@@ -237,13 +256,31 @@ def test_checkpoint_of_another_network_or_corrupt_ends_with_workdir_error(tmp_pa
     with open(path, "r+b") as f:
         f.truncate(100)
     with pytest.raises(WorkdirError, match="corrupt|cannot be resumed"):
-        train_lib.train(longer)
+        train(longer)
     assert os.path.getsize(path) == 100  # left as it is
 
     # Another search space in the same workdir.
-    other = train_lib.TrainConfig(**{**longer.to_dict(), "preset": "fashion_mnist"})
+    other = TrainConfig(**{**longer.to_dict(), "preset": "fashion_mnist"})
     with pytest.raises(WorkdirError, match="space"):
-        train_lib.train(other)
+        train(other)
+
+
+def test_workdir_of_an_older_version_resumes(tmp_path):
+    # Its run_config.json names the BN-calibration count `calibration_images`, as written
+    # before the flag became --num_calibration_images.
+    config = _make_checkpointed_workdir(tmp_path / "run")
+    path = os.path.join(config.workdir, "run_config.json")
+    with open(path) as f:
+        run_config = json.load(f)
+    run_config["train"]["calibration_images"] = run_config["train"].pop("num_calibration_images")
+    with open(path, "w") as f:
+        json.dump(run_config, f)
+    lines = []
+    result = train(TrainConfig(**{**config.to_dict(), "epochs": 2}), log=lines.append)
+    assert result.resumed_from == 2 and result.step == 4
+    assert any(line.startswith("resuming from step 2 of 4") for line in lines)
+    with open(path) as f:
+        assert json.load(f)["train"]["num_calibration_images"] == 500
 
 
 def test_progressive_schedule_walks_the_phases_in_one_trace(tmp_path):
@@ -257,9 +294,9 @@ def test_progressive_schedule_walks_the_phases_in_one_trace(tmp_path):
         eval_every_epochs=0,
         exit_weights=(0.2, 0.3, 0.5),
     )
-    result = train_lib.train(config, log=lambda line: None)
+    result = train(config, log=lambda line: None)
     assert result.step == 8 and result.traces == 1
-    records = train_lib.read_train_log(config.workdir)
+    records = read_train_log(config.workdir)
     assert [r["phase"] for r in records] == [0, 1, 2, 3]
 
 
@@ -282,10 +319,10 @@ def test_random_subnets_every_n_steps_trains_them_on_those_steps_only(tmp_path, 
         eval_every_epochs=0,
         random_subnets_every=2,
     )
-    result = train_lib.train(config, log=lambda line: None)
+    result = train(config, log=lambda line: None)
     assert result.step == 8 and result.traces == 2
     assert calls == [(step, 3 if step % 2 == 0 else 2) for step in range(8)]
-    records = train_lib.read_train_log(config.workdir)
+    records = read_train_log(config.workdir)
     assert [r["step"] for r in records] == [4, 8]
     for r in records:
         # The subnet rate counts the 2.5 architectures a step of the window trained on average.

@@ -1,0 +1,196 @@
+"""The configuration of a training run: one validated dataclass, written to the workdir.
+
+Example:
+  >>> config = TrainConfig(workdir="/tmp/run", preset="tiny", epochs=1)
+  >>> config.validate()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from enas4d_tf import data as data_lib
+from enas4d_tf.errors import TrainError
+from enas4d_tf.space.search_space import PRESETS, SearchSpace
+from enas4d_tf.train import sampling
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+# Fields renamed since older run_config.json files were written: old name -> new name.
+_RENAMED_FIELDS = {"calibration_images": "num_calibration_images"}
+
+# Integer fields and their smallest allowed value.
+_LOWER_BOUNDS = (
+    ("epochs", 1),
+    ("batch_size", 1),
+    ("num_random_subnets", 0),
+    ("random_subnets_every", 1),
+    ("checkpoint_every_steps", 1),
+    ("keep_checkpoints", 1),
+    ("log_every_steps", 1),
+    ("eval_every_epochs", 0),
+    ("num_calibration_images", 1),
+    ("cpu_replicas", 1),
+    ("seed", 0),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; written to `<workdir>/run_config.json`.
+
+    Attributes:
+      workdir: where checkpoints, logs and summaries go.
+      preset: the search space (`SearchSpace.preset` name).
+      dataset: the dataset name (see `enas4d_tf.data.dataset_info`).
+      data_dir: where the dataset is (None: the dataset's default).
+      epochs: training epochs.
+      batch_size: global batch size (all replicas together).
+      strategy: "default", "mirrored" or "multi_worker".
+      num_random_subnets: random architectures per step besides the largest and smallest.
+      random_subnets_every: train the random architectures on every this-many-th step only
+        (steps 0, n, 2n, ...); the largest and the smallest train on every step. 1: every
+        step. A random architecture does about a fifth of the largest network's MACs but
+        costs about half its step on CPU (bench/supernet_step.py: small convolutions run
+        less efficiently), so n > 1 buys the largest network more epochs in the same time,
+        at some cost to the middle networks. A run with n > 1 and random architectures
+        traces its step twice (with and without them).
+      kd_ratio: weight of the distillation loss from the largest network's last exit.
+      label_smoothing: label smoothing of the cross-entropy on the labels.
+      exit_weights: loss weight of each exit (normalised to sum to 1); None: equal.
+      learning_rate: peak learning rate (reached after warm-up) for the global batch.
+      momentum: Nesterov momentum.
+      warmup_epochs: linear warm-up length, in epochs (may be fractional).
+      weight_decay: decoupled weight decay (`w -= lr * weight_decay * w` each step) on
+        convolution, dense and kernel-transform weights; BN parameters and biases get none.
+      clip_norm: clip the all-reduced gradient to this global norm; 0 disables clipping.
+      schedule: "sandwich" (every gene elastic from the start) or "progressive".
+      phase_starts: for "progressive", the epoch fractions at which phases 0..3 start.
+      checkpoint_every_steps: save a checkpoint every this many steps (and at epoch ends).
+      keep_checkpoints: how many checkpoints to keep.
+      max_train_examples: train on the first this many examples of the train split only.
+      max_eval_examples: evaluate on the first this many validation examples only.
+      steps_per_epoch: override the steps per epoch (default: train examples // batch size).
+      log_every_steps: one console line and one summary every this many steps.
+      eval_every_epochs: evaluate largest and smallest every this many epochs and at the end;
+        0 disables evaluation.
+      num_calibration_images: training images used to recalibrate BN before evaluating.
+      cpu_replicas: replicas (logical CPUs) under "mirrored" when there is no GPU.
+      seed: seeds the data order, augmentation and architecture sampling.
+    """
+
+    workdir: str
+    preset: str = "fashion_mnist"
+    dataset: str = data_lib.DEFAULT_DATASET
+    data_dir: str | None = None
+    epochs: int = 10
+    batch_size: int = 256
+    strategy: str = "default"
+    num_random_subnets: int = 2
+    random_subnets_every: int = 1
+    kd_ratio: float = 1.0
+    label_smoothing: float = 0.1
+    exit_weights: tuple[float, ...] | None = None
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    weight_decay: float = 5e-4
+    clip_norm: float = 0.0
+    schedule: str = "sandwich"
+    phase_starts: tuple[float, ...] = sampling.DEFAULT_PHASE_STARTS
+    checkpoint_every_steps: int = 500
+    keep_checkpoints: int = 3
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    steps_per_epoch: int | None = None
+    log_every_steps: int = 50
+    eval_every_epochs: int = 1
+    num_calibration_images: int = 2000
+    cpu_replicas: int = 2
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.exit_weights is not None:
+            object.__setattr__(self, "exit_weights", tuple(float(w) for w in self.exit_weights))
+        object.__setattr__(self, "phase_starts", tuple(float(f) for f in self.phase_starts))
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> TrainConfig:
+        """The config of `to_dict()` output, also as older versions wrote it in
+        `run_config.json` (a field renamed since, e.g. `calibration_images`, is mapped to its
+        new name)."""
+        fields = {_RENAMED_FIELDS.get(k, k): v for k, v in fields.items()}
+        return cls(**fields)
+
+    def validate(self) -> None:
+        """Checks every field.
+
+        Raises:
+          TrainError: one line naming the first bad field and what is allowed.
+        """
+
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise TrainError(message)
+
+        check(bool(self.workdir), "workdir must be given")
+        check(self.preset in PRESETS, f"unknown preset {self.preset!r}; use one of {list(PRESETS)}")
+        check(
+            self.strategy in STRATEGIES,
+            f"unknown strategy {self.strategy!r}; use one of {list(STRATEGIES)}",
+        )
+        check(
+            self.schedule in sampling.SCHEDULES,
+            f"unknown schedule {self.schedule!r}; use one of {list(sampling.SCHEDULES)}",
+        )
+        for name, low in _LOWER_BOUNDS:
+            value = getattr(self, name)
+            check(value >= low, f"{name} must be >= {low}, got {value}")
+        for name in ("max_train_examples", "max_eval_examples", "steps_per_epoch"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
+        check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        check(
+            0 <= self.label_smoothing < 1,
+            f"label_smoothing must be in [0, 1), got {self.label_smoothing}",
+        )
+        for name in ("kd_ratio", "warmup_epochs", "weight_decay", "clip_norm"):
+            value = getattr(self, name)
+            check(value >= 0 and math.isfinite(value), f"{name} must be >= 0, got {value}")
+        check(
+            self.warmup_epochs <= self.epochs,
+            f"warmup_epochs ({self.warmup_epochs}) must not exceed epochs ({self.epochs})",
+        )
+        if self.exit_weights is not None:
+            self._validate_exit_weights(SearchSpace.preset(self.preset).num_stages)
+        if self.schedule == "progressive":
+            sampling.check_phase_starts(self.phase_starts)
+
+    def _validate_exit_weights(self, num_stages: int) -> None:
+        w = self.exit_weights
+        if len(w) != num_stages:
+            raise TrainError(
+                f"exit_weights needs {num_stages} numbers (one per exit of preset "
+                f"{self.preset!r}), got {len(w)}"
+            )
+        if not (all(x >= 0 and math.isfinite(x) for x in w) and sum(w) > 0):
+            raise TrainError(
+                f"exit_weights must be non-negative with a positive sum, got {list(w)}"
+            )
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-safe dict."""
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    def normalized_exit_weights(self, num_stages: int) -> np.ndarray:
+        """Exit weights summing to 1 (equal when `exit_weights` is None)."""
+        w = np.ones(num_stages) if self.exit_weights is None else np.asarray(self.exit_weights)
+        return (w / w.sum()).astype(np.float32)
