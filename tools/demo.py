@@ -95,63 +95,47 @@ def _table(pareto: dict, reports: dict[str, dict], quantization: str) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
-    smoke = FLAGS.smoke
-    workdir = FLAGS.workdir
-    py = sys.executable
-    config = FLAGS.train_config or (
-        "configs/train_smoke.cfg" if smoke else "configs/train_quick.cfg"
-    )
-    quantization = FLAGS.quantization or ("float32" if smoke else "float32,int8")
-    max_images = FLAGS.max_images or (300 if smoke else None)
-    started = time.time()
-
-    _run([py, "-m", "tools.train", f"--flagfile={config}", f"--workdir={workdir}"])
-
-    search = [py, "-m", "tools.search", f"--workdir={workdir}", "--pareto", "--mode=both"]
+def _search_args(workdir: str, smoke: bool) -> list[str]:
+    args = ["-m", "tools.search", f"--workdir={workdir}", "--pareto", "--mode=both"]
     if smoke:
-        search += ["--pareto_points=2", "--population=6", "--generations=2"]
-        search += ["--num_val_images=500", "--num_calibration_images=200"]
-    else:
-        search += ["--pareto_points=3", "--population=16", "--generations=4"]
-        search += ["--num_val_images=2000", "--num_calibration_images=1000"]
-    _run(search)
+        args += ["--pareto_points=2", "--population=6", "--generations=2"]
+        return args + ["--num_val_images=500", "--num_calibration_images=200"]
+    args += ["--pareto_points=3", "--population=16", "--generations=4"]
+    return args + ["--num_val_images=2000", "--num_calibration_images=1000"]
 
-    with quiet_stderr():
-        from enas4d_tf.workdir import Workdir
-    paths = Workdir(workdir)
-    with open(paths.pareto_json) as f:
-        pareto = json.load(f)
-    export_root = paths.exports
-    names = [e["name"] for e in pareto["chosen"]]
-    missing = [n for n in names if not os.path.exists(paths.export_dir(n).manifest)]
-    if missing:
-        # The exporter refuses to overwrite; export into a fresh folder and move what is new.
-        _run(
-            [
-                py,
-                "-m",
-                "tools.export",
-                f"--workdir={workdir}",
-                "--from_search",
-                f"--out={export_root}",
-                f"--quantization={quantization}",
-                "--overwrite",
-                f"--num_calibration_images={500 if smoke else 2000}",
-            ]
-        )
 
-    cascade_q = "int8" if "int8" in quantization.split(",") else quantization.split(",")[0]
+def _export_missing(paths, names: list[str], quantization: str, smoke: bool) -> None:
+    """Exports the chosen networks that have no complete export folder yet."""
+    if all(os.path.exists(paths.export_dir(n).manifest) for n in names):
+        return
+    # The exporter refuses to overwrite; export into a fresh folder and move what is new.
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "tools.export",
+            f"--workdir={paths.root}",
+            "--from_search",
+            f"--out={paths.exports}",
+            f"--quantization={quantization}",
+            "--overwrite",
+            f"--num_calibration_images={500 if smoke else 2000}",
+        ]
+    )
+
+
+def _cascade_reports(paths, names: list[str], quantization: str, max_images) -> dict:
+    """Runs the cascade on the test split for each network (unless its report exists)."""
     reports = {}
     for name in names:
-        out = paths.cascade_report(name, cascade_q)
+        out = paths.cascade_report(name, quantization)
         if not os.path.exists(out):
             cmd = [
-                py,
+                sys.executable,
                 "-m",
                 "tools.cascade",
                 f"--export_dir={paths.export_dir(name).root}",
-                f"--quantization={cascade_q}",
+                f"--quantization={quantization}",
                 "--split=test",
                 "--num_threads=1",
                 f"--report={out}",
@@ -162,12 +146,37 @@ def main(argv: list[str]) -> None:
             _run(cmd)
         with open(out) as f:
             reports[name] = json.load(f)
+    return reports
+
+
+def main(argv: list[str]) -> None:
+    smoke = FLAGS.smoke
+    workdir = FLAGS.workdir
+    config = FLAGS.train_config or (
+        "configs/train_smoke.cfg" if smoke else "configs/train_quick.cfg"
+    )
+    quantization = FLAGS.quantization or ("float32" if smoke else "float32,int8")
+    max_images = FLAGS.max_images or (300 if smoke else None)
+    started = time.time()
+
+    _run([sys.executable, "-m", "tools.train", f"--flagfile={config}", f"--workdir={workdir}"])
+    _run([sys.executable, *_search_args(workdir, smoke)])
+
+    with quiet_stderr():
+        from enas4d_tf.workdir import Workdir
+    paths = Workdir(workdir)
+    with open(paths.pareto_json) as f:
+        pareto = json.load(f)
+    names = [e["name"] for e in pareto["chosen"]]
+    _export_missing(paths, names, quantization, smoke)
+    cascade_q = "int8" if "int8" in quantization.split(",") else quantization.split(",")[0]
+    reports = _cascade_reports(paths, names, cascade_q, max_images)
 
     print()
     print(_table(pareto, reports, cascade_q))
     print()
     print(f"plot:    {paths.pareto_png}")
-    print(f"exports: {export_root}/<network>/ (subnet.keras, stage graphs, manifest.json)")
+    print(f"exports: {paths.exports}/<network>/ (subnet.keras, stage graphs, manifest.json)")
     print(f"reports: {paths.cascade_reports}/")
     print(f"demo finished in {(time.time() - started) / 60:.1f} minutes")
 
