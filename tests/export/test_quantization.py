@@ -84,7 +84,7 @@ def trained_stages():
     space, net, _ = _tiny(seed=11)
     arch = space.largest()
     images, labels = load_arrays("fashion_mnist", "train", max_examples=12800)
-    e4.bn_calibration.recalibrate_bn(net, arch, images[:2000])
+    e4.recalibrate_bn(net, arch, images[:2000])
     subnet = e4.extract_subnet(net, arch)
     compile_for_finetuning(subnet, learning_rate=3e-3)
     x = preprocess(images, arch.resolution)
