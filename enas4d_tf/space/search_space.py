@@ -1,11 +1,17 @@
 """The multi-stage search space: immutable, JSON-safe data walked by pure functions.
 
 A network has `S` stages. The channels of every layer are split into `S` contiguous groups
-and group `s` belongs to stage `s` (DESIGN.md §2). An `Arch` picks, for every stage, the depth
+and group `s` belongs to stage `s`: stage `s`'s exit reads groups `0..s` only, so exit `s`
+costs what stages `0..s` compute and nothing more. An `Arch` picks, for every stage, the depth
 of each unit, the kernel and expand ratio of each block and the width of each unit, plus one
 global input resolution. `SearchSpace.sizes(arch)` turns those genes into the active channel
 counts that the supernet, the extracted subnet and the MACs counter all read, so the three
 can never disagree about what an architecture means.
+
+The walks live beside it: `genes` (every gene once), `blocks` (every block position once),
+`ops` (sample, encode, mutate, crossover, repair) and `presets` (the named spaces). This
+module still answers for the names importers used before the split (`Arch`, `ArchSizes`,
+`PRESETS`, `active_width`, `se_width`); new code imports them from `enas4d_tf.space`.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dataclasses
 
 import numpy as np
 
+from enas4d_tf.errors import SpaceError
 from enas4d_tf.space import genes, ops
 from enas4d_tf.space.arch import (  # noqa: F401  (re-exported: the names importers use)
     ARCH_FORMAT_VERSION,
@@ -34,10 +41,16 @@ from enas4d_tf.space.blocks import (  # noqa: F401  (active_width, se_width re-e
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
-    """A multi-stage MobileNetV3-style search space (DESIGN.md §2).
+    """A multi-stage MobileNetV3-style search space.
 
     Use `SearchSpace.preset(name)`; the fields describe the largest network and the choices.
-    Widths are per group: a layer of the largest network has `S * width` channels.
+    Widths are per group: a layer of the largest network has `S * width` channels. A
+    network is a stem, `num_units` units of up to `max_depth` inverted-residual blocks each
+    (MobileNetV3 blocks: expand 1x1, depthwise, optional squeeze-excitation, project 1x1)
+    and a head with one classifier per stage.
+
+    Raises:
+      SpaceError: (a ValueError) on construction, a field that does not fit the others.
     """
 
     name: str
@@ -69,30 +82,42 @@ class SearchSpace:
         units = self.num_units
         for f in ("unit_widths", "unit_strides", "unit_activations", "unit_se"):
             if len(getattr(self, f)) != units:
-                raise ValueError(f"{f} needs {units} entries, one per unit")
+                raise SpaceError(f"{f} needs {units} entries, one per unit")
         if max(self.depth_choices) != self.max_depth or min(self.depth_choices) < 1:
-            raise ValueError("depth choices must be >= 1 and reach max_depth")
+            raise SpaceError("depth choices must be >= 1 and reach max_depth")
         for k in self.kernel_choices:
             if k % 2 != 1:
-                raise ValueError(f"kernel sizes must be odd, got {k}")
+                raise SpaceError(f"kernel sizes must be odd, got {k}")
 
     # -- construction -------------------------------------------------------------------
 
     @staticmethod
     def preset(name: str) -> SearchSpace:
-        """Returns a named space. Raises ValueError listing the names for an unknown one."""
+        """Returns a named space of `PRESETS`.
+
+        Raises:
+          SpaceError: (a ValueError) an unknown name; the message lists the names.
+        """
+        from enas4d_tf.space.presets import PRESETS  # presets.py builds SearchSpace values
+
         if name not in PRESETS:
-            raise ValueError(f"unknown search space {name!r}; presets: {', '.join(PRESETS)}")
+            raise SpaceError(f"unknown search space {name!r}; presets: {', '.join(PRESETS)}")
         return PRESETS[name]
 
     def to_dict(self) -> dict:
+        """The fields as a JSON-safe dict (`from_dict` reads it back)."""
         return {f.name: _listify(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> SearchSpace:
+        """Builds a space from `to_dict()` output.
+
+        Raises:
+          SpaceError: (a ValueError) not a dict of exactly the fields, or fields that do not fit.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(d, dict) or set(d) != names:
-            raise ValueError("search space description does not have the expected fields")
+            raise SpaceError("search space description does not have the expected fields")
         return cls(**d)
 
     # -- architectures ------------------------------------------------------------------
@@ -176,85 +201,11 @@ class SearchSpace:
         return ops.encode(self, arch)
 
 
-PRESETS = {
-    # CPU-sized. Widths are per group (S = 3 groups). Largest network: 19.6 M MACs at
-    # resolution 32, smallest 1.13 M at 24 (tests/test_macs.py checks the bounds).
-    "fashion_mnist": SearchSpace(
-        name="fashion_mnist",
-        num_stages=3,
-        num_units=3,
-        max_depth=3,
-        image_channels=1,
-        native_resolution=28,
-        depth_choices=(1, 2, 3),
-        kernel_choices=(3, 5, 7),
-        expand_choices=(3, 4, 6),
-        width_choices=(0.5, 0.75, 1.0),
-        resolution_choices=(24, 28, 32),
-        stem_width=8,
-        stem_kernel=3,
-        stem_stride=1,
-        stem_activation="relu",
-        unit_widths=(8, 16, 24),
-        unit_strides=(2, 2, 2),
-        unit_activations=("relu", "relu", "relu"),
-        unit_se=(False, False, False),
-        head_width=48,
-        head_activation="relu",
-        default_num_classes=10,
-    ),
-    # A small space over 28x28x1 images for tests and smoke runs: it traces and runs in a
-    # fraction of the time of `fashion_mnist`. Not meant for results.
-    "tiny": SearchSpace(
-        name="tiny",
-        num_stages=3,
-        num_units=2,
-        max_depth=2,
-        image_channels=1,
-        native_resolution=28,
-        depth_choices=(1, 2),
-        kernel_choices=(3, 5),
-        expand_choices=(2, 3),
-        width_choices=(0.5, 1.0),
-        resolution_choices=(20, 24),
-        stem_width=4,
-        stem_kernel=3,
-        stem_stride=2,
-        stem_activation="relu",
-        unit_widths=(8, 12),
-        unit_strides=(2, 2),
-        unit_activations=("relu", "hard_swish"),
-        unit_se=(False, True),
-        head_width=16,
-        head_activation="relu",
-        default_num_classes=10,
-    ),
-    # Once-for-all MobileNetV3 split into S = 4 stages: four groups of (8, 12, 24, 32, 48)
-    # channels give the largest network units of (32, 48, 96, 128, 192) channels, 1.2x the
-    # MobileNetV3-Large widths (24, 40, 80, 112, 160) as in OFA's w1.2 supernet. Largest:
-    # 560 M MACs at 224; smallest: 15 M at 128.
-    "imagenet_mbv3": SearchSpace(
-        name="imagenet_mbv3",
-        num_stages=4,
-        num_units=5,
-        max_depth=4,
-        image_channels=3,
-        native_resolution=224,
-        depth_choices=(2, 3, 4),
-        kernel_choices=(3, 5, 7),
-        expand_choices=(3, 4, 6),
-        width_choices=(0.5, 0.75, 1.0),
-        resolution_choices=(128, 160, 192, 224),
-        stem_width=4,
-        stem_kernel=3,
-        stem_stride=2,
-        stem_activation="hard_swish",
-        unit_widths=(8, 12, 24, 32, 48),
-        unit_strides=(2, 2, 2, 1, 2),
-        unit_activations=("relu", "relu", "hard_swish", "hard_swish", "hard_swish"),
-        unit_se=(False, True, False, True, True),
-        head_width=240,
-        head_activation="hard_swish",
-        default_num_classes=1000,
-    ),
-}
+def __getattr__(name: str):
+    # `PRESETS` moved to presets.py, which imports this module; served lazily so that
+    # `from enas4d_tf.space.search_space import PRESETS` keeps working without an import cycle.
+    if name == "PRESETS":
+        from enas4d_tf.space.presets import PRESETS
+
+        return PRESETS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
