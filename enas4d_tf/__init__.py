@@ -5,7 +5,7 @@ from enas4d_tf.model.bn_calibration import recalibrate_bn
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.model.subnet import extract_stage_models, extract_subnet
 from enas4d_tf.model.supernet import Supernet
-from enas4d_tf.space.search_space import Arch, ArchSizes, SearchSpace
+from enas4d_tf.space import Arch, ArchSizes, SearchSpace
 
 __all__ = [
     "Arch",

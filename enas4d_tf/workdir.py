@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from enas4d_tf.errors import WorkdirError
 from enas4d_tf.model.supernet import Supernet
-from enas4d_tf.space.search_space import SearchSpace
+from enas4d_tf.space import SearchSpace
 
 RUN_CONFIG = "run_config.json"
 CHECKPOINT_DIR = "checkpoints"
