@@ -1,6 +1,6 @@
 """Android benchmark kit logic: `benchmark_model` commands per stage graph and their parsing.
 
-`export/android_benchmark.py` is the command line; this module holds what tests reach.
+`python -m export.android_benchmark` is the command line; this module holds what tests reach.
 Each stage graph is pushed with `adb push` and timed with TFLite's `benchmark_model`
 (`--graph`, `--num_threads`, `--use_xnnpack`, and for every input `--input_layer` /
 `--input_layer_shape`, the signature's names and shapes). The average stage times are
@@ -47,7 +47,7 @@ def input_flags(stage: dict, quantization: str) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class BenchmarkSettings:
-    """How `benchmark_model` runs on the phone (what export/android_benchmark.py's flags set).
+    """How `benchmark_model` runs on the phone (what `export.android_benchmark`'s flags set).
 
     Attributes:
       num_threads: `--num_threads`.

@@ -86,6 +86,7 @@ class ExportConfig:
                 )
 
     def export_dir(self, name: str) -> ExportDir:
+        """The folder of the network `name`'s export."""
         return ExportDir(os.path.join(self.out, name))
 
 
