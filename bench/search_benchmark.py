@@ -1,8 +1,10 @@
-"""Benchmark of the search: dynamic vs static MACs at equal test accuracy (DESIGN.md §4-5).
+"""Benchmark of the search: dynamic vs static MACs at equal test accuracy (README.md "Search").
 
-  python bench/search_benchmark.py --workdir=runs/demo --pareto --population=16 \
+Run from the repository root:
+
+  python -m bench.search_benchmark --workdir=runs/demo --pareto --population=16 \
       --generations=8
-  python bench/search_benchmark.py --workdir=runs/demo --norun_search   # reuse search/
+  python -m bench.search_benchmark --workdir=runs/demo --norun_search   # reuse search/
 
 1. Runs the search (`enas4d_tf.search.run`, both modes) or, with --norun_search, reads its
    `<workdir>/search/pareto.json`. Everything is chosen there, on the validation split.
@@ -24,17 +26,14 @@ Prints a markdown report (also written to --markdown) and writes a JSON (--out).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 
-from tools._cli import fail, flags_parser  # noqa: E402
+from tools._cli import config_from_flags, fail, flags_parser  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "The training workdir whose supernet is searched.")
 flags.DEFINE_bool(
@@ -50,7 +49,7 @@ flags.DEFINE_integer("population", 16, "Candidates measured per generation.", lo
 flags.DEFINE_integer("generations", 8, "Generations of the evolution in all.", lower_bound=1)
 flags.DEFINE_integer("num_val_images", 5000, "Validation images per candidate.", lower_bound=1)
 flags.DEFINE_integer(
-    "num_calib_images", 2000, "Training images for BN recalibration.", lower_bound=1
+    "num_calibration_images", 2000, "Training images for BN recalibration.", lower_bound=1
 )
 flags.DEFINE_integer("batch_size", 500, "Images per forward pass.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seeds the search.", lower_bound=0)
@@ -74,20 +73,20 @@ class NetworkEval:
     key: str
     arch: object
     stage_macs: list
-    val: object  # dynamic.ValidationSplit
+    val: object  # exit_policy.ValidationSplit
     test_confidence: object
     test_correct: object
 
 
-def evaluate_networks(net, entries, val, test, calib, batch_size=500):
+def evaluate_networks(net, entries, val, test, calibration, batch_size=500):
     """Recalibrates and runs each distinct network of `entries` on validation and test."""
     import numpy as np
 
-    from enas4d_tf import exit_policy as dynamic
-    from enas4d_tf.evaluation import CandidateEvaluator, exit_probabilities
+    from enas4d_tf import exit_policy
+    from enas4d_tf.evaluation import CandidateEvaluator
     from enas4d_tf.space.search_space import Arch
 
-    evaluator = CandidateEvaluator(net, val[0], val[1], calib, len(calib), batch_size)
+    evaluator = CandidateEvaluator(net, val[0], val[1], calibration, len(calibration), batch_size)
     out = {}
     for entry in entries:
         key = entry["key"]
@@ -95,8 +94,8 @@ def evaluate_networks(net, entries, val, test, calib, batch_size=500):
             continue
         arch = Arch.from_dict(entry["arch"])
         m = evaluator.measure(arch)  # BN recalibrated for `arch` and kept for the test pass
-        probs = exit_probabilities(net, arch, test[0], batch_size)
-        confidence, correct = dynamic.confidences_and_correct(probs, np.asarray(test[1]))
+        probs = evaluator.runner.probabilities(arch, test[0], batch_size)
+        confidence, correct = exit_policy.confidences_and_correct(probs, np.asarray(test[1]))
         out[key] = NetworkEval(key, arch, m.stage_macs, m.split, confidence, correct)
     return out
 
@@ -105,8 +104,7 @@ def dynamic_points(evals, budget_points):
     """Validation-fitted thresholds for a budget grid, applied to test, for each network."""
     import numpy as np
 
-    from enas4d_tf import exit_policy as dynamic
-    from enas4d_tf import thresholds
+    from enas4d_tf import exit_policy, thresholds
 
     points = []
     for e in evals.values():
@@ -114,7 +112,7 @@ def dynamic_points(evals, budget_points):
         for budget in np.geomspace(c[0], c[-1], budget_points):
             for method, fitter in thresholds.FITTERS.items():
                 fit = fitter(e.val, c, float(budget))
-                test = dynamic.evaluate_confidences(
+                test = exit_policy.evaluate_confidences(
                     e.test_confidence, e.test_correct, c, fit.thresholds
                 )
                 points.append(
@@ -145,75 +143,35 @@ def macs_needed(points, target, accuracy_key, cost_key):
     return min(reaching, key=lambda p: p[cost_key]) if reaching else None
 
 
-def run(workdir: str) -> dict:
-    from enas4d_tf import data as data_lib
-    from enas4d_tf.search import run as search_lib
-    from enas4d_tf.search.evolution import format_macs
-    from enas4d_tf.workdir import load_supernet
+def search_report(workdir: str) -> dict:
+    """Runs the search (unless --norun_search) and returns its pareto.json."""
+    from enas4d_tf.errors import SearchError
+    from enas4d_tf.files import read_json
+    from enas4d_tf.search.config import SearchConfig, parse_budgets
+    from enas4d_tf.search.run import run_search
+    from enas4d_tf.workdir import Workdir
 
-    folder = os.path.join(workdir, search_lib.SEARCH_DIR)
-    pareto_path = os.path.join(folder, search_lib.PARETO_JSON)
+    pareto_path = Workdir(workdir).pareto_json
     if FLAGS.run_search:
-        config = search_lib.SearchConfig(
+        config = config_from_flags(
+            SearchConfig,
             mode="both",
-            budgets=search_lib.parse_budgets(FLAGS.budgets),
+            budgets=parse_budgets(FLAGS.budgets),
             pareto=FLAGS.pareto or not FLAGS.budgets,
-            pareto_points=FLAGS.pareto_points,
-            population=FLAGS.population,
-            generations=FLAGS.generations,
-            num_val_images=FLAGS.num_val_images,
-            num_calib_images=FLAGS.num_calib_images,
-            batch_size=FLAGS.batch_size,
-            seed=FLAGS.seed,
         )
-        search_lib.run_search(workdir, config, log=lambda line: print(line, flush=True))
+        run_search(workdir, config, log=lambda line: print(line, flush=True))
     if not os.path.exists(pareto_path):
-        raise search_lib.SearchError(f"{pareto_path} not found: run the search first")
-    with open(pareto_path) as f:
-        report = json.load(f)
-    settings = report["settings"]
+        raise SearchError(f"{pareto_path} not found: run the search first")
+    report = read_json(pareto_path, SearchError, "search report")
     if "static" not in report["fronts"] or "dynamic" not in report["fronts"]:
-        raise search_lib.SearchError(f"{pareto_path} is not from a --mode=both search")
+        raise SearchError(f"{pareto_path} is not from a --mode=both search")
+    return report
 
-    # The choice is made. Only now is the test split read.
-    net, run_config = load_supernet(workdir)
-    dataset, data_dir = settings["dataset"], settings["data_dir"]
-    val = data_lib.load_arrays(dataset, "validation", data_dir, settings["num_val_images"])
-    calib, _ = data_lib.load_arrays(dataset, "train", data_dir, settings["num_calib_images"])
-    test = data_lib.load_arrays(dataset, "test", data_dir, FLAGS.num_test_images or None)
-    start = time.perf_counter()
-    static_front = report["fronts"]["static"]
-    dynamic_entries = report["fronts"]["dynamic"] + [
-        c for c in report["chosen"] if c["mode"] == "dynamic"
-    ]
-    evals = evaluate_networks(
-        net, static_front + dynamic_entries, val, test, calib, FLAGS.batch_size
-    )
-    static_rows = []
-    for entry in static_front:
-        e = evals[entry["key"]]
-        static_rows.append(
-            {
-                "key": e.key,
-                "macs": float(e.stage_macs[-1]),
-                "val_accuracy": float(e.val.correct[-1].mean()),
-                "test_accuracy": float(e.test_correct[-1].mean()),
-            }
-        )
-    dynamic_keys = {entry["key"] for entry in dynamic_entries}
-    points = dynamic_points(
-        {k: v for k, v in evals.items() if k in dynamic_keys}, FLAGS.budget_points
-    )
-    reference = max(static_rows, key=lambda r: (r["val_accuracy"], -r["macs"]))
-    results = {
-        "workdir": workdir,
-        "dataset": dataset,
-        "num_val_images": int(len(val[1])),
-        "num_test_images": int(len(test[1])),
-        "static_reference": reference,
-        "search_stats": report["stats"],
-        "evaluation_seconds": round(time.perf_counter() - start, 1),
-    }
+
+def method_results(points, reference) -> dict:
+    """Per fitter: the dynamic MACs that reach the static reference's accuracy, read on the
+    test curve and matched on validation, and the dynamic front on test."""
+    results = {}
     for method in ("greedy", "geometric"):
         mine = [p for p in points if p["method"] == method]
         on_test = macs_needed(mine, reference["test_accuracy"], "test_accuracy", "test_avg_macs")
@@ -229,7 +187,65 @@ def run(workdir: str) -> dict:
             else on_val["test_avg_macs"] / reference["macs"],
             "test_front": front_of(mine, "test_avg_macs", "test_accuracy"),
         }
-    results["static_front"] = static_rows
+    return results
+
+
+def static_rows_of(static_front, evals) -> list:
+    rows = []
+    for entry in static_front:
+        e = evals[entry["key"]]
+        rows.append(
+            {
+                "key": e.key,
+                "macs": float(e.stage_macs[-1]),
+                "val_accuracy": float(e.val.correct[-1].mean()),
+                "test_accuracy": float(e.test_correct[-1].mean()),
+            }
+        )
+    return rows
+
+
+def run(workdir: str) -> dict:
+    from enas4d_tf import data as data_lib
+    from enas4d_tf.search.evolution import format_macs
+    from enas4d_tf.workdir import load_supernet
+
+    report = search_report(workdir)
+    settings = report["settings"]
+    # pareto.json of searches before the flag was renamed name it num_calib_images.
+    num_calibration = settings.get("num_calibration_images", settings.get("num_calib_images"))
+
+    # The choice is made. Only now is the test split read.
+    net, _ = load_supernet(workdir)
+    dataset, data_dir = settings["dataset"], settings["data_dir"]
+    val = data_lib.load_arrays(dataset, "validation", data_dir, settings["num_val_images"])
+    calibration, _ = data_lib.load_arrays(dataset, "train", data_dir, num_calibration)
+    test = data_lib.load_arrays(dataset, "test", data_dir, FLAGS.num_test_images or None)
+    start = time.perf_counter()
+    static_front = report["fronts"]["static"]
+    dynamic_entries = report["fronts"]["dynamic"] + [
+        c for c in report["chosen"] if c["mode"] == "dynamic"
+    ]
+    evals = evaluate_networks(
+        net, static_front + dynamic_entries, val, test, calibration, FLAGS.batch_size
+    )
+    static_rows = static_rows_of(static_front, evals)
+    dynamic_keys = {entry["key"] for entry in dynamic_entries}
+    points = dynamic_points(
+        {k: v for k, v in evals.items() if k in dynamic_keys}, FLAGS.budget_points
+    )
+    reference = max(static_rows, key=lambda r: (r["val_accuracy"], -r["macs"]))
+    results = {
+        "workdir": workdir,
+        "dataset": dataset,
+        "num_val_images": int(len(val[1])),
+        "num_test_images": int(len(test[1])),
+        "static_reference": reference,
+        "search_stats": report["stats"],
+        "evaluation_seconds": round(time.perf_counter() - start, 1),
+        **method_results(points, reference),
+        "static_front": static_rows,
+    }
     results["markdown"] = markdown(results, format_macs)
     return results
 
@@ -308,23 +324,19 @@ def markdown(r, fmt) -> str:
 def main(argv):
     if not FLAGS.workdir:
         fail("search_benchmark", "--workdir is required", code=2)
-    from enas4d_tf.data import DataError
-    from enas4d_tf.files import write_json_atomic
-    from enas4d_tf.search.run import SearchError
-    from enas4d_tf.workdir import WorkdirError
+    from enas4d_tf.errors import Enas4dError
+    from enas4d_tf.files import write_bytes_atomic, write_json_atomic
+    from enas4d_tf.workdir import Workdir
 
     try:
         results = run(FLAGS.workdir)
-    except (DataError, WorkdirError, SearchError) as e:
+    except Enas4dError as e:
         fail("search_benchmark", str(e))
-    folder = os.path.join(FLAGS.workdir, "search")
+    folder = Workdir(FLAGS.workdir).search
     out = FLAGS.out or os.path.join(folder, "benchmark.json")
     md = FLAGS.markdown or os.path.join(folder, "benchmark.md")
     write_json_atomic(out, {k: v for k, v in results.items() if k != "markdown"})
-    tmp = md + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(results["markdown"])
-    os.replace(tmp, md)
+    write_bytes_atomic(md, results["markdown"].encode())
     print(results["markdown"])
     print(f"wrote {out} and {md}")
 

@@ -1,4 +1,4 @@
-"""Searches a trained supernet for dynamic and static networks (DESIGN.md §5).
+"""Searches a trained supernet for dynamic and static networks (README.md "Search").
 
   python -m tools.search --workdir=/tmp/enas4d_quick --budgets=2e6,4e6
   python -m tools.search --workdir=/tmp/enas4d_quick --pareto --mode=both
@@ -17,18 +17,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 
-from enas4d_tf.data import DataError  # noqa: E402
-from enas4d_tf.search import run as search_lib  # noqa: E402
-from enas4d_tf.workdir import WorkdirError  # noqa: E402
-from tools._cli import fail, flags_parser  # noqa: E402
+from enas4d_tf.errors import Enas4dError  # noqa: E402
+from enas4d_tf.search.config import MODES, SearchConfig, parse_budgets  # noqa: E402
+from enas4d_tf.search.run import run_search  # noqa: E402
+from tools._cli import config_from_flags, fail, flags_parser  # noqa: E402
 
-_DEFAULTS = search_lib.SearchConfig()
+_DEFAULTS = SearchConfig()
 
 flags.DEFINE_string("workdir", None, "The training workdir whose supernet is searched.")
 flags.DEFINE_enum(
     "mode",
     _DEFAULTS.mode,
-    list(search_lib.MODES),
+    list(MODES),
     "What to search: dynamic multi-exit networks, static single-exit networks (the last exit "
     "only, at full cost), or both.",
 )
@@ -85,8 +85,8 @@ flags.DEFINE_integer(
     lower_bound=1,
 )
 flags.DEFINE_integer(
-    "num_calib_images",
-    _DEFAULTS.num_calib_images,
+    "num_calibration_images",
+    _DEFAULTS.num_calibration_images,
     "Training images used to recalibrate each candidate's batch norm.",
     lower_bound=1,
 )
@@ -103,24 +103,11 @@ def main(argv: list[str]) -> None:
     if not FLAGS.workdir:
         fail("search", "--workdir is required: the training workdir to search", code=2)
     try:
-        config = search_lib.SearchConfig(
-            mode=FLAGS.mode,
-            budgets=search_lib.parse_budgets(FLAGS.budgets),
-            pareto=FLAGS.pareto,
-            pareto_points=FLAGS.pareto_points,
-            population=FLAGS.population,
-            generations=FLAGS.generations,
-            mutation_prob=FLAGS.mutation_prob,
-            crossover_prob=FLAGS.crossover_prob,
-            max_cost_ratio=FLAGS.max_cost_ratio,
-            num_val_images=FLAGS.num_val_images,
-            num_calib_images=FLAGS.num_calib_images,
-            batch_size=FLAGS.batch_size,
-            data_dir=FLAGS.data_dir or "",
-            seed=FLAGS.seed,
+        config = config_from_flags(
+            SearchConfig, budgets=parse_budgets(FLAGS.budgets), data_dir=FLAGS.data_dir or ""
         )
-        search_lib.run_search(FLAGS.workdir, config, log=lambda line: print(line, flush=True))
-    except (DataError, WorkdirError, search_lib.SearchError) as e:
+        run_search(FLAGS.workdir, config, log=lambda line: print(line, flush=True))
+    except Enas4dError as e:
         fail("search", str(e))
 
 

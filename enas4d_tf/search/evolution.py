@@ -1,4 +1,4 @@
-"""Evolutionary search over the genes of a multi-stage search space (DESIGN.md §5).
+"""Evolutionary search over the genes of a multi-stage search space.
 
 `evolve`, a generational search for several MACs budgets at once
 that shares every measurement between the budgets:
@@ -16,7 +16,7 @@ imported here under their names; constraint handling always terminates (see ther
 budget that the smallest network does not meet is refused up front with a ValueError.
 
 What "measure" and "score" mean is given by an `Objective` (dynamic or static networks, see
-`enas4d_tf.search.run`), so this module needs no TensorFlow.
+`enas4d_tf.search.objectives`), so this module needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -176,60 +176,89 @@ def evolve(
         raise ValueError("no budgets to search for")
     for b in budgets:
         objective.check_budget(b)
-    rng = np.random.default_rng([config.seed, _name_seed(objective.name)])
-    known: dict[str, Any] = {}
-    order: list[Any] = []
-    for r in records:
-        if r.key not in known:
-            known[r.key] = r
-            order.append(r)
-    per_budget = max(1, math.ceil(config.population / len(budgets)))
-    num_parents = max(2, round(config.parent_fraction * config.population))
-    measured = 0
+    search = _Evolution(space, objective, budgets, config, measure, records)
     start = time.perf_counter()
+    for generation in range(1, config.generations + 1):
+        chosen = search.children(generation)
+        new = search.measure_new(chosen)
+        if log is not None:
+            log(
+                f"[{objective.name}] generation {generation}/{config.generations}: "
+                f"{len(chosen)} candidates ({new} measured, {len(chosen) - new} known), "
+                f"{len(search.order)} known in all; best {search.best_line()}; "
+                f"{time.perf_counter() - start:.1f}s"
+            )
+    best_per_budget = {}
+    for b in budgets:
+        top = best_records(objective, search.order, b, 1)
+        if top:
+            best_per_budget[b] = (top[0], objective.score(top[0], b))
+    return EvolutionResult(best=best_per_budget, records=search.order, measured=search.measured)
 
-    def measure_new(archs: list[Arch]) -> int:
-        nonlocal measured
-        new = []
-        for a in archs:
-            if arch_key(space, a) not in known:
-                new.append(a)
+
+class _Evolution:
+    """The state of one `evolve` call: what is known, in order, and the random stream."""
+
+    def __init__(self, space, objective, budgets, config, measure, records):
+        self.space = space
+        self.objective = objective
+        self.budgets = budgets
+        self.config = config
+        self.measure = measure
+        self.rng = np.random.default_rng([config.seed, _name_seed(objective.name)])
+        self.known: dict[str, Any] = {}
+        self.order: list[Any] = []
+        for r in records:
+            if r.key not in self.known:
+                self.known[r.key] = r
+                self.order.append(r)
+        self.per_budget = max(1, math.ceil(config.population / len(budgets)))
+        self.num_parents = max(2, round(config.parent_fraction * config.population))
+        self.measured = 0
+
+    def measure_new(self, archs: list[Arch]) -> int:
+        """Measures the architectures not known yet; returns how many."""
+        new = [a for a in archs if arch_key(self.space, a) not in self.known]
         if not new:
             return 0
-        for r in measure(new):
-            if r.key not in known:
-                known[r.key] = r
-                order.append(r)
-        measured += len(new)
+        for r in self.measure(new):
+            if r.key not in self.known:
+                self.known[r.key] = r
+                self.order.append(r)
+        self.measured += len(new)
         return len(new)
 
-    for generation in range(1, config.generations + 1):
+    def children(self, generation: int) -> list[Arch]:
+        """The architectures of `generation` for every budget in turn, none known before."""
+        space, config, rng = self.space, self.config, self.rng
         chosen: list[Arch] = []
-        taken = set(known)
+        taken = set(self.known)
         if generation > 1:
-            predictor = _train_predictor(objective, order, budgets, config)
-        for b in budgets:
+            predictor = _train_predictor(self.objective, self.order, self.budgets, config)
+        for b in self.budgets:
 
             def fits(a, b=b):
-                return objective.fits(a, b)
+                return self.objective.fits(a, b)
 
             if generation == 1:
                 pool = _unique_children(
                     space,
                     lambda fits=fits: sample_within(space, fits, rng, config.max_sample_tries),
-                    per_budget,
+                    self.per_budget,
                     taken,
                 )
                 picked = pool
             else:
-                parents = [r.arch for r in best_records(objective, order, b, num_parents)]
+                parents = [
+                    r.arch for r in best_records(self.objective, self.order, b, self.num_parents)
+                ]
                 pool = _unique_children(
                     space,
                     lambda parents=parents, fits=fits: _child(space, parents, fits, rng, config),
-                    per_budget * config.pool_factor,
+                    self.per_budget * config.pool_factor,
                     taken,
                 )
-                picked = _rank(objective, predictor, pool, b)[:per_budget]
+                picked = _rank(self.objective, predictor, pool, b)[: self.per_budget]
             for a in picked:
                 taken.add(arch_key(space, a))
             # Unpicked children go back: a later budget may pick them.
@@ -237,26 +266,17 @@ def evolve(
                 if a not in picked:
                     taken.discard(arch_key(space, a))
             chosen.extend(picked)
-        new = measure_new(chosen)
-        if log is not None:
-            best = []
-            for b in budgets:
-                top = best_records(objective, order, b, 1)
-                if top:
-                    acc, cost = objective.score(top[0], b)
-                    best.append(f"{format_macs(b)}: {acc:.4f} @ {format_macs(cost)}")
-            log(
-                f"[{objective.name}] generation {generation}/{config.generations}: "
-                f"{len(chosen)} candidates ({new} measured, {len(chosen) - new} known), "
-                f"{len(order)} known in all; best {'; '.join(best) or 'none yet'}; "
-                f"{time.perf_counter() - start:.1f}s"
-            )
-    best_per_budget = {}
-    for b in budgets:
-        top = best_records(objective, order, b, 1)
-        if top:
-            best_per_budget[b] = (top[0], objective.score(top[0], b))
-    return EvolutionResult(best=best_per_budget, records=order, measured=measured)
+        return chosen
+
+    def best_line(self) -> str:
+        """`<budget>: <accuracy> @ <cost>` of the best record of each budget."""
+        best = []
+        for b in self.budgets:
+            top = best_records(self.objective, self.order, b, 1)
+            if top:
+                acc, cost = self.objective.score(top[0], b)
+                best.append(f"{format_macs(b)}: {acc:.4f} @ {format_macs(cost)}")
+        return "; ".join(best) or "none yet"
 
 
 def _name_seed(name: str) -> int:

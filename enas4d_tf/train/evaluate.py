@@ -1,11 +1,13 @@
-"""Epoch-end evaluation during training: BN recalibration, then every exit on held-out data."""
+"""Epoch-end evaluation during training: BN recalibration, then every exit on held-out data.
+
+The work itself is `enas4d_tf.evaluation.ExitRunner`'s, which the search uses too.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
-from enas4d_tf.model.bn_calibration import recalibrate_bn
+from enas4d_tf.evaluation import ExitRunner
 from enas4d_tf.model.supernet import Supernet
 from enas4d_tf.space.search_space import Arch, SearchSpace
 from enas4d_tf.train.logs import summary_scalar
@@ -39,7 +41,7 @@ class Evaluator:
         self.images = images
         self.labels = labels
         self.batch_size = batch_size
-        self._logits = tf.function(lambda x, sizes: self.net(x, arch=sizes, training=False))
+        self.runner = ExitRunner(self.net)
 
     def copy_weights(self, net: Supernet) -> None:
         """Takes the weights of `net` (on every worker at once under multi_worker: reading
@@ -52,22 +54,9 @@ class Evaluator:
         Returns:
           `{"accuracy": [S floats], "loss": [S floats]}`.
         """
-        recalibrate_bn(self.net, arch, self.calibration_images, len(self.calibration_images))
-        sizes = self.net.arch_tensors(arch)
-        S = self.net.space.num_stages
-        correct = np.zeros(S)
-        loss = np.zeros(S)
-        for start in range(0, len(self.labels), self.batch_size):
-            x = tf.constant(self.images[start : start + self.batch_size])
-            y = self.labels[start : start + self.batch_size]
-            for s, z in enumerate(self._logits(x, sizes)):
-                z = z.numpy()
-                correct[s] += np.sum(np.argmax(z, -1) == y)
-                loss[s] += float(
-                    tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.constant(y), z))
-                )
-        n = len(self.labels)
-        return {"accuracy": (correct / n).tolist(), "loss": (loss / n).tolist()}
+        # BN recalibration at the runner's default batch size, evaluation at this one.
+        self.runner.recalibrate(arch, self.calibration_images, len(self.calibration_images))
+        return self.runner.accuracy_and_loss(arch, self.images, self.labels, self.batch_size)
 
 
 def _evaluate(evaluator, net, space, epoch, step, log, write_log, writer) -> dict:

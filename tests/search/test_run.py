@@ -1,10 +1,12 @@
-"""End-to-end tests of the search (enas4d_tf/search_lib.py, tools/search.py) on a tiny workdir.
+"""End-to-end tests of the search (enas4d_tf/search/, tools/search.py) on a tiny workdir.
 
-The tool runs in subprocesses (its absl flags live in the global FLAGS, which other tools'
-tests also use) through a small launcher that first replaces the data loader with one that
-records every split asked for and fails on "test".
+The library is run in this process on images handed to `run_search(data=...)`, or through
+its own loader with the data loader replaced by one that records every split asked for and
+fails on "test". The command line runs in subprocesses (its absl flags live in the global
+FLAGS, which other tools' tests also use).
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,14 +17,22 @@ import numpy as np
 import pytest
 
 import enas4d_tf as e4
-from enas4d_tf import exit_policy as dynamic
+from enas4d_tf import data as data_lib
+from enas4d_tf import exit_policy
+from enas4d_tf.errors import SearchError
+from enas4d_tf.export import formats
 from enas4d_tf.model.macs import stage_macs
-from enas4d_tf.search import run as search_lib
+from enas4d_tf.search import objectives
+from enas4d_tf.search.config import SearchConfig, parse_budgets
+from enas4d_tf.search.evolution import format_macs
+from enas4d_tf.search.run import SearchData, run_search
 from enas4d_tf.space.search_space import Arch
+from enas4d_tf.workdir import Workdir
 from tests.helpers import REPO, make_tiny_workdir
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 ARCH_FILE_KEYS = {
+    "format_version",
     "name",
     "mode",
     "arch",
@@ -34,60 +44,51 @@ ARCH_FILE_KEYS = {
     "budget_macs",
 }
 
+# Runs several command lines of tools/search.py in one process (one TensorFlow start-up),
+# each as app.run would run it, with a data loader that records the splits asked for.
 LAUNCHER = textwrap.dedent(
     """
-    import os, sys
-    import numpy as np
+    import contextlib, io, json, os
+    from absl import flags
+    from absl.testing import flagsaver
     from enas4d_tf import data
-
-    real_load_arrays = data.load_arrays
-    have_data = os.path.isdir(%(fashion)r)
 
     def guarded(name="fashion_mnist", split="validation", data_dir=None, max_examples=None):
         with open(os.environ["SPLIT_LOG"], "a") as f:
             f.write(split + "\\n")
-        if split == "test":
-            raise RuntimeError("the search opened the test split")
-        if have_data:
-            return real_load_arrays(name, split, data_dir, max_examples)
-        # No Fashion-MNIST here: injected images, a different fixed set per split.
-        rng = np.random.default_rng({"train": 1, "validation": 2}[split])
-        n = max_examples or 1000
-        return rng.normal(size=(n, 28, 28, 1)).astype("float32"), rng.integers(0, 10, n)
-
-    def refuse(*args, **kwargs):
-        raise RuntimeError("the search must load arrays, not tf.data pipelines")
+        raise RuntimeError("the search loaded data for a command line it should refuse")
 
     data.load_arrays = guarded
-    data.make_dataset = refuse
-    from absl import app
     from tools import search
     from tools._cli import flags_parser
 
-    if "CASES" not in os.environ:
-        sys.argv = ["search", *sys.argv[1:]]
-        app.run(search.main, flags_parser=flags_parser("search"))
-    else:
-        # Several command lines in one process (one TensorFlow start-up), each as app.run
-        # would run it: parse the flags, call main, record the exit code and stderr.
-        import contextlib, io, json
-        from absl import flags
-        from absl.testing import flagsaver
-
-        results = []
-        for argv in json.loads(os.environ["CASES"]):
-            err = io.StringIO()
-            code = 0
-            with flagsaver.flagsaver(), contextlib.redirect_stderr(err):
-                flags.FLAGS.unparse_flags()
-                try:
-                    search.main(flags_parser("search")(["search", *argv]))
-                except SystemExit as e:
-                    code = e.code
-            results.append({"code": code, "stderr": err.getvalue()})
-        print("RESULTS " + json.dumps(results))
+    results = []
+    for argv in json.loads(os.environ["CASES"]):
+        err = io.StringIO()
+        code = 0
+        with flagsaver.flagsaver(), contextlib.redirect_stderr(err):
+            flags.FLAGS.unparse_flags()
+            try:
+                search.main(flags_parser("search")(["search", *argv]))
+            except SystemExit as e:
+                code = e.code
+        results.append({"code": code, "stderr": err.getvalue()})
+    print("RESULTS " + json.dumps(results))
     """
-) % {"fashion": FASHION_DIR}
+)
+
+
+def synthetic_arrays(split: str, max_examples=None):
+    """A fixed set of noise images and labels per split (no dataset needed)."""
+    rng = np.random.default_rng({"train": 1, "validation": 2}[split])
+    n = max_examples or 1000
+    return rng.normal(size=(n, 28, 28, 1)).astype("float32"), rng.integers(0, 10, n)
+
+
+def synthetic_data(config) -> SearchData:
+    val_images, val_labels = synthetic_arrays("validation", config.num_val_images)
+    calibration, _ = synthetic_arrays("train", config.num_calibration_images)
+    return SearchData(val_images, val_labels, calibration)
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +99,16 @@ def workdir(tmp_path_factory):
     return path
 
 
-def run_tool(args, tmp_path, cases=None):
+def run_cases(cases, tmp_path):
+    """Runs each argument list through tools/search.py's main in one subprocess."""
     launcher = tmp_path / "launch_search.py"
     launcher.write_text(LAUNCHER)
     split_log = tmp_path / "splits.txt"
     env = dict(os.environ, SPLIT_LOG=str(split_log), TF_CPP_MIN_LOG_LEVEL="3")
-    if cases is not None:
-        env["CASES"] = json.dumps(cases)
+    env["CASES"] = json.dumps(cases)
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, str(launcher), *args],
+        [sys.executable, str(launcher)],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -123,46 +124,49 @@ def tiny_costs():
     return stage_macs(space, space.smallest()), stage_macs(space, space.largest())
 
 
+def small_config(**changes) -> SearchConfig:
+    values = dict(
+        population=4,
+        generations=2,
+        num_val_images=300,
+        num_calibration_images=150,
+        batch_size=150,
+        seed=3,
+    )
+    values.update(changes)
+    return SearchConfig(**values)
+
+
 SEARCH_ARGS = [
     "--population=4",
     "--generations=2",
     "--num_val_images=300",
-    "--num_calib_images=150",
+    "--num_calibration_images=150",
     "--batch_size=150",
     "--seed=3",
 ]
 
 
-def test_search_tool_end_to_end_never_opens_the_test_split_and_continues(workdir, tmp_path):
-    smallest, largest = tiny_costs()
-    # One budget below every static network (dynamic only), one in the middle of the space.
-    low = (smallest[0] + smallest[-1]) // 2
-    mid = (smallest[-1] + largest[-1]) // 3
-    args = [f"--workdir={workdir}", f"--budgets={low},{mid}", *SEARCH_ARGS]
-    proc, splits = run_tool(args, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "test" not in splits and set(splits) == {"validation", "train"}
-    assert "[dynamic] generation 2/2" in proc.stdout
-    assert "[static] generation 2/2" in proc.stdout
-    assert "static skips it" in proc.stdout  # the low budget is below every static network
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
 
-    folder = os.path.join(workdir, "search")
-    with open(os.path.join(folder, "pareto.json")) as f:
-        report = json.load(f)
-    assert report["stats"]["measured_this_run"] > 0
-    with open(os.path.join(folder, "pareto.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+def check_outputs(folder: str, report: dict, low: float, mid: float) -> None:
+    """The architecture files are the chosen networks, readable by the exporter's reader."""
     space = e4.SearchSpace.preset("tiny")
     names = sorted(os.listdir(os.path.join(folder, "archs")))
     assert names == sorted(f"{e['name']}.json" for e in report["chosen"])
-    assert {"dynamic_" + e4_format(low) + ".json", "dynamic_" + e4_format(mid) + ".json"} <= set(
-        names
-    )
-    assert "static_" + e4_format(mid) + ".json" in names
+    expected = {f"dynamic_{format_macs(low)}.json", f"dynamic_{format_macs(mid)}.json"}
+    assert expected <= set(names)
+    assert f"static_{format_macs(mid)}.json" in names
     for name in names:
-        with open(os.path.join(folder, "archs", name)) as f:
-            entry = json.load(f)
+        path = os.path.join(folder, "archs", name)
+        entry = read_json(path)
         assert set(entry) == ARCH_FILE_KEYS
+        assert entry["format_version"] == formats.ARCH_FILE_VERSION
+        spec = formats.read_arch_file(path, space)
+        assert spec.name == entry["name"] and list(spec.thresholds) == entry["thresholds"]
         arch = Arch.from_dict(entry["arch"])
         space.validate(arch)
         assert entry["stage_macs"] == stage_macs(space, arch, num_classes=10)
@@ -170,7 +174,7 @@ def test_search_tool_end_to_end_never_opens_the_test_split_and_continues(workdir
         assert entry["avg_macs"] <= entry["budget_macs"]
         assert sum(entry["exit_rates"]) == pytest.approx(1.0)
         assert entry["avg_macs"] == pytest.approx(
-            dynamic.average_macs(entry["exit_rates"], entry["stage_macs"])
+            exit_policy.average_macs(entry["exit_rates"], entry["stage_macs"])
         )
         if entry["mode"] == "static":
             assert entry["thresholds"] == [None, None, 0.0]
@@ -180,38 +184,110 @@ def test_search_tool_end_to_end_never_opens_the_test_split_and_continues(workdir
         costs = [p["avg_macs"] for p in front]
         accuracies = [p["val_accuracy"] for p in front]
         assert costs == sorted(costs) and accuracies == sorted(accuracies)
+    with open(os.path.join(folder, "pareto.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
-    with open(os.path.join(folder, "state.json")) as f:
-        state = json.load(f)
-    measured = len(state["candidates"])
 
-    # The same command again: continues from the state and measures nothing.
-    proc2, splits2 = run_tool(args, tmp_path)
-    assert proc2.returncode == 0, proc2.stderr[-3000:]
-    assert "test" not in splits2
-    assert "0 candidates measured this run" in proc2.stdout
-    with open(os.path.join(folder, "pareto.json")) as f:
-        report2 = json.load(f)
-    assert report2["stats"]["measured_this_run"] == 0
+def test_search_end_to_end_never_opens_the_test_split_and_continues(workdir, monkeypatch):
+    smallest, largest = tiny_costs()
+    # One budget below every static network (dynamic only), one in the middle of the space.
+    low = (smallest[0] + smallest[-1]) // 2
+    mid = (smallest[-1] + largest[-1]) // 3
+    config = small_config(budgets=(float(low), float(mid)))
+    paths = Workdir(workdir)
+
+    # First run: through the search's own loader, which may ask for validation and train only.
+    splits = []
+
+    def guarded(name="fashion_mnist", split="validation", data_dir=None, max_examples=None):
+        splits.append(split)
+        if split == "test":
+            raise RuntimeError("the search opened the test split")
+        return synthetic_arrays(split, max_examples)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("the search must load arrays, not tf.data pipelines")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(data_lib, "load_arrays", guarded)
+        patch.setattr(data_lib, "make_dataset", refuse)
+        lines = []
+        first = run_search(workdir, config, log=lines.append)
+    assert sorted(splits) == ["train", "validation"]
+    text = "\n".join(lines)
+    assert "[dynamic] generation 2/2" in text and "[static] generation 2/2" in text
+    assert "static skips it" in text  # the low budget is below every static network
+    report = read_json(paths.pareto_json)
+    assert report["stats"]["measured_this_run"] == first.measured_this_run > 0
+    assert report["config"]["num_calibration_images"] == 150
+    check_outputs(paths.search, report, low, mid)
+    measured = len(read_json(paths.search_state)["candidates"])
+
+    # The same search on the same images handed in: continues, measures nothing.
+    data = synthetic_data(config)
+    lines = []
+    second = run_search(workdir, config, log=lines.append, data=data)
+    assert second.measured_this_run == 0
+    assert "0 candidates measured this run" in lines[-1]
+    report2 = read_json(paths.pareto_json)
     assert report2["chosen"] == report["chosen"]
     assert report2["fronts"] == report["fronts"]
-    with open(os.path.join(folder, "state.json")) as f:
-        assert len(json.load(f)["candidates"]) == measured
+    assert len(read_json(paths.search_state)["candidates"]) == measured
 
     # A longer dynamic search with the same seed replays its first two generations from the
     # state and measures only (at most) the third: 2 budgets x ceil(4 / 2) candidates.
-    proc3, _ = run_tool([*args, "--generations=3", "--mode=dynamic"], tmp_path)
-    assert proc3.returncode == 0, proc3.stderr[-3000:]
-    with open(os.path.join(folder, "pareto.json")) as f:
-        report3 = json.load(f)
+    longer = dataclasses.replace(config, generations=3, mode="dynamic")
+    run_search(workdir, longer, log=lambda line: None, data=data)
+    report3 = read_json(paths.pareto_json)
     assert 0 < report3["stats"]["measured_this_run"] <= 4
     assert report3["stats"]["known_candidates"] == measured + report3["stats"]["measured_this_run"]
 
+    # A state written before the flag was renamed (version 1, "num_calib_images") resumes:
+    # nothing is measured again.
+    state = read_json(paths.search_state)
+    state["version"] = 1
+    state["settings"]["num_calib_images"] = state["settings"].pop("num_calibration_images")
+    with open(paths.search_state, "w") as f:
+        json.dump(state, f)
+    lines = []
+    again = run_search(workdir, longer, log=lines.append, data=data)
+    assert again.measured_this_run == 0
+    assert not any("starting the search over" in line for line in lines)
+    assert read_json(paths.pareto_json)["fronts"] == report3["fronts"]
+    assert read_json(paths.search_state)["version"] == 2
 
-def e4_format(macs):
-    from enas4d_tf.search.evolution import format_macs
 
-    return format_macs(macs)
+@pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="needs Fashion-MNIST")
+def test_search_tool_runs_as_a_user_runs_it(tmp_path):
+    folder = str(tmp_path / "workdir")
+    make_tiny_workdir(folder, bn_seed=0)
+    smallest, largest = tiny_costs()
+    mid = (smallest[-1] + largest[-1]) // 3
+    args = [
+        f"--workdir={folder}",
+        f"--budgets={mid}",
+        "--mode=static",
+        "--population=2",
+        "--generations=1",
+        "--num_val_images=200",
+        "--num_calibration_images=100",
+        "--batch_size=100",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.search", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "200 validation images, 100 calibration images" in proc.stdout
+    assert "[static] generation 1/1" in proc.stdout
+    paths = Workdir(folder)
+    assert read_json(paths.pareto_json)["settings"]["num_calibration_images"] == 100
+    assert os.path.exists(paths.arch_file(f"static_{format_macs(mid)}"))
 
 
 def test_recorded_metrics_match_a_fresh_measurement(workdir):
@@ -225,7 +301,7 @@ def test_recorded_metrics_match_a_fresh_measurement(workdir):
     images = rng.normal(size=(240, 28, 28, 1)).astype(np.float32)
     labels = rng.integers(0, 10, 240)
     calib = rng.normal(size=(120, 28, 28, 1)).astype(np.float32)
-    evaluator = CandidateEvaluator(net, images, labels, calib, num_calib_images=120)
+    evaluator = CandidateEvaluator(net, images, labels, calib, num_calibration_images=120)
     arch = space.sample(seed=5)
     first = evaluator.measure(arch)
     evaluator.measure(space.largest())  # other statistics in between
@@ -234,7 +310,7 @@ def test_recorded_metrics_match_a_fresh_measurement(workdir):
     budget = (first.stage_macs[0] + first.stage_macs[-1]) / 2
     fit = first.fit(budget)
     assert fit.avg_macs <= budget
-    replay = dynamic.evaluate_confidences(
+    replay = exit_policy.evaluate_confidences(
         again.split.confidence, again.split.correct, again.stage_macs, fit.thresholds
     )
     assert replay.accuracy == pytest.approx(fit.accuracy, abs=1 / 240 + 1e-9)
@@ -253,6 +329,8 @@ BAD_INPUTS = [
     (["--workdir={wd}", "--budgets=1e6", "--mutation_prob=2"], 2, "mutation_prob"),
     (["--workdir={wd}", "--budgets=1e6", "--mode=fast"], 2, "mode"),
     (["--workdir={no_ckpt}", "--budgets=1e5"], 1, "no checkpoint"),
+    # The flag's name before it was renamed --num_calibration_images.
+    (["--workdir={wd}", "--budgets=1e6", "--num_calib_images=5"], 2, "num_calib_images"),
 ]
 
 
@@ -268,7 +346,7 @@ def test_search_tool_bad_input_ends_with_one_line(workdir, tmp_path):
     before = set(os.listdir(workdir))
     fill = {"wd": workdir, "static_gap": static_gap, "no_ckpt": no_ckpt}
     cases = [[a.format(**fill) for a in args] for args, _, _ in BAD_INPUTS]
-    proc, splits = run_tool([], tmp_path, cases=cases)
+    proc, splits = run_cases(cases, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULTS ")][-1]
     results = json.loads(line[len("RESULTS ") :])
@@ -282,23 +360,25 @@ def test_search_tool_bad_input_ends_with_one_line(workdir, tmp_path):
 
 
 def test_search_config_and_budget_parsing():
-    assert search_lib.parse_budgets(["2e6", "4000000"]) == (2e6, 4e6)
+    assert parse_budgets(["2e6", "4000000"]) == (2e6, 4e6)
     for bad in (["x"], ["-1"], ["nan"], ["inf"]):
-        with pytest.raises(search_lib.SearchError):
-            search_lib.parse_budgets(bad)
-    with pytest.raises(search_lib.SearchError, match="num_val_images"):
-        search_lib.SearchConfig(budgets=(1e6,), num_val_images=0).validate()
-    search_lib.SearchConfig(pareto=True).validate()
+        with pytest.raises(SearchError):
+            parse_budgets(bad)
+    with pytest.raises(SearchError, match="num_val_images"):
+        SearchConfig(budgets=(1e6,), num_val_images=0).validate()
+    with pytest.raises(SearchError, match="num_calibration_images"):
+        SearchConfig(budgets=(1e6,), num_calibration_images=0).validate()
+    SearchConfig(pareto=True).validate()
 
 
 def test_pareto_budgets_span_the_space_and_are_feasible():
     space = e4.SearchSpace.preset("fashion_mnist")
-    costs = search_lib._CostModel(space, 10)
+    costs = objectives.CostModel(space, 10)
     for mode, objective in (
-        ("dynamic", search_lib.DynamicObjective(space, costs)),
-        ("static", search_lib.StaticObjective(space, costs)),
+        ("dynamic", objectives.DynamicObjective(space, costs)),
+        ("static", objectives.StaticObjective(space, costs)),
     ):
-        grid = search_lib.pareto_budgets(costs, mode, 6)
+        grid = objectives.pareto_budgets(costs, mode, 6)
         assert len(grid) == 6 and grid == sorted(grid)
         for b in grid:
             objective.check_budget(b)  # raises when infeasible
@@ -315,7 +395,8 @@ def test_search_benchmark_runs_on_a_tiny_workdir(workdir):
     proc = subprocess.run(
         [
             sys.executable,
-            "bench/search_benchmark.py",
+            "-m",
+            "bench.search_benchmark",
             f"--workdir={workdir}",
             f"--budgets={budgets}",
             *SEARCH_ARGS,

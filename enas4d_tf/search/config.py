@@ -1,0 +1,113 @@
+"""Settings of a search run (`SearchConfig`) and the budgets given on the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+from enas4d_tf.errors import SearchError
+from enas4d_tf.search.evolution import EvolutionConfig
+
+MODES = ("dynamic", "static", "both")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Settings of one search run (`tools/search.py` has a flag of each name).
+
+    Attributes:
+      mode: "dynamic" (multi-exit networks with fitted thresholds), "static" (single-exit
+        networks: only the last exit, full cost `C_S`) or "both".
+      budgets: average-MACs budgets; empty when `pareto` is set.
+      pareto: search a grid of `pareto_points` budgets spanning the space instead.
+      pareto_points: budgets of that grid.
+      population: candidates measured per generation (shared among the budgets).
+      generations: generations in all, the random first one included.
+      mutation_prob: probability that a gene of a child changes.
+      crossover_prob: probability that a child comes from two parents.
+      max_cost_ratio: a dynamic candidate for budget `B` has `C_S <= max_cost_ratio * B`
+        (and `C_1 <= B`), so the search does not spend measurements on networks whose images
+        would nearly all have to leave at the first exit.
+      num_val_images: validation images each candidate is scored on (at most the split).
+      num_calibration_images: training images for each candidate's BN recalibration.
+      batch_size: images per forward pass.
+      data_dir: overrides the workdir's data directory when not empty.
+      seed: seeds the search.
+    """
+
+    mode: str = "both"
+    budgets: tuple = ()
+    pareto: bool = False
+    pareto_points: int = 6
+    population: int = 16
+    generations: int = 8
+    mutation_prob: float = 0.1
+    crossover_prob: float = 0.5
+    max_cost_ratio: float = 3.0
+    num_val_images: int = 5000
+    num_calibration_images: int = 2000
+    batch_size: int = 500
+    data_dir: str = ""
+    seed: int = 0
+
+    @property
+    def modes(self) -> list[str]:
+        """The kinds of network searched, dynamic first."""
+        return ["dynamic", "static"] if self.mode == "both" else [self.mode]
+
+    def evolution_config(self) -> EvolutionConfig:
+        """The evolution settings among these."""
+        return EvolutionConfig(
+            population=self.population,
+            generations=self.generations,
+            mutation_prob=self.mutation_prob,
+            crossover_prob=self.crossover_prob,
+            seed=self.seed,
+        )
+
+    def validate(self) -> None:
+        """Raises SearchError naming the first setting out of range."""
+        if self.mode not in MODES:
+            raise SearchError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.pareto and self.budgets:
+            raise SearchError("give either budgets or pareto, not both")
+        if not self.pareto and not self.budgets:
+            raise SearchError("give MACs budgets (e.g. --budgets=2e6,4e6) or --pareto")
+        for b in self.budgets:
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
+                raise SearchError(f"budget {b!r} is not a number")
+            if b <= 0:
+                raise SearchError(f"budget {b:g} must be positive")
+        checks = [
+            ("pareto_points", self.pareto_points >= 2, "must be >= 2"),
+            ("max_cost_ratio", self.max_cost_ratio >= 1.0, "must be >= 1"),
+            ("num_val_images", self.num_val_images >= 1, "must be >= 1"),
+            ("num_calibration_images", self.num_calibration_images >= 1, "must be >= 1"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise SearchError(f"{name} = {getattr(self, name)} {rule}")
+        try:
+            self.evolution_config().validate()
+        except ValueError as e:
+            raise SearchError(str(e)) from None
+
+
+def parse_budgets(values: Sequence[str]) -> tuple:
+    """Parses budget strings such as "2e6" or "4000000".
+
+    Raises:
+      SearchError: a value is not a positive finite number.
+    """
+    out = []
+    for v in values:
+        try:
+            b = float(v)
+        except (TypeError, ValueError):
+            raise SearchError(f"budget {v!r} is not a number") from None
+        if not math.isfinite(b) or b <= 0:
+            raise SearchError(f"budget {v!r} must be a positive number of MACs")
+        out.append(b)
+    return tuple(out)
