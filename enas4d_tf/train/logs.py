@@ -71,6 +71,7 @@ class Timing:
     seconds: float = 0.0
 
     def add(self, seconds: float) -> None:
+        """Counts one timed step of `seconds`."""
         self.steps += 1
         self.seconds += seconds
 
@@ -185,6 +186,7 @@ class TrainLog:
         return self.writer
 
     def flush(self) -> None:
+        """Flushes the TensorBoard writer, if it was opened."""
         if self.writer is not None:
             self.writer.flush()
 
@@ -214,8 +216,10 @@ class TrainLog:
 def progress_line(record: dict, total_steps: int, batch_size: int, session_rate: float) -> str:
     """The console line of a progress record; the time left assumes `session_rate` images/s.
 
-    Example: `step 24/24 epoch 2 loss 2.0411 (largest 1.912, smallest 2.104) lr 0 812 img/s
-    ETA 0:00:00` (the losses are those of the last exit).
+    Example, the last line of a configs/train_smoke.cfg run (one line; the losses in
+    brackets are the last exit's):
+      step 24/24 epoch 2 loss 3.6228 (largest 1.982, smallest 2.123) lr 0.0003798
+      427 img/s ETA 0:00:00
     """
     step = record["step"]
     eta = (total_steps - step) * batch_size / session_rate
