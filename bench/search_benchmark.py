@@ -84,7 +84,7 @@ def evaluate_networks(net, entries, val, test, calibration, batch_size=500):
 
     from enas4d_tf import exit_policy
     from enas4d_tf.evaluation import CandidateEvaluator
-    from enas4d_tf.space.search_space import Arch
+    from enas4d_tf.space import Arch
 
     evaluator = CandidateEvaluator(net, val[0], val[1], calibration, len(calibration), batch_size)
     out = {}

@@ -32,7 +32,7 @@ from enas4d_tf.exit_policy import (
 from enas4d_tf.model.bn_calibration import DEFAULT_CALIBRATION_IMAGES, recalibrate_bn
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.model.supernet import Supernet
-from enas4d_tf.space.search_space import Arch
+from enas4d_tf.space import Arch
 
 DEFAULT_BATCH_SIZE = 500
 

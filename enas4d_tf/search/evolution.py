@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from enas4d_tf.search.predictor import AccuracyPredictor
+from enas4d_tf.space import Arch, SearchSpace
 from enas4d_tf.space.ops import arch_key, crossover, mutate, repair, sample_within
-from enas4d_tf.space.search_space import Arch, SearchSpace
 
 # Rows the accuracy predictor trains on at most (a fixed random subset beyond that).
 _MAX_PREDICTOR_ROWS = 768

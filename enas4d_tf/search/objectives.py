@@ -17,7 +17,7 @@ import numpy as np
 from enas4d_tf.errors import SearchError
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.search.evolution import Objective, format_macs
-from enas4d_tf.space.search_space import Arch, SearchSpace
+from enas4d_tf.space import Arch, SearchSpace
 
 
 class CostModel:

@@ -38,8 +38,7 @@ from enas4d_tf.search.outputs import (
     write_outputs,
 )
 from enas4d_tf.search.store import Candidate, SearchStore
-from enas4d_tf.space.ops import arch_key
-from enas4d_tf.space.search_space import Arch
+from enas4d_tf.space import Arch, arch_key
 from enas4d_tf.workdir import Workdir, latest_checkpoint, load_supernet
 
 

@@ -19,7 +19,7 @@ from enas4d_tf.errors import WorkdirError
 from enas4d_tf.evaluation import Measurement
 from enas4d_tf.exit_policy import ValidationSplit
 from enas4d_tf.files import read_json, write_bytes_atomic, write_json_atomic
-from enas4d_tf.space.search_space import Arch, SearchSpace
+from enas4d_tf.space import Arch, SearchSpace
 from enas4d_tf.workdir import Workdir
 
 STATE_VERSION = 2

@@ -9,7 +9,7 @@ import numpy as np
 
 from enas4d_tf.evaluation import ExitRunner
 from enas4d_tf.model.supernet import Supernet
-from enas4d_tf.space.search_space import Arch, SearchSpace
+from enas4d_tf.space import Arch, SearchSpace
 from enas4d_tf.train.logs import summary_scalar
 
 

@@ -12,7 +12,7 @@ from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.search import evolution
 from enas4d_tf.search.evolution import EvolutionConfig, Objective
 from enas4d_tf.search.predictor import AccuracyPredictor
-from enas4d_tf.space.search_space import SearchSpace
+from enas4d_tf.space import SearchSpace
 
 
 @dataclasses.dataclass

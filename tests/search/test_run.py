@@ -26,7 +26,7 @@ from enas4d_tf.search import objectives
 from enas4d_tf.search.config import SearchConfig, parse_budgets
 from enas4d_tf.search.evolution import format_macs
 from enas4d_tf.search.run import SearchData, run_search
-from enas4d_tf.space.search_space import Arch
+from enas4d_tf.space import Arch
 from enas4d_tf.workdir import Workdir
 from tests.helpers import REPO, make_tiny_workdir
 
