@@ -1,12 +1,17 @@
-"""Multiply-accumulate counts of a multi-stage architecture (DESIGN.md §4).
+"""Multiply-accumulate counts of a multi-stage architecture.
 
 Convolutions count `k*k*Cin/groups*Cout*Hout*Wout`, SE and dense layers `Cin*Cout`; batch
-norm, activations, pooling and adds are free (the once-for-all convention).
+norm, activations, pooling and adds are free (the once-for-all convention). The cost of
+leaving at exit `s` is everything stages `1..s` compute, their heads included, and it equals
+what the extracted subnet and the exported stage graphs compute (`keras_model_macs` counts
+that independently).
 """
 
 from __future__ import annotations
 
-from enas4d_tf.space.search_space import Arch, ArchSizes, SearchSpace
+from enas4d_tf.space.arch import Arch, ArchSizes
+from enas4d_tf.space.blocks import blocks, is_block_active
+from enas4d_tf.space.search_space import SearchSpace
 
 
 def conv_output_side(side: int, stride: int) -> int:
@@ -21,23 +26,23 @@ def group_macs(space: SearchSpace, sizes: ArchSizes, num_classes: int) -> list[i
     cost = [0] * S
     for s in range(S):
         cost[s] += space.stem_kernel**2 * space.image_channels * int(sizes.stem[s]) * side * side
-    for u in range(U):
-        for b in range(space.max_depth):
-            out_side = conv_output_side(side, space.block_stride(u, b))
-            for s in range(S):
-                hid = int(sizes.hidden[s, u, b])
-                if hid == 0:
-                    continue
-                cin = sum(sizes.block_input_width(t, u, b) for t in range(s + 1))
-                hid_all = sum(int(sizes.hidden[t, u, b]) for t in range(s + 1))
-                k = int(sizes.kernel[s, u, b])
-                cost[s] += cin * hid * side * side  # expand 1x1
-                cost[s] += k * k * hid * out_side * out_side  # depthwise
-                if space.unit_se[u]:
-                    se_all = sum(int(sizes.se[t, u, b]) for t in range(s + 1))
-                    cost[s] += hid_all * int(sizes.se[s, u, b]) + se_all * hid
-                cost[s] += hid_all * int(sizes.width[s, u]) * out_side * out_side  # project
-            side = out_side
+    for spec in blocks(space):
+        u, b = spec.unit, spec.block
+        out_side = conv_output_side(side, spec.stride)
+        for s in range(S):
+            if not is_block_active(sizes.depth, s, spec):
+                continue
+            hid = int(sizes.hidden[s, u, b])
+            cin = sum(sizes.block_input_width(t, u, b) for t in range(s + 1))
+            hid_all = sum(int(sizes.hidden[t, u, b]) for t in range(s + 1))
+            k = int(sizes.kernel[s, u, b])
+            cost[s] += cin * hid * side * side  # expand 1x1
+            cost[s] += k * k * hid * out_side * out_side  # depthwise
+            if spec.se:
+                se_all = sum(int(sizes.se[t, u, b]) for t in range(s + 1))
+                cost[s] += hid_all * int(sizes.se[s, u, b]) + se_all * hid
+            cost[s] += hid_all * int(sizes.width[s, u]) * out_side * out_side  # project
+        side = out_side
     for s in range(S):
         cin = sum(int(sizes.width[t, U - 1]) for t in range(s + 1))
         head_in = sum(int(sizes.head[t]) for t in range(s + 1))
@@ -69,19 +74,15 @@ def keras_model_macs(model, num_stages: int) -> list[int]:
     """Cumulative MACs to each exit, counted from a built Keras model's layers.
 
     An independent count of what an extracted subnet computes: every `Conv2D`,
-    `DepthwiseConv2D` and `Dense` layer, attributed to the stage its `s{stage}_` name prefix
-    (or `exit{stage}` for classifiers) gives.
+    `DepthwiseConv2D` and `Dense` layer, attributed to the stage its `s{n}_` name prefix
+    (or `exit{n}` for classifiers; `n` counts from 1) gives.
     """
     import keras
 
     per_stage = [0] * num_stages
     for layer in model.layers:
-        name = layer.name
-        if name.startswith("exit"):
-            stage = int(name[4:])
-        elif name.startswith("s") and "_" in name:
-            stage = int(name[1 : name.index("_")])
-        else:
+        stage = _stage_of_layer(layer.name)
+        if stage is None:
             continue
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             kh, kw = layer.kernel_size
@@ -99,3 +100,12 @@ def keras_model_macs(model, num_stages: int) -> list[int]:
         total += int(c)
         out.append(total)
     return out
+
+
+def _stage_of_layer(name: str) -> int | None:
+    """The 0-based stage of a layer named `exit{n}` or `s{n}_...`; None for other names."""
+    if name.startswith("exit") and name[4:].isdigit():
+        return int(name[4:]) - 1
+    if name.startswith("s") and "_" in name and name[1 : name.index("_")].isdigit():
+        return int(name[1 : name.index("_")]) - 1
+    return None

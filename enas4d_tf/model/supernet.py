@@ -10,17 +10,21 @@ from enas4d_tf.model.layers.exit_head import ExitHead
 from enas4d_tf.model.layers.multi_stage_block import MultiStageBlock
 from enas4d_tf.model.layers.multi_stage_conv import MultiStageConv
 from enas4d_tf.model.layers.sliced_batch_norm import SlicedBatchNorm
-from enas4d_tf.space.search_space import Arch, SearchSpace
+from enas4d_tf.space.arch import Arch
+from enas4d_tf.space.blocks import blocks
+from enas4d_tf.space.search_space import SearchSpace
 
 
 @keras.saving.register_keras_serializable(package="enas4d_tf")
 class Supernet(keras.Model):
-    """Every multi-stage architecture of a search space, sharing weights (DESIGN.md §2).
+    """Every multi-stage architecture of a search space, sharing weights.
 
     `net(images, arch=arch)` returns the logits of the `S` exits of `arch`. The architecture
     is data: pass an `Arch`, or `net.arch_tensors(arch)` (a dict of int tensors with fixed
     shapes) inside a `tf.function` so that one trace serves every architecture. Images are
-    resized to the architecture's resolution when they are not at it already.
+    resized to the architecture's resolution when they are not at it already. The README's
+    opening section says what stages, groups and exits are; BUILD_NOTES.md "The model, and
+    what it costs to trace" says how the weights are sliced.
 
     Args:
       space: the search space.
@@ -51,27 +55,22 @@ class Supernet(keras.Model):
             self.stem_bns = [
                 SlicedBatchNorm(space.stem_width, name=f"stem_bn_g{s}") for s in range(S)
             ]
-            self.blocks = []
-            in_w = space.stem_width
-            for u in range(space.num_units):
-                out_w = space.unit_widths[u]
-                for b in range(space.max_depth):
-                    block_in = in_w if b == 0 else out_w
-                    self.blocks.append(
-                        MultiStageBlock(
-                            in_widths=[block_in] * S,
-                            out_widths=[out_w] * S,
-                            hidden_widths=[space.max_hidden(u, b)] * S,
-                            kernel_choices=space.kernel_choices,
-                            strides=space.block_stride(u, b),
-                            se_widths=[space.max_se(u, b)] * S if space.unit_se[u] else None,
-                            activation_name=space.unit_activations[u],
-                            residual=b > 0,
-                            always_active=b == 0,
-                            name=f"unit{u}_block{b}",
-                        )
-                    )
-                in_w = out_w
+            # One layer per block position of the walk, in its order (variable order).
+            self.blocks = [
+                MultiStageBlock(
+                    in_widths=[spec.in_width] * S,
+                    out_widths=[spec.out_width] * S,
+                    hidden_widths=[spec.max_hidden] * S,
+                    kernel_choices=space.kernel_choices,
+                    strides=spec.stride,
+                    se_widths=[spec.max_se] * S if spec.se else None,
+                    activation_name=spec.activation,
+                    residual=spec.residual,
+                    always_active=spec.always_active,
+                    name=spec.name,
+                )
+                for spec in blocks(space)
+            ]
             self.head = ExitHead(
                 [space.unit_widths[-1]] * S,
                 space.head_width,
@@ -111,18 +110,16 @@ class Supernet(keras.Model):
             y = self.stem(x, group=s, width=space.stem_width)
             xs.append(act(self.stem_bns[s](y, training=training, calibrate=calibrate)))
 
-        i = 0
-        for u in range(space.num_units):
-            for b in range(space.max_depth):
-                block_sizes = {
-                    "hidden": sizes["hidden"][:, u, b],
-                    "kernel_index": sizes["kernel_index"][:, u, b],
-                    "se": sizes["se"][:, u, b],
-                    "width": sizes["width"][:, u],
-                }
-                block_sizes = {k: [v[s] for s in range(S)] for k, v in block_sizes.items()}
-                xs = self.blocks[i](xs, sizes=block_sizes, training=training, calibrate=calibrate)
-                i += 1
+        for spec, block in zip(blocks(space), self.blocks, strict=True):
+            u, b = spec.unit, spec.block
+            block_sizes = {
+                "hidden": sizes["hidden"][:, u, b],
+                "kernel_index": sizes["kernel_index"][:, u, b],
+                "se": sizes["se"][:, u, b],
+                "width": sizes["width"][:, u],
+            }
+            block_sizes = {k: [v[s] for s in range(S)] for k, v in block_sizes.items()}
+            xs = block(xs, sizes=block_sizes, training=training, calibrate=calibrate)
 
         logits, pooled = [], []
         for s in range(S):

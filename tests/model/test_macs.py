@@ -19,8 +19,8 @@ def test_stage_macs_equal_a_count_of_the_extracted_layers(name, num_sampled):
 
 
 def test_fashion_mnist_cost_range_matches_the_design():
-    # DESIGN.md §2: largest about 10-20 M MACs at resolution 32, smallest about an order of
-    # magnitude less.
+    # The fashion_mnist preset is sized so: largest about 10-20 M MACs at resolution 32,
+    # smallest about an order of magnitude less.
     space = e4.SearchSpace.preset("fashion_mnist")
     largest = e4.stage_macs(space, space.largest())[-1]
     smallest = e4.stage_macs(space, space.smallest())[-1]

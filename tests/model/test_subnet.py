@@ -37,6 +37,28 @@ def test_subnet_has_only_standard_layers_and_s_outputs():
         assert type(layer) in STANDARD, type(layer)
 
 
+def test_names_number_stages_groups_and_exits_from_1():
+    space, net = _net()
+    arch = space.sample(seed=0)
+    sub = e4.extract_subnet(net, arch)
+    assert sub.output_names == ["exit1", "exit2", "exit3"]
+    prefixes = ("s1_", "s2_", "s3_")
+    for layer in sub.layers:
+        assert (
+            layer.name == "image"
+            or layer.name in sub.output_names
+            or (layer.name.startswith(prefixes))
+        ), layer.name
+    assert {"s1_stem_conv", "s3_head_conv", "s2_u0b0_expand"} <= {x.name for x in sub.layers}
+    stages = e4.extract_stage_models(net, arch)
+    assert [m.name for m in stages] == ["stage1", "stage2", "stage3"]
+    assert "g1_stem" in stages[0].output and "g1_head_pool" in stages[0].output
+    # A stage model's layers are named as in the subnet, so weights can be copied by name.
+    names = {x.name for x in sub.layers}
+    for m in stages:
+        assert all(x.name in names for x in m.layers if not x.name.startswith(("image", "g")))
+
+
 def test_keras_save_and_load_gives_identical_outputs(tmp_path):
     space, net = _net()
     arch = space.sample(seed=1)
@@ -62,13 +84,13 @@ def test_stage_models_chain_to_the_one_piece_subnet():
         inputs = {"image": x}
         for name in model.input:
             if name != "image":
-                assert not name.startswith(f"g{s}_")  # reads only earlier groups
+                assert not name.startswith(f"g{s + 1}_")  # reads only earlier groups
                 inputs[name] = handed[name]
         out = model(inputs)
         np.testing.assert_allclose(np.asarray(out["logits"]), whole[s], atol=1e-5)
         for name, value in out.items():
             if name != "logits":
-                assert name.startswith(f"g{s}_")  # hands on only its own group
+                assert name.startswith(f"g{s + 1}_")  # hands on only its own group
                 handed[name] = np.asarray(value)
     assert handed, "earlier stages must hand tensors on"
     # The last stage hands nothing on; the first reads nothing but the image.

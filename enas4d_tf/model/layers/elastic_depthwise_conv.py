@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from enas4d_tf.model.layers.common import channels
+from enas4d_tf.model.layers.common import channels, with_weights
 
 
 @keras.saving.register_keras_serializable(package="enas4d_tf")
@@ -83,6 +83,30 @@ class ElasticDepthwiseConv(keras.layers.Layer):
         return tf.nn.depthwise_conv2d(
             x, kernel, strides=[1, self.strides, self.strides, 1], padding="SAME"
         )
+
+    def static_form(
+        self, kernel_index: int, num_channels: int, name: str
+    ) -> keras.layers.DepthwiseConv2D:
+        """This layer at one kernel size and width as a standard `DepthwiseConv2D`.
+
+        Args:
+          kernel_index: index of the kernel size in `kernel_choices`.
+          num_channels: active channels.
+          name: the layer's name.
+
+        Returns:
+          A built `DepthwiseConv2D` (same padding, no bias) holding the effective kernel.
+        """
+        kernel_index, num_channels = int(kernel_index), int(num_channels)
+        layer = keras.layers.DepthwiseConv2D(
+            self.kernel_choices[kernel_index],
+            strides=self.strides,
+            padding="same",
+            use_bias=False,
+            name=name,
+        )
+        kernel = self.effective_kernel(kernel_index, num_channels)
+        return with_weights(layer, num_channels, [kernel])
 
     def get_config(self):
         config = super().get_config()

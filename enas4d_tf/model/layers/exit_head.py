@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from enas4d_tf.model.layers.common import activation
+from enas4d_tf.model.layers.common import (
+    activation,
+    call_on_groups,
+    static_activation,
+    with_weights,
+)
 from enas4d_tf.model.layers.multi_stage_conv import MultiStageConv
 from enas4d_tf.model.layers.sliced_batch_norm import SlicedBatchNorm
 
@@ -70,6 +77,30 @@ class ExitHead(keras.layers.Layer):
         logits = tf.matmul(features, self.classifier_kernels[exit]) + self.classifier_biases[exit]
         return logits, p
 
+    def static_form(self, exit: int, in_sizes, prefix: str, classifier_name: str) -> StaticExit:
+        """Exit `exit` as standard Keras layers.
+
+        Args:
+          exit: the exit (0-based).
+          in_sizes: active channels of the last body groups `0..exit`.
+          prefix: start of the head's layer names (`{prefix}conv`, `{prefix}bn`, ...).
+          classifier_name: the name of the classifier `Dense` (the exit's output name).
+
+        Returns:
+          A `StaticExit` computing what `call` computes for `exit`.
+        """
+        s = exit
+        classifier = keras.layers.Dense(self.num_classes, name=classifier_name)
+        classifier_weights = [self.classifier_kernels[s], self.classifier_biases[s]]
+        return StaticExit(
+            conv=self.conv.static_form(s, in_sizes, self.head_width, prefix + "conv"),
+            bn=self.bns[s].static_form(self.head_width, prefix + "bn"),
+            act=static_activation(self.activation_name, prefix + "act"),
+            pool=keras.layers.GlobalAveragePooling2D(name=prefix + "pool"),
+            concat_name=prefix + "concat",
+            classifier=with_weights(classifier, self.head_width * (s + 1), classifier_weights),
+        )
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -79,3 +110,37 @@ class ExitHead(keras.layers.Layer):
             activation_name=self.activation_name,
         )
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticExit:
+    """One exit head in standard Keras layers (`ExitHead.static_form`).
+
+    Attributes:
+      conv: the head `Conv2D` 1x1 over the last body groups `<= s`.
+      bn: its `BatchNormalization`.
+      act: its activation layer.
+      pool: `GlobalAveragePooling2D` of the head group.
+      concat_name: name of the `Concatenate` joining the pooled head groups `<= s`.
+      classifier: the `Dense` classifier over them.
+    """
+
+    conv: keras.layers.Conv2D
+    bn: keras.layers.BatchNormalization
+    act: keras.layers.Layer
+    pool: keras.layers.GlobalAveragePooling2D
+    concat_name: str
+    classifier: keras.layers.Dense
+
+    def __call__(self, xs, pooled):
+        """Computes the exit, as `ExitHead.call` does.
+
+        Args:
+          xs: last body tensors of groups `0..s`.
+          pooled: pooled head features of exits `0..s-1`.
+
+        Returns:
+          `(logits, this exit's pooled head feature)`.
+        """
+        p = self.pool(self.act(self.bn(call_on_groups(self.conv, xs))))
+        return call_on_groups(self.classifier, [*pooled, p], self.concat_name), p

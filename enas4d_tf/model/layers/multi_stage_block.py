@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
-from enas4d_tf.model.layers.common import activation
+from enas4d_tf.model.layers.common import activation, call_on_groups, static_activation
 from enas4d_tf.model.layers.elastic_depthwise_conv import ElasticDepthwiseConv
 from enas4d_tf.model.layers.multi_stage_conv import MultiStageConv
-from enas4d_tf.model.layers.multi_stage_se import MultiStageSE
+from enas4d_tf.model.layers.multi_stage_se import MultiStageSE, StaticSE
 from enas4d_tf.model.layers.sliced_batch_norm import SlicedBatchNorm
 
 
@@ -134,6 +136,38 @@ class MultiStageBlock(keras.layers.Layer):
             reduced.append(r)
         return outs
 
+    def static_form(self, group: int, sizes: BlockGroupSizes, prefix: str) -> StaticBlock:
+        """Group `group` of this block as standard Keras layers (once-for-all's
+        `get_active_subnet`, one group at a time).
+
+        Args:
+          group: the group; it must be active here (`sizes.hidden[group] > 0`).
+          sizes: the active sizes of group `group` and of the groups below it.
+          prefix: start of every layer name (`{prefix}expand`, `{prefix}se_reduce`, ...).
+
+        Returns:
+          A `StaticBlock` computing what `call` computes for `group`.
+        """
+        s = group
+        hidden = [int(n) for n in sizes.hidden]
+        act = self.activation_name
+        return StaticBlock(
+            expand=self.expand.static_form(s, sizes.inputs, hidden[s], prefix + "expand"),
+            expand_bn=self.expand_bns[s].static_form(hidden[s], prefix + "expand_bn"),
+            expand_act=static_activation(act, prefix + "expand_act"),
+            depthwise=self.depthwise[s].static_form(
+                sizes.kernel_index, hidden[s], prefix + "depthwise"
+            ),
+            depthwise_bn=self.depthwise_bns[s].static_form(hidden[s], prefix + "depthwise_bn"),
+            depthwise_act=static_activation(act, prefix + "depthwise_act"),
+            se=None
+            if self.se is None
+            else self.se.static_form(s, hidden, sizes.se, prefix + "se_"),
+            project=self.project.static_form(s, hidden, sizes.width, prefix + "project"),
+            project_bn=self.project_bns[s].static_form(sizes.width, prefix + "project_bn"),
+            residual=keras.layers.Add(name=prefix + "residual") if self.residual else None,
+        )
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -148,3 +182,67 @@ class MultiStageBlock(keras.layers.Layer):
             always_active=self.always_active,
         )
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockGroupSizes:
+    """The active sizes one group of a block computes with (`MultiStageBlock.static_form`).
+
+    Attributes:
+      inputs: active input channels of groups `0..s`.
+      hidden: active hidden channels of groups `0..s`; 0 for a group that skips the block.
+      se: active SE bottleneck channels of groups `0..s`; 0 where skipped or without SE.
+      kernel_index: index of group `s`'s depthwise kernel size in the kernel choices.
+      width: active output channels of group `s`.
+    """
+
+    inputs: tuple
+    hidden: tuple
+    se: tuple
+    kernel_index: int
+    width: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticBlock:
+    """One group of an MBConv block in standard Keras layers (`MultiStageBlock.static_form`).
+
+    Attributes hold, in order of use: the expand `Conv2D`, its `BatchNormalization` and
+    activation, the `DepthwiseConv2D`, its batch norm and activation, the `StaticSE` (None
+    without SE), the project `Conv2D` and its batch norm, and the residual `Add` (None
+    without a residual).
+    """
+
+    expand: keras.layers.Conv2D
+    expand_bn: keras.layers.BatchNormalization
+    expand_act: keras.layers.Layer
+    depthwise: keras.layers.DepthwiseConv2D
+    depthwise_bn: keras.layers.BatchNormalization
+    depthwise_act: keras.layers.Layer
+    se: StaticSE | None
+    project: keras.layers.Conv2D
+    project_bn: keras.layers.BatchNormalization
+    residual: keras.layers.Add | None
+
+    def __call__(self, xs, hidden, reduced):
+        """Computes the group, as `MultiStageBlock.call` does.
+
+        Args:
+          xs: the block's input tensors of groups `0..s`.
+          hidden: hidden tensors (after SE) of groups `0..s-1`, None for a group that skips
+            the block.
+          reduced: SE bottleneck outputs of groups `0..s-1`, None where skipped (unused
+            without SE).
+
+        Returns:
+          `(output of group s, its hidden tensor after SE, its SE bottleneck output or None)`.
+        """
+        h = self.expand_act(self.expand_bn(call_on_groups(self.expand, xs)))
+        h = self.depthwise_act(self.depthwise_bn(self.depthwise(h)))
+        r = None
+        if self.se is not None:
+            h, r = self.se([*hidden, h], reduced)
+        y = self.project_bn(call_on_groups(self.project, [*hidden, h]))
+        if self.residual is not None:
+            y = self.residual([y, xs[-1]])
+        return y, h, r

@@ -7,7 +7,7 @@ import itertools
 import keras
 import tensorflow as tf
 
-from enas4d_tf.model.layers.common import channels, gather_group_rows
+from enas4d_tf.model.layers.common import channels, gather_group_rows, with_weights
 
 
 @keras.saving.register_keras_serializable(package="enas4d_tf")
@@ -107,6 +107,35 @@ class MultiStageConv(keras.layers.Layer):
         if self.use_bias:
             y = y + self.group_bias(group, width)
         return y
+
+    def static_form(self, group: int, in_sizes, width: int, name: str) -> keras.layers.Conv2D:
+        """Output group `group` as a standard `Conv2D` holding its active weights.
+
+        Args:
+          group: the output group.
+          in_sizes: active channels of each input group it reads (groups `0..group`, or the
+            one shared input); 0 for a group that is absent (it skipped a block).
+          width: active output channels.
+          name: the layer's name.
+
+        Returns:
+          A built `Conv2D` (same padding, this layer's kernel size and stride) that reads the
+          present input groups concatenated in order, as `call` does.
+        """
+        in_sizes = [int(n) for n in in_sizes]
+        width = int(width)
+        weights = [self.group_kernel(group, in_sizes, width)]
+        if self.use_bias:
+            weights.append(self.group_bias(group, width))
+        layer = keras.layers.Conv2D(
+            width,
+            self.kernel_size,
+            strides=self.strides,
+            padding="same",
+            use_bias=self.use_bias,
+            name=name,
+        )
+        return with_weights(layer, sum(in_sizes), weights)
 
     def get_config(self):
         config = super().get_config()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from enas4d_tf.model.layers.common import channels
+from enas4d_tf.model.layers.common import channels, with_weights
 
 
 @keras.saving.register_keras_serializable(package="enas4d_tf")
@@ -104,6 +104,20 @@ class SlicedBatchNorm(keras.layers.Layer):
         variance = tf.maximum(self.calib_sq_sum / safe - tf.square(mean), 0.0)
         self.moving_mean.assign(tf.where(seen, mean, self.moving_mean))
         self.moving_variance.assign(tf.where(seen, variance, self.moving_variance))
+
+    def static_form(self, num_channels: int, name: str) -> keras.layers.BatchNormalization:
+        """The first `num_channels` channels as a standard `BatchNormalization`.
+
+        Returns:
+          A built layer with this layer's epsilon and momentum, holding the first
+          `num_channels` of gamma, beta and the moving statistics.
+        """
+        c = int(num_channels)
+        layer = keras.layers.BatchNormalization(
+            epsilon=self.epsilon, momentum=self.momentum, name=name
+        )
+        weights = [v[:c] for v in (self.gamma, self.beta, self.moving_mean, self.moving_variance)]
+        return with_weights(layer, c, weights)
 
     def get_config(self):
         config = super().get_config()
