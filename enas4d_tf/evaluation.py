@@ -29,7 +29,7 @@ from enas4d_tf.exit_policy import (
     evaluate_confidences,
     static_thresholds,
 )
-from enas4d_tf.model.bn_calibration import DEFAULT_CALIBRATION_IMAGES, recalibrate_bn
+from enas4d_tf.model.bn_calibration import DEFAULT_CALIBRATION_IMAGES, BNCalibrator
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.model.supernet import Supernet
 from enas4d_tf.space import Arch
@@ -38,7 +38,8 @@ DEFAULT_BATCH_SIZE = 500
 
 
 class ExitRunner:
-    """Recalibrates and runs architectures of one supernet, owning its traced forwards.
+    """Recalibrates and runs architectures of one supernet, owning its traced functions (the
+    BN calibration step and the forward passes).
 
     Tracing costs seconds and a call milliseconds, so hold one runner for as long as the
     network is used.
@@ -54,6 +55,7 @@ class ExitRunner:
 
     def __init__(self, net: Supernet):
         self.net = net
+        self._calibrator = BNCalibrator(net)
         self._probability_fns: dict = {}  # one per image shape
         # Traced per batch shape (no signature): training's evaluation has always run so.
         self._logits_fn = tf.function(lambda x, sizes: net(x, arch=sizes, training=False))
@@ -67,7 +69,7 @@ class ExitRunner:
     ) -> int:
         """Sets the BN statistics of `arch` from `num_images` of `images` (see
         `enas4d_tf.model.bn_calibration.recalibrate_bn`); returns the images used."""
-        return recalibrate_bn(self.net, arch, images, num_images=num_images, batch_size=batch_size)
+        return self._calibrator(arch, images, num_images=num_images, batch_size=batch_size)
 
     def _probability_fn(self, image_shape: tuple):
         if image_shape not in self._probability_fns:

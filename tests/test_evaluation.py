@@ -26,6 +26,8 @@ def test_runner_probabilities_and_metrics_agree_and_leave_the_network_alone(net)
     arch = net.space.sample(seed=4)
     before = set(vars(net))
     runner = ExitRunner(net)
+    calibration, _ = noise(90, 3)
+    assert runner.recalibrate(arch, calibration, num_images=80, batch_size=50) == 80
     probs = runner.probabilities(arch, images, batch_size=50)
     metrics = runner.accuracy_and_loss(arch, images, labels, batch_size=50)
     # The traced functions belong to the runner, not to the network.
