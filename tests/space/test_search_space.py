@@ -17,7 +17,7 @@ def test_largest_smallest_and_samples_are_valid(name):
 
 
 def test_fashion_mnist_preset_matches_design():
-    # DESIGN.md §2: S = 3, U = 3, D = 3, depth {1,2,3}, kernels {3,5,7}, expand {3,4,6},
+    # The specification of the preset: S = 3, U = 3, D = 3, depth {1,2,3}, kernels {3,5,7}, expand {3,4,6},
     # width {0.5,0.75,1.0}, resolutions {24,28,32}, no SE, 28x28x1 images.
     space = e4.SearchSpace.preset("fashion_mnist")
     assert (space.num_stages, space.num_units, space.max_depth) == (3, 3, 3)
