@@ -21,6 +21,9 @@ def noise(n, seed):
     return rng.normal(size=(n, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, n)
 
 
+# Slow (about 40 s of traces on a fashion_mnist supernet); tests/model/test_bn_calibration.py
+# checks fast that calibration attaches nothing to the network.
+@pytest.mark.slow
 def test_runner_probabilities_and_metrics_agree_and_leave_the_network_alone(net):
     images, labels = noise(130, 0)
     arch = net.space.sample(seed=4)

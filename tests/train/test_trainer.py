@@ -120,6 +120,9 @@ def test_checkpoint_of_another_network_or_corrupt_ends_with_workdir_error(tmp_pa
         train(other)
 
 
+# Slow (about 100 s: two short trainings); the key mapping itself is tested fast in
+# tests/train/test_config.py.
+@pytest.mark.slow
 def test_workdir_of_an_older_version_resumes(tmp_path):
     # Its run_config.json names the BN-calibration count `calibration_images`, as written
     # before the flag became --num_calibration_images.
