@@ -17,7 +17,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from enas4d_tf.data import DEFAULT_DATASET  # noqa: E402
 from enas4d_tf.errors import DataError, WorkdirError  # noqa: E402
-from enas4d_tf.space.search_space import PRESETS  # noqa: E402
+from enas4d_tf.space import PRESETS  # noqa: E402
 from enas4d_tf.train import sampling  # noqa: E402
 from enas4d_tf.train.config import STRATEGIES, TrainConfig  # noqa: E402
 from enas4d_tf.train.distribution import configure_cpu_replicas  # noqa: E402

@@ -41,7 +41,7 @@ from enas4d_tf.model.bn_calibration import recalibrate_bn
 from enas4d_tf.model.macs import keras_model_macs, stage_macs
 from enas4d_tf.model.subnet import extract_stage_models, extract_subnet
 from enas4d_tf.model.supernet import Supernet
-from enas4d_tf.space.search_space import SearchSpace
+from enas4d_tf.space import SearchSpace
 from enas4d_tf.workdir import ExportDir, load_supernet, read_run_config
 
 Log = Callable[[str], None]

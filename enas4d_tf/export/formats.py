@@ -33,7 +33,7 @@ from enas4d_tf import exit_policy
 from enas4d_tf.errors import ExportDirError, ExportError
 from enas4d_tf.export import litert
 from enas4d_tf.files import read_json, write_json_atomic
-from enas4d_tf.space.search_space import Arch, SearchSpace
+from enas4d_tf.space import Arch, SearchSpace
 from enas4d_tf.workdir import ExportDir, Workdir
 
 ARCH_FILE_VERSION = 2

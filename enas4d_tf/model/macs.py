@@ -9,9 +9,9 @@ that independently).
 
 from __future__ import annotations
 
+from enas4d_tf.space import SearchSpace
 from enas4d_tf.space.arch import Arch, ArchSizes
 from enas4d_tf.space.blocks import blocks, is_block_active
-from enas4d_tf.space.search_space import SearchSpace
 
 
 def conv_output_side(side: int, stride: int) -> int:

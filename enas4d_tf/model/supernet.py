@@ -10,9 +10,9 @@ from enas4d_tf.model.layers.exit_head import ExitHead
 from enas4d_tf.model.layers.multi_stage_block import MultiStageBlock
 from enas4d_tf.model.layers.multi_stage_conv import MultiStageConv
 from enas4d_tf.model.layers.sliced_batch_norm import SlicedBatchNorm
+from enas4d_tf.space import SearchSpace
 from enas4d_tf.space.arch import Arch
 from enas4d_tf.space.blocks import blocks
-from enas4d_tf.space.search_space import SearchSpace
 
 
 @keras.saving.register_keras_serializable(package="enas4d_tf")

@@ -9,9 +9,8 @@ counts that the supernet, the extracted subnet and the MACs counter all read, so
 can never disagree about what an architecture means.
 
 The walks live beside it: `genes` (every gene once), `blocks` (every block position once),
-`ops` (sample, encode, mutate, crossover, repair) and `presets` (the named spaces). This
-module still answers for the names importers used before the split (`Arch`, `ArchSizes`,
-`PRESETS`, `active_width`, `se_width`); new code imports them from `enas4d_tf.space`.
+`ops` (sample, encode, mutate, crossover, repair) and `presets` (the named spaces). Import
+these names from `enas4d_tf.space`.
 """
 
 from __future__ import annotations
@@ -22,15 +21,13 @@ import numpy as np
 
 from enas4d_tf.errors import SpaceError
 from enas4d_tf.space import genes, ops
-from enas4d_tf.space.arch import (  # noqa: F401  (re-exported: the names importers use)
-    ARCH_FORMAT_VERSION,
-    GENE_NAMES,
+from enas4d_tf.space.arch import (
     Arch,
     ArchSizes,
     _listify,
     _tuplify,
 )
-from enas4d_tf.space.blocks import (  # noqa: F401  (active_width, se_width re-exported)
+from enas4d_tf.space.blocks import (
     active_blocks,
     active_width,
     block_at,
@@ -199,13 +196,3 @@ class SearchSpace:
     def encode(self, arch: Arch) -> np.ndarray:
         """A fixed-length float32 one-hot encoding; blocks past a unit's depth encode as 0."""
         return ops.encode(self, arch)
-
-
-def __getattr__(name: str):
-    # `PRESETS` moved to presets.py, which imports this module; served lazily so that
-    # `from enas4d_tf.space.search_space import PRESETS` keeps working without an import cycle.
-    if name == "PRESETS":
-        from enas4d_tf.space.presets import PRESETS
-
-        return PRESETS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from enas4d_tf import data as data_lib
 from enas4d_tf.errors import TrainError
-from enas4d_tf.space.search_space import PRESETS, SearchSpace
+from enas4d_tf.space import PRESETS, SearchSpace
 from enas4d_tf.train import sampling
 
 STRATEGIES = ("default", "mirrored", "multi_worker")

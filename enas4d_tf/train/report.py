@@ -13,7 +13,7 @@ import numpy as np
 
 from enas4d_tf import data as data_lib
 from enas4d_tf.model.macs import stage_macs
-from enas4d_tf.space.search_space import SearchSpace
+from enas4d_tf.space import SearchSpace
 from enas4d_tf.train.evaluate import Evaluator
 from enas4d_tf.train.logs import read_train_log
 from enas4d_tf.workdir import Workdir, latest_checkpoint, load_supernet

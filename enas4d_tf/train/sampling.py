@@ -22,9 +22,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from enas4d_tf.space import Arch, SearchSpace
 from enas4d_tf.space.genes import build
 from enas4d_tf.space.ops import random_choice
-from enas4d_tf.space.search_space import Arch, SearchSpace
 
 # Genes that become elastic in each phase of progressive shrinking.
 PHASE_GENES = (("resolution", "kernel"), ("depth",), ("expand",), ("width",))

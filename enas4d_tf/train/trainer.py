@@ -29,7 +29,7 @@ from enas4d_tf import data as data_lib
 from enas4d_tf.errors import TrainError, WorkdirError
 from enas4d_tf.files import write_json_atomic
 from enas4d_tf.model.supernet import Supernet
-from enas4d_tf.space.search_space import SearchSpace
+from enas4d_tf.space import SearchSpace
 from enas4d_tf.train import sampling
 from enas4d_tf.train.config import TrainConfig
 from enas4d_tf.train.distribution import DatasetFn, distributed_epoch, is_chief, make_strategy

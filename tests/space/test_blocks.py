@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from enas4d_tf.space import PRESETS, SearchSpace
 from enas4d_tf.space import blocks as B
-from enas4d_tf.space.search_space import PRESETS, SearchSpace
 
 
 def test_tiny_block_table():

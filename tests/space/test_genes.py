@@ -12,9 +12,8 @@ import pytest
 
 from enas4d_tf.errors import SpaceError
 from enas4d_tf.model.macs import stage_macs
-from enas4d_tf.space import genes, ops
+from enas4d_tf.space import PRESETS, SearchSpace, genes, ops
 from enas4d_tf.space.arch import GENE_NAMES, Arch
-from enas4d_tf.space.search_space import PRESETS, SearchSpace
 from enas4d_tf.train import sampling
 
 

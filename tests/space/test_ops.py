@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from enas4d_tf.model.macs import stage_macs
-from enas4d_tf.space import genes, ops
-from enas4d_tf.space.search_space import Arch, SearchSpace
+from enas4d_tf.space import Arch, SearchSpace, genes, ops
 
 PRESETS = ["tiny", "fashion_mnist", "imagenet_mbv3"]
 

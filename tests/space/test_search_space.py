@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import enas4d_tf as e4
-from enas4d_tf.space.search_space import PRESETS
+from enas4d_tf.space import PRESETS
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
