@@ -1,25 +1,40 @@
-"""enas4d_tf: multi-stage once-for-all supernets and their search for dynamic inference."""
+"""enas4d_tf: multi-stage once-for-all supernets and their search for dynamic inference.
 
-from enas4d_tf.data import DataError, DatasetInfo, dataset_info, load_arrays, make_dataset
-from enas4d_tf.model.bn_calibration import recalibrate_bn
-from enas4d_tf.model.macs import stage_macs
-from enas4d_tf.model.subnet import extract_stage_models, extract_subnet
-from enas4d_tf.model.supernet import Supernet
-from enas4d_tf.space import Arch, ArchSizes, SearchSpace
+The names below load on first use, so that `import enas4d_tf.errors` (or `.space`, `.files`)
+does not import TensorFlow: the command-line tools check their input before paying for it.
+"""
 
-__all__ = [
-    "Arch",
-    "ArchSizes",
-    "DataError",
-    "DatasetInfo",
-    "SearchSpace",
-    "Supernet",
-    "dataset_info",
-    "extract_stage_models",
-    "extract_subnet",
-    "load_arrays",
-    "make_dataset",
-    "recalibrate_bn",
-    "stage_macs",
-]
+import importlib
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "Arch": "enas4d_tf.space",
+    "ArchSizes": "enas4d_tf.space",
+    "DataError": "enas4d_tf.errors",
+    "DatasetInfo": "enas4d_tf.data",
+    "SearchSpace": "enas4d_tf.space",
+    "Supernet": "enas4d_tf.model.supernet",
+    "dataset_info": "enas4d_tf.data",
+    "extract_stage_models": "enas4d_tf.model.subnet",
+    "extract_subnet": "enas4d_tf.model.subnet",
+    "load_arrays": "enas4d_tf.data",
+    "make_dataset": "enas4d_tf.data",
+    "recalibrate_bn": "enas4d_tf.model.bn_calibration",
+    "stage_macs": "enas4d_tf.model.macs",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'enas4d_tf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
