@@ -1,6 +1,10 @@
 """Every path a run writes, in one place, and reading a training workdir back.
 
+TensorFlow is imported only by the three functions that read checkpoints (`latest_checkpoint`,
+`restore_model`, `load_supernet`), so a tool can check a workdir's paths and run config first.
+
 Layout of `<workdir>` (`Workdir(root)` names each path):
+  .lock                    held by the program writing the workdir (enas4d_tf/locking.py)
   run_config.json          what was trained (search space, dataset, classes, training flags)
   checkpoints/             `tf.train.CheckpointManager` files (model, optimizer, step, epoch)
   tensorboard/             TensorBoard summaries
@@ -16,12 +20,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from enas4d_tf.errors import WorkdirError
-from enas4d_tf.model.supernet import Supernet
 from enas4d_tf.space import SearchSpace
+
+if TYPE_CHECKING:
+    from enas4d_tf.model.supernet import Supernet
 
 RUN_CONFIG = "run_config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -35,6 +40,11 @@ class Workdir:
 
     def _path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
+
+    @property
+    def lock(self) -> str:
+        """The workdir lock (`enas4d_tf.locking.WorkdirLock`)."""
+        return self._path(".lock")
 
     # -- training ------------------------------------------------------------------------
     @property
@@ -143,6 +153,9 @@ def read_run_config(workdir: str) -> dict:
 
 
 def latest_checkpoint(workdir: str) -> str | None:
+    """The newest checkpoint of the workdir (its path prefix), or None."""
+    import tensorflow as tf
+
     return tf.train.latest_checkpoint(Workdir(workdir).checkpoints)
 
 
@@ -152,6 +165,8 @@ def restore_model(net: Supernet, path: str) -> None:
     Raises:
       WorkdirError: the checkpoint is corrupt or was written for another network.
     """
+    import tensorflow as tf
+
     try:
         status = tf.train.Checkpoint(model=net).restore(path)
         status.expect_partial()
@@ -173,6 +188,8 @@ def load_supernet(workdir: str) -> tuple[Supernet, dict]:
     Raises:
       WorkdirError: no run config, no checkpoint, or a checkpoint that does not match.
     """
+    from enas4d_tf.model.supernet import Supernet
+
     config = read_run_config(workdir)
     path = latest_checkpoint(workdir)
     if path is None:
