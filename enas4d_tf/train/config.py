@@ -12,12 +12,14 @@ import math
 
 import numpy as np
 
-from enas4d_tf import data as data_lib
 from enas4d_tf.errors import TrainError
 from enas4d_tf.space import PRESETS, SearchSpace
 from enas4d_tf.train import sampling
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# `enas4d_tf.data.DEFAULT_DATASET`, named here because importing `enas4d_tf.data` imports
+# TensorFlow, and tools.train checks its flags before paying for that.
+DEFAULT_DATASET = "fashion_mnist"
 
 # Fields renamed since older run_config.json files were written: old name -> new name.
 _RENAMED_FIELDS = {"calibration_images": "num_calibration_images"}
@@ -84,7 +86,7 @@ class TrainConfig:
 
     workdir: str
     preset: str = "fashion_mnist"
-    dataset: str = data_lib.DEFAULT_DATASET
+    dataset: str = DEFAULT_DATASET
     data_dir: str | None = None
     epochs: int = 10
     batch_size: int = 256
