@@ -83,23 +83,34 @@ class Supernet(keras.Model):
         """`arch` as a dict of int32 tensors (validated against the space)."""
         return {k: tf.constant(v) for k, v in self.space.sizes(arch).as_tensors().items()}
 
-    def call(self, images, arch=None, training=False, calibrate: bool = False):
-        """Runs every exit of `arch`.
+    def call(
+        self,
+        images,
+        arch=None,
+        training=False,
+        calibrate: bool = False,
+        num_stages: int | None = None,
+    ):
+        """Runs every exit of `arch`, or the first `num_stages` only.
 
         Args:
           images: `(batch, H, W, C)` float images, already scaled as the data pipeline does.
           arch: an `Arch` or `arch_tensors(arch)`.
           training: batch statistics and moving-average updates in BN.
           calibrate: batch statistics plus BN calibration sums (see `recalibrate_bn`).
+          num_stages: a Python int `s` in `1..S`: compute stages `1..s` only, so a network cut
+            at exit `s` costs what it computes (groups `> s` are not touched); None: all `S`.
 
         Returns:
-          A list of `S` logits tensors `(batch, num_classes)`, exit 1 first.
+          A list of `S` (or `num_stages`) logits tensors `(batch, num_classes)`, exit 1 first.
         """
         if arch is None:
             raise ValueError("Supernet needs an architecture: net(images, arch=...)")
         sizes = self.arch_tensors(arch) if isinstance(arch, Arch) else arch
         space = self.space
-        S = space.num_stages
+        S = space.num_stages if num_stages is None else int(num_stages)
+        if not 1 <= S <= space.num_stages:
+            raise ValueError(f"num_stages must be in 1..{space.num_stages}, got {num_stages}")
         x = tf.convert_to_tensor(images, tf.float32)
         res = sizes["resolution"]
         x = tf.image.resize(x, tf.stack([res, res]), method="bilinear")

@@ -102,18 +102,21 @@ class MultiStageBlock(keras.layers.Layer):
         return y, h, r
 
     def call(self, xs, sizes, training=False, calibrate: bool = False):
-        """Runs the block for every group.
+        """Runs the block for every group of `xs`.
 
         Args:
-          xs: input groups at their active widths.
+          xs: input groups at their active widths; the first `n` groups of the block (all of
+            them, or fewer for a network cut at an earlier exit: only those are computed).
           sizes: dict of per-group active sizes (ints or int tensors, indexed by group):
             `hidden` (0 = skip), `kernel_index`, `se`, `width`.
 
         Returns:
-          The output groups.
+          The output groups, as many as `xs`.
         """
+        if not 1 <= len(xs) <= len(self.out_widths):
+            raise ValueError(f"{self.name} takes 1..{len(self.out_widths)} groups, got {len(xs)}")
         outs, hidden, reduced = [], [], []
-        for s in range(len(self.out_widths)):
+        for s in range(len(xs)):
             if self.always_active:
                 y, h, r = self._group(s, xs, hidden, reduced, sizes, training, calibrate)
             else:
