@@ -82,6 +82,21 @@ class TrainConfig:
       num_calibration_images: training images used to recalibrate BN before evaluating.
       cpu_replicas: replicas (logical CPUs) under "mirrored" when there is no GPU.
       seed: seeds the data order, augmentation and architecture sampling.
+      arch_file: train this one architecture alone, from scratch, instead of the supernet:
+        an architecture file as the search writes it, or a bare `Arch.to_dict()` JSON; its
+        key `"exit": s` (1-based) makes it a network cut at exit `s` (README.md, "Training
+        one architecture alone"). Every step trains that architecture on the labels only:
+        the sandwich and distillation fields are set to none (`num_random_subnets` 0,
+        `kd_ratio` 0), so the run config records what ran. A multi-exit architecture weighs
+        its exits with `exit_weights`; a cut one trains exit `s` alone.
+      max_train_minutes: stop at the end of the step during which the run's training time
+        (every session's, evaluations excluded) reaches this many minutes, save a
+        checkpoint, and record how far it got in train_summary.json. None: no budget. The
+        learning-rate schedule is still planned for `epochs`.
+      fit_epochs_to_budget: choose `epochs` so that the planned schedule ends within
+        `max_train_minutes`: a fresh run first times a few steps in a scratch folder, then
+        plans the largest number of epochs (at most `epochs`) that fits. A resumed run keeps
+        the epochs its run config records.
     """
 
     workdir: str
@@ -113,8 +128,16 @@ class TrainConfig:
     num_calibration_images: int = 2000
     cpu_replicas: int = 2
     seed: int = 0
+    arch_file: str | None = None
+    max_train_minutes: float | None = None
+    fit_epochs_to_budget: bool = False
 
     def __post_init__(self):
+        if self.arch_file is not None:
+            # One architecture, on the labels: no sandwich, no distillation.
+            object.__setattr__(self, "num_random_subnets", 0)
+            object.__setattr__(self, "random_subnets_every", 1)
+            object.__setattr__(self, "kd_ratio", 0.0)
         if self.exit_weights is not None:
             object.__setattr__(self, "exit_weights", tuple(float(w) for w in self.exit_weights))
         object.__setattr__(self, "phase_starts", tuple(float(f) for f in self.phase_starts))
@@ -171,6 +194,28 @@ class TrainConfig:
             self._validate_exit_weights(SearchSpace.preset(self.preset).num_stages)
         if self.schedule == "progressive":
             sampling.check_phase_starts(self.phase_starts)
+        self._validate_alone_and_budget()
+
+    def _validate_alone_and_budget(self) -> None:
+        if self.arch_file is not None:
+            if not self.arch_file:
+                raise TrainError("arch_file must name a file")
+            if self.schedule != "sandwich":
+                raise TrainError(
+                    f"schedule {self.schedule!r} shrinks a supernet; a run with arch_file "
+                    "trains one architecture: use schedule 'sandwich'"
+                )
+        minutes = self.max_train_minutes
+        if minutes is not None:
+            if not (minutes > 0 and math.isfinite(minutes)):
+                raise TrainError(f"max_train_minutes must be > 0, got {minutes}")
+            if self.strategy == "multi_worker":
+                raise TrainError(
+                    "max_train_minutes is not supported with strategy 'multi_worker': each "
+                    "worker's clock would stop it at a different step"
+                )
+        if self.fit_epochs_to_budget and minutes is None:
+            raise TrainError("fit_epochs_to_budget needs max_train_minutes")
 
     def _validate_exit_weights(self, num_stages: int) -> None:
         w = self.exit_weights

@@ -30,3 +30,32 @@ def test_config_from_dict_takes_the_old_name_of_a_renamed_field():
     assert TrainConfig.from_dict(config.to_dict()) == config
     old = {k: v for k, v in config.to_dict().items() if k != "num_calibration_images"}
     assert TrainConfig.from_dict({**old, "calibration_images": 77}) == config
+
+
+def test_a_fixed_architecture_run_records_no_sandwich_and_no_distillation():
+    # The defaults (2 random architectures, kd_ratio 1) do not apply to one architecture: the
+    # config, and so run_config.json, says what the run trains.
+    config = TrainConfig(workdir="w", preset="tiny", arch_file="a.json", random_subnets_every=3)
+    config.validate()
+    assert (config.num_random_subnets, config.random_subnets_every, config.kd_ratio) == (0, 1, 0.0)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    supernet = TrainConfig(workdir="w", preset="tiny")
+    assert (supernet.num_random_subnets, supernet.kd_ratio) == (2, 1.0)
+
+
+def test_fixed_architecture_and_budget_fields_are_validated():
+    good = TrainConfig(workdir="w", preset="tiny", arch_file="a.json", max_train_minutes=1.5)
+    good.validate()
+    bad = [
+        ({"arch_file": ""}, "arch_file"),
+        ({"schedule": "progressive"}, "sandwich"),
+        ({"max_train_minutes": 0.0}, "max_train_minutes"),
+        ({"max_train_minutes": float("nan")}, "max_train_minutes"),
+        ({"strategy": "multi_worker"}, "multi_worker"),
+        ({"max_train_minutes": None, "fit_epochs_to_budget": True}, "needs max_train_minutes"),
+    ]
+    for change, needle in bad:
+        config = TrainConfig(**{**good.to_dict(), **change})
+        with pytest.raises(TrainError, match=needle):
+            config.validate()
+    TrainConfig(**{**good.to_dict(), "fit_epochs_to_budget": True}).validate()
