@@ -8,8 +8,12 @@ search hands the exporter: one chosen network and its exit thresholds.
   {"format_version": 2, "name": "dynamic_2M", "mode": "dynamic" | "static",
    "arch": Arch.to_dict(), "thresholds": [t_1, ..., t_S] (null = never leave there),
    "stage_macs": [...], "avg_macs": ..., "val_accuracy": ..., "exit_rates": [...],
-   "budget_macs": ... | null}
+   "budget_macs": ... | null, "exit": s}
 
+`"exit": s` (an int, numbered from 1) marks a *truncated* static network: the architecture's
+groups `<= s` and exit `s` alone (every image leaves there; its cost is
+`enas4d_tf.model.macs.truncated_macs`). Its thresholds are `[null, ..., null, 0.0]` with `s`
+entries. Without the key (or with null) the file is a multi-exit network with `S` thresholds.
 The exporter also takes a bare `Arch.to_dict()` (exported as a static network).
 
 A *manifest* (`<export dir>/manifest.json`, README.md "Export and deployment") is what a
@@ -25,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
+import numbers
 import os
 import platform
 from collections.abc import Sequence
@@ -70,6 +75,9 @@ class ArchSpec:
       mode: "dynamic" or "static".
       search: the search result fields (val_accuracy, avg_macs, ...) or {} for a bare arch.
       source: the file it was read from (absolute path).
+      exit: for a truncated static network, the one exit it keeps (numbered from 1; its
+        thresholds are then `exit` entries, `[None, ..., None, 0.0]`); None for a multi-exit
+        network.
     """
 
     name: str
@@ -78,6 +86,7 @@ class ArchSpec:
     mode: str
     search: dict
     source: str
+    exit: int | None = None
 
 
 def arch_file_record(
@@ -87,6 +96,7 @@ def arch_file_record(
     result: exit_policy.PolicyResult,
     stage_macs: Sequence[int],
     budget_macs: float | None = None,
+    exit: int | None = None,
 ) -> dict:
     """The fields of an architecture file for one measured network (JSON-safe).
 
@@ -101,8 +111,15 @@ def arch_file_record(
         exit_rates).
       stage_macs: cumulative MACs to each exit.
       budget_macs: the budget it was chosen for, or None.
+      exit: None for a multi-exit network; for a truncated static network (mode "static"),
+        its one exit `s` in `1..S` (S = len(stage_macs)): the record gets `"exit": s` and the
+        thresholds `[None] * (s - 1) + [0.0]` (every image leaves at exit s), whatever
+        `result.thresholds` says. `stage_macs` stays the architecture's `S` cumulative costs.
+
+    Raises:
+      ValueError: `exit` not an int in `1..S`, or given with a mode other than "static".
     """
-    return {
+    record = {
         "name": name,
         "mode": mode,
         "arch": arch.to_dict(),
@@ -113,12 +130,35 @@ def arch_file_record(
         "exit_rates": list(result.exit_rates),
         "budget_macs": None if budget_macs is None else float(budget_macs),
     }
+    if exit is not None:
+        exit = check_exit(exit, len(record["stage_macs"]), mode)
+        record["exit"] = exit
+        record["thresholds"] = exit_policy.static_thresholds(exit)
+    return record
+
+
+def check_exit(exit, num_stages: int, mode: str = "static") -> int:
+    """Validates the `exit` of a truncated network: an int in `1..num_stages`, mode "static".
+
+    Raises:
+      ValueError: anything else.
+    """
+    if isinstance(exit, bool) or not isinstance(exit, numbers.Integral):
+        raise ValueError(f"exit must be an int in 1..{num_stages} or null, got {exit!r}")
+    if not 1 <= exit <= num_stages:
+        raise ValueError(f"exit {exit} is outside 1..{num_stages} (exits are numbered from 1)")
+    if mode != "static":
+        raise ValueError(f"a network truncated at exit {exit} is static, not {mode!r}")
+    return int(exit)
 
 
 def write_arch_file(path: str, record: dict) -> None:
     """Writes an architecture file atomically: `format_version` and the `ARCH_FILE_KEYS`
-    fields of `record` (other keys, such as the search's `key`, are left out)."""
+    fields of `record` (other keys, such as the search's `key`, are left out), and `exit`
+    when the record has one that is not None (a truncated network)."""
     public = {k: record[k] for k in ARCH_FILE_KEYS}
+    if record.get("exit") is not None:
+        public["exit"] = record["exit"]
     write_json_atomic(path, {"format_version": ARCH_FILE_VERSION, **public})
 
 
@@ -182,15 +222,25 @@ def read_arch_file(path: str, space: SearchSpace) -> ArchSpec:
 def _spec_from_record(data: dict, space: SearchSpace, default_name: str) -> ArchSpec:
     arch = Arch.from_dict(data["arch"])
     space.validate(arch)
-    num_stages = space.num_stages
-    thresholds = data.get("thresholds", exit_policy.static_thresholds(num_stages))
-    thresholds = exit_policy.check_thresholds(thresholds, num_stages)
     mode = data.get("mode", "dynamic")
     if mode not in MODES:
         raise ValueError(f"mode must be 'dynamic' or 'static', got {mode!r}")
-    skip = ("format_version", "arch", "thresholds", "name")
+    exit = data.get("exit")
+    if exit is not None:
+        exit = check_exit(exit, space.num_stages, mode)
+    # A truncated network's exits are 1..exit, of which it keeps only the last.
+    num_exits = space.num_stages if exit is None else exit
+    thresholds = data.get("thresholds", exit_policy.static_thresholds(num_exits))
+    thresholds = exit_policy.check_thresholds(thresholds, num_exits)
+    if exit is not None and any(t is not None for t in thresholds[:-1]):
+        raise ValueError(
+            f"a network truncated at exit {exit} has no earlier exit to leave at: its "
+            f"thresholds must be [null, ..., null, 0.0], got {thresholds}"
+        )
+    skip = ("format_version", "arch", "thresholds", "name", "exit")
     search = {k: v for k, v in data.items() if k not in skip}
-    return ArchSpec(data.get("name", default_name), arch, tuple(thresholds), mode, search, "")
+    name = data.get("name", default_name)
+    return ArchSpec(name, arch, tuple(thresholds), mode, search, "", exit)
 
 
 def search_arch_files(workdir: str) -> list[str]:

@@ -5,9 +5,15 @@ norm, activations, pooling and adds are free (the once-for-all convention). The 
 leaving at exit `s` is everything stages `1..s` compute, their heads included, and it equals
 what the extracted subnet and the exported stage graphs compute (`keras_model_macs` counts
 that independently).
+
+A *truncated* network (a static network that always leaves at exit `s`) computes less than
+`C_s`: exit `s`'s classifier reads the pooled head groups `<= s`, so the head convs of the
+earlier exits still run, but their classifiers do not (`truncated_macs`).
 """
 
 from __future__ import annotations
+
+import numbers
 
 from enas4d_tf.space import SearchSpace
 from enas4d_tf.space.arch import Arch, ArchSizes
@@ -43,11 +49,19 @@ def group_macs(space: SearchSpace, sizes: ArchSizes, num_classes: int) -> list[i
                 cost[s] += hid_all * int(sizes.se[s, u, b]) + se_all * hid
             cost[s] += hid_all * int(sizes.width[s, u]) * out_side * out_side  # project
         side = out_side
+    classifiers = classifier_macs(space, sizes, num_classes)
     for s in range(S):
         cin = sum(int(sizes.width[t, U - 1]) for t in range(s + 1))
-        head_in = sum(int(sizes.head[t]) for t in range(s + 1))
-        cost[s] += cin * int(sizes.head[s]) * side * side + head_in * num_classes
+        cost[s] += cin * int(sizes.head[s]) * side * side + classifiers[s]
     return cost
+
+
+def classifier_macs(space: SearchSpace, sizes: ArchSizes, num_classes: int) -> list[int]:
+    """MACs of each exit's classifier alone: exit `s`'s dense layer reads the pooled head
+    groups `<= s`."""
+    return [
+        sum(int(sizes.head[t]) for t in range(s + 1)) * num_classes for s in range(space.num_stages)
+    ]
 
 
 def stage_macs(space: SearchSpace, arch: Arch, num_classes: int | None = None) -> list[int]:
@@ -68,6 +82,36 @@ def stage_macs(space: SearchSpace, arch: Arch, num_classes: int | None = None) -
         total += c
         out.append(int(total))
     return out
+
+
+def truncated_macs(
+    space: SearchSpace, arch: Arch, exit: int, num_classes: int | None = None
+) -> int:
+    """MACs of the static network that stops at exit `exit`: groups `<= exit` of every layer,
+    the head convs of exits `<= exit` (exit `exit`'s classifier reads their pooled features)
+    and exit `exit`'s classifier only.
+
+    Args:
+      space: the search space.
+      arch: an architecture of `space` (validated).
+      exit: the exit, numbered from 1 (`1..S`).
+      num_classes: classifier outputs; defaults to the space's dataset (10 or 1000).
+
+    Returns:
+      `stage_macs(...)[exit - 1]` less the classifiers of exits `1..exit-1`.
+
+    Raises:
+      ValueError: `exit` is not an int in `1..S`.
+    """
+    num_stages = space.num_stages
+    is_int = isinstance(exit, numbers.Integral) and not isinstance(exit, bool)
+    if not is_int or not 1 <= exit <= num_stages:
+        raise ValueError(f"exit must be an int in 1..{num_stages}, got {exit!r}")
+    num_classes = space.default_num_classes if num_classes is None else num_classes
+    sizes = space.sizes(arch)
+    per_stage = group_macs(space, sizes, num_classes)
+    unused = classifier_macs(space, sizes, num_classes)[: exit - 1]
+    return int(sum(per_stage[: int(exit)]) - sum(unused))
 
 
 def keras_model_macs(model, num_stages: int) -> list[int]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import keras
 
-from enas4d_tf.model.layers.common import static_activation
+from enas4d_tf.model.layers.common import call_on_groups, static_activation
 from enas4d_tf.model.layers.multi_stage_block import BlockGroupSizes
 from enas4d_tf.model.supernet import Supernet
 from enas4d_tf.space.arch import Arch
@@ -66,7 +66,7 @@ class _Builder:
         self.sizes = self.space.sizes(arch)
         self.owner: dict[str, int] = {}
 
-    def stage(self, s: int, image, tensors: dict, reads: set | None = None):
+    def stage(self, s: int, image, tensors: dict, reads: set | None = None, classify: bool = True):
         """Adds stage `s` to the graph.
 
         Args:
@@ -74,9 +74,11 @@ class _Builder:
           image: the input image tensor, at the architecture's resolution.
           tensors: named tensors of earlier stages; this stage's own are added to it.
           reads: if given, the names of earlier stages' tensors this stage reads are added.
+          classify: False leaves exit `s`'s classifier out (its pooled head feature, which
+            later classifiers read, is still computed).
 
         Returns:
-          The logits tensor of exit `s`.
+          The logits tensor of exit `s`, or None when not `classify`.
         """
         net, space, sizes = self.net, self.space, self.sizes
 
@@ -106,6 +108,9 @@ class _Builder:
             s, [int(sizes.width[t, -1]) for t in range(s + 1)], p + "head_", exit_name(s)
         )
         xs = [get(t, current[t]) for t in range(s + 1)]
+        if not classify:
+            put("head_pool", head.pool(head.act(head.bn(call_on_groups(head.conv, xs)))))
+            return None
         logits, pooled = head(xs, [get(t, "head_pool") for t in range(s)])
         put("head_pool", pooled)
         return logits
@@ -156,6 +161,39 @@ def extract_subnet(net: Supernet, arch: Arch, name: str = "enas4d_subnet") -> ke
     tensors: dict = {}
     outputs = [builder.stage(s, image, tensors) for s in range(net.space.num_stages)]
     return keras.Model(image, outputs, name=name)
+
+
+def extract_truncated(
+    net: Supernet, arch: Arch, exit: int, name: str = "enas4d_subnet", dict_io: bool = False
+) -> keras.Model:
+    """The static network that stops at exit `exit` (numbered from 1): groups `<= exit`, the
+    head convs of exits `<= exit` (exit `exit`'s classifier reads their pooled features) and
+    exit `exit`'s classifier only. Its MACs are `macs.truncated_macs(space, arch, exit)`.
+
+    Args:
+      net: the supernet (recalibrate BN first: `recalibrate_bn`).
+      arch: the architecture.
+      exit: the one exit kept, `1..S`.
+      name: the model's name.
+      dict_io: False: one input, one output `exit{exit}` in a list (the `subnet.keras` form,
+        like `extract_subnet`'s). True: the stage-graph form, `{"image": ...}` in and
+        `{"logits": ...}` out, as `extract_stage_models` gives for a stage with no hand-offs.
+
+    Raises:
+      ValueError: `exit` outside `1..S`.
+      SpaceError: `arch` is not in the supernet's search space.
+    """
+    num_stages = net.space.num_stages
+    if isinstance(exit, bool) or not isinstance(exit, int) or not 1 <= exit <= num_stages:
+        raise ValueError(f"exit must be an int in 1..{num_stages}, got {exit!r}")
+    builder = _Builder(net, arch)
+    image = _image_input(net, arch)
+    tensors: dict = {}
+    for s in range(exit):
+        logits = builder.stage(s, image, tensors, classify=s == exit - 1)
+    if dict_io:
+        return keras.Model({IMAGE_INPUT: image}, {LOGITS_OUTPUT: logits}, name=name)
+    return keras.Model(image, [logits], name=name)
 
 
 def extract_stage_models(net: Supernet, arch: Arch) -> list[keras.Model]:

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 import enas4d_tf as e4
-from enas4d_tf.model.macs import keras_model_macs
+from enas4d_tf.model.macs import keras_model_macs, truncated_macs
+from enas4d_tf.model.subnet import extract_truncated
 
 
 @pytest.mark.parametrize(
@@ -43,3 +44,47 @@ def test_stem_and_classifier_costs_by_hand():
     # project 8->6 at 3x3 (432); head 6->16 at 3x3 (864); classifier 16->10 (160).
     assert sizes.width[0].tolist() == [4, 6] and sizes.hidden[0, :, 0].tolist() == [8, 8]
     assert per_stage[0] == 3600 + 3200 + 1800 + 800 + 800 + 648 + 32 + 432 + 864 + 160
+
+
+def test_truncated_macs_equal_a_count_of_the_truncated_layers():
+    # A few (architecture, exit) pairs: building a Keras model costs seconds on a loaded CPU.
+    cases = []
+    for name in ("tiny", "fashion_mnist"):
+        space = e4.SearchSpace.preset(name)
+        net = e4.Supernet(space, num_classes=10)
+        cases += [(space, net, space.sample(seed=4), 2), (space, net, space.largest(), 3)]
+        if name == "tiny":
+            cases += [(space, net, space.smallest(), 1), (space, net, space.smallest(), 3)]
+    for space, net, arch, s in cases:
+        model = extract_truncated(net, arch, s)
+        assert len(model.outputs) == 1
+        expected = truncated_macs(space, arch, s, num_classes=10)
+        assert keras_model_macs(model, s)[-1] == expected, (arch, s)
+        assert expected < e4.stage_macs(space, arch, num_classes=10)[s - 1] or s == 1
+
+
+def test_truncated_macs_leave_out_only_the_earlier_classifiers():
+    # Exit s's classifier reads the pooled head groups <= s, so the head convs of exits < s
+    # still run; their classifiers (pooled head groups <= t -> classes) do not.
+    space = e4.SearchSpace.preset("tiny")
+    for arch in (space.largest(), space.smallest(), space.sample(seed=3)):
+        stage = e4.stage_macs(space, arch, num_classes=7)
+        head = space.sizes(arch).head
+        for s in range(1, space.num_stages + 1):
+            unused = sum(int(head[: t + 1].sum()) * 7 for t in range(s - 1))
+            assert truncated_macs(space, arch, s, num_classes=7) == stage[s - 1] - unused
+        assert truncated_macs(space, arch, 1, num_classes=7) == stage[0]
+        last = truncated_macs(space, arch, space.num_stages, num_classes=7)
+        assert last < stage[-1]  # the S-1 earlier classifiers are gone
+
+
+def test_truncated_macs_default_classes_and_bad_exits():
+    space = e4.SearchSpace.preset("tiny")
+    arch = space.smallest()
+    assert truncated_macs(space, arch, 2) == truncated_macs(
+        space, arch, 2, num_classes=space.default_num_classes
+    )
+    assert truncated_macs(space, arch, np.int64(2)) == truncated_macs(space, arch, 2)
+    for bad in (0, space.num_stages + 1, -1, 1.0, True, "1"):
+        with pytest.raises(ValueError, match="exit"):
+            truncated_macs(space, arch, bad)
