@@ -11,18 +11,26 @@ The same in plain Keras (what this program does through `enas4d_tf.finetune`):
   model.fit(images, [labels] * len(model.outputs), epochs=2)
 
 Images must be at the model's input side (`model.inputs[0].shape[1]`, the architecture's
-resolution): this program resizes the dataset's images to it. The output is written to a
-temporary file and renamed when complete. Bad input ends with one line on stderr, exit 1.
+resolution): this program resizes the dataset's images to it. The dataset must have the
+model's classes and channels.
+
+Nothing is written unless the fine-tuned model is finite: training stops at the first
+non-finite loss. `--out` may not be `--model`, and an existing `--out` is replaced only with
+`--overwrite`; the output is written to a temporary file and renamed when complete. Bad
+input ends with one line on stderr (exit 2 for bad flags, 1 otherwise); flags, paths and an
+image folder are checked before TensorFlow is imported.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from tools._cli import config_from_flags, fail, flags_parser, quiet_stderr  # noqa: E402
 
@@ -41,38 +49,93 @@ flags.DEFINE_integer(
     lower_bound=1,
 )
 flags.DEFINE_string("out", None, "Where to write the fine-tuned .keras model.")
+flags.DEFINE_bool("overwrite", False, "Replace --out when it exists.")
 
 FLAGS = flags.FLAGS
+PROGRAM = "finetune"
+
+
+def _check_paths() -> None:
+    """Refuses bad --model/--out before any work (no TensorFlow)."""
+    from enas4d_tf.errors import Enas4dError
+    from enas4d_tf.files import check_writable_file
+
+    model, out = FLAGS.model, FLAGS.out
+    if not model or not out:
+        fail(PROGRAM, "--model and --out are required", code=2)
+    if not out.endswith(".keras"):
+        fail(PROGRAM, f"--out must end with .keras, got {out}", code=2)
+    if not os.path.isfile(model):
+        what = "is a folder, not a file" if os.path.isdir(model) else "does not exist"
+        fail(PROGRAM, f"model file {model} {what}")
+    if not zipfile.is_zipfile(model):
+        # A .keras file is a zip archive; an empty, truncated or foreign file is not.
+        fail(PROGRAM, f"cannot load {model}: not a .keras archive (empty, truncated or foreign)")
+    if os.path.realpath(out) == os.path.realpath(model) or (
+        os.path.exists(out) and os.path.samefile(out, model)
+    ):
+        fail(PROGRAM, f"--out {out} is the --model file; write the fine-tuned model elsewhere")
+    try:
+        check_writable_file(out, "--out")
+    except Enas4dError as e:
+        fail(PROGRAM, e)
+    if os.path.exists(out) and not FLAGS.overwrite:
+        fail(PROGRAM, f"--out {out} exists; pass --overwrite to replace it")
+
+
+def _check_inputs():
+    """Checks flags, paths and an image folder before TensorFlow; returns the config."""
+    if not math.isfinite(FLAGS.learning_rate):
+        fail(PROGRAM, f"--learning_rate must be a finite number, got {FLAGS.learning_rate}", 2)
+    _check_paths()
+    from enas4d_tf.data.folder_files import FOLDER_PREFIX, scan_image_folder
+    from enas4d_tf.errors import Enas4dError
+    from enas4d_tf.finetune import FinetuneConfig
+
+    try:
+        config = config_from_flags(FinetuneConfig)
+        if config.dataset.startswith(FOLDER_PREFIX):
+            scan_image_folder(config.dataset)
+    except Enas4dError as e:
+        fail(PROGRAM, e)
+    return config
+
+
+def _load(path: str):
+    """The Keras model in `path`; any failure is an Enas4dError (raised, not printed: this
+    runs while stderr is hidden)."""
+    import keras
+
+    from enas4d_tf.errors import Enas4dError
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # Keras raises many types for a bad archive
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise Enas4dError(f"cannot load {path}: {reason}") from None
 
 
 def main(argv: list[str]) -> None:
-    if not FLAGS.model or not FLAGS.out:
-        fail("finetune", "--model and --out are required", code=2)
-    if not FLAGS.out.endswith(".keras"):
-        fail("finetune", f"--out must end with .keras, got {FLAGS.out}", code=2)
-    if not os.path.isfile(FLAGS.model):
-        fail("finetune", f"model file {FLAGS.model} does not exist")
+    del argv
+    config = _check_inputs()
     with quiet_stderr():
-        import keras
+        import keras  # noqa: F401  (TensorFlow's start-up noise goes here)
 
-        from enas4d_tf.errors import DataError
+        from enas4d_tf.errors import Enas4dError
         from enas4d_tf.files import save_model_atomic
-        from enas4d_tf.finetune import FinetuneConfig, finetune
-
+        from enas4d_tf.finetune import finetune
+    logging.set_verbosity(logging.ERROR)
     try:
-        model = keras.models.load_model(FLAGS.model)
-    except Exception as e:  # Keras raises many types for a bad archive
-        fail(
-            "finetune",
-            f"cannot load {FLAGS.model}: {str(e).strip().splitlines()[0] if str(e) else e}",
-        )
-    try:
-        final = finetune(model, config_from_flags(FinetuneConfig))
-    except DataError as e:
-        fail("finetune", str(e))
-    save_model_atomic(model, FLAGS.out)
+        # Keras and TensorFlow print warnings while loading and training; the one line of a
+        # refusal must stand alone. Progress goes to stdout.
+        with quiet_stderr():
+            model = _load(FLAGS.model)
+            final = finetune(model, config)
+            save_model_atomic(model, FLAGS.out)
+    except Enas4dError as e:
+        fail(PROGRAM, e)
     print(json.dumps({"out": FLAGS.out, "final": final}, sort_keys=True))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=flags_parser("finetune"))
+    app.run(main, flags_parser=flags_parser(PROGRAM))

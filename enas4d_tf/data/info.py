@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from enas4d_tf.errors import DataError
 
@@ -74,3 +75,26 @@ def one_line(error: BaseException) -> str:
     """The message of `error` on one line of at most 300 characters, for a DataError."""
     text = " ".join(str(error).split())
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+# TensorFlow's decorations of an op error's message: "{{function_node ...}}", " [Op:Name]",
+# the graph node lines ("\t [[{{node ...}}]]") and, for an error inside a tf.data map, the
+# transformation and iterator that ran it.
+_OP_DECORATION = re.compile(
+    r"\{\{function_node [^}]*\}\}|\[Op:[^\]]*\](?: name: \S*)?"
+    r"|\[\[\{?\{?node [^\]]*\]\]|\[\[[A-Za-z]+\]\]"
+    r"|Error in user-defined function passed to .*? transformation with iterator: \S+: "
+)
+# Lines of an op error's message that carry no reason.
+_OP_CONTEXT = re.compile(r"^(Graph execution error:|Detected at node|<stack traces unavailable>)")
+
+
+def op_error_reason(error: BaseException) -> str:
+    """The reason of a TensorFlow op error (`tf.errors.OpError`) on one line, without
+    TensorFlow's decorations (function, node and iterator names, stack context); `one_line`
+    of any other error."""
+    text = getattr(error, "message", None) or str(error)
+    lines = [_OP_DECORATION.sub(" ", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not _OP_CONTEXT.match(line)]
+    # In graph errors the reason comes last, after the context lines dropped above.
+    return one_line(lines[-1] if lines else type(error).__name__)

@@ -13,8 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from enas4d_tf.data.fashion_mnist import FashionMnistSource
-from enas4d_tf.data.folder_source import FOLDER_PREFIX, FolderSource
-from enas4d_tf.data.info import DEFAULT_DATASET, DatasetInfo
+from enas4d_tf.data.folder_source import FOLDER_PREFIX, FolderSource, find_undecodable
+from enas4d_tf.data.info import DEFAULT_DATASET, DatasetInfo, op_error_reason
 from enas4d_tf.data.preprocessing import eval_image
 from enas4d_tf.data.tfds_source import TfdsSource
 from enas4d_tf.errors import DataError
@@ -63,6 +63,11 @@ def open_source(name: str, data_dir: str | None) -> Source:
         source = FolderSource(name)
     else:
         source = TfdsSource(name, data_dir)
+    if source.info.num_classes < 2:
+        raise DataError(
+            f"dataset {name!r} has {source.info.num_classes} class(es); a classifier needs at "
+            "least two"
+        )
     if not source.info.mean:
         key = (name, data_dir)
         if key not in _STATS_CACHE:
@@ -110,3 +115,30 @@ def dataset_info(name: str = DEFAULT_DATASET, data_dir: str | None = None) -> Da
       DataError: the name is unknown, or the data is missing, unprepared or corrupt.
     """
     return open_source(name, data_dir).info
+
+
+def describe_read_error(name: str, data_dir: str | None, error: BaseException) -> DataError:
+    """A one-line DataError for a TensorFlow error met while a pipeline of `name` was read.
+
+    tf.data decodes images only when batches are drawn, so a file that passed the checks
+    made when the source was opened can still fail midway through a run, with an error that
+    names no file. For an image folder this decodes every file to name the first one that
+    fails (slow, but only on this path).
+
+    Args:
+      name, data_dir: the dataset, as given to `make_dataset`.
+      error: the error (usually a `tf.errors.InvalidArgumentError`).
+
+    Returns:
+      The DataError to raise.
+    """
+    if isinstance(name, str) and name.startswith(FOLDER_PREFIX):
+        try:
+            source = FolderSource(name)
+        except DataError as e:
+            return e
+        files = [f for split_files, _ in source.splits.values() for f in split_files]
+        found = find_undecodable(files, source.info.image_channels)
+        if found is not None:
+            return DataError(f"image file {found[0]} cannot be decoded: {found[1]}")
+    return DataError(f"reading dataset {name!r} failed: {op_error_reason(error)}")

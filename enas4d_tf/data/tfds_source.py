@@ -9,7 +9,9 @@ tar files in the usual tfds manual directory ``<data_dir>/downloads/manual``
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 import math
 import os
 
@@ -39,23 +41,64 @@ def _tfds():
     return tfds
 
 
+@contextlib.contextmanager
+def _tfds_warnings_hidden():
+    # tfds logs warnings about the folders it probes (an unprepared dataset's "variant
+    # folder ... has no dataset_info.json") before we refuse in one line of our own.
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _tfds_root(data_dir: str | None) -> str:
     if data_dir:
         return data_dir
     return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
 
 
-def _unknown_dataset_message(tfds, name: str, root: str, error: Exception) -> str:
+def _prepared_here(root: str) -> list[str]:
+    # Dataset folders under the tfds data directory (prepared ones hold a version folder).
+    try:
+        return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    except OSError:
+        return []
+
+
+def _unknown_dataset_message(tfds, name: str, root: str, error: Exception | None) -> str:
     detail = ""
-    if not isinstance(error, tfds.core.registered.DatasetNotFoundError):
+    if error is not None and not isinstance(error, tfds.core.registered.DatasetNotFoundError):
         detail = f" ({(str(error).splitlines() or [type(error).__name__])[0]})"
-    known = sorted({DEFAULT_DATASET, *tfds.list_builders()})
+    # Without the community datasets: listing those fetches an index from the network.
+    known = sorted({DEFAULT_DATASET, *tfds.list_builders(with_community_datasets=False)})
     close = difflib.get_close_matches(name, known, 3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    here = _prepared_here(root)
+    there = f"there: {', '.join(here[:8])}" if here else "none is there"
     return one_line(
-        f"unknown dataset {name!r}{detail}: use 'fashion_mnist', 'folder:<root>', "
-        f"or a tfds dataset (tfds.list_builders()) prepared under {root}{hint}"
+        f"unknown dataset {name!r}{hint}{detail}; use fashion_mnist, folder:<root>, or a "
+        f"tensorflow-datasets dataset prepared in the data directory {root} ({there}; "
+        "data_dir names another)"
     )
+
+
+def _check_name(tfds, name: str, root: str) -> None:
+    # Refuses, before tfds resolves it, a name tfds would resolve over the network: a
+    # community namespace ("kaggle:x", "huggingface:x") makes it fetch an index or import a
+    # hub client. A name tfds cannot parse is unknown.
+    try:
+        parsed, _ = tfds.core.naming.parse_builder_name_kwargs(name)
+    except ValueError:
+        raise DataError(_unknown_dataset_message(tfds, name, root, None)) from None
+    if parsed.namespace:
+        raise DataError(
+            f"dataset {name!r} is a community dataset (namespace {parsed.namespace!r}), which "
+            "tensorflow-datasets fetches from the network; this package reads only data "
+            f"prepared under a data directory ({root})"
+        )
 
 
 def _prepare_manual(builder, name: str, root: str) -> None:
@@ -89,11 +132,15 @@ def _prepared_builder(tfds, name: str, data_dir: str | None):
     root = _tfds_root(data_dir)
     if data_dir and not os.path.isdir(data_dir):
         raise DataError(f"data directory {data_dir} for dataset {name!r} does not exist")
+    _check_name(tfds, name, root)
     try:
-        builder = tfds.builder(name, data_dir=data_dir)
+        with _tfds_warnings_hidden():
+            builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # tfds raises several types for names it cannot resolve
         raise DataError(_unknown_dataset_message(tfds, name, root, e)) from None
-    if not builder.is_prepared():
+    with _tfds_warnings_hidden():
+        prepared = builder.is_prepared()
+    if not prepared:
         _prepare_manual(builder, name, root)
     return builder
 
