@@ -25,11 +25,13 @@ from absl import app, flags  # noqa: E402
 
 from tools._cli import config_from_flags, fail, flags_parser, quiet_stderr  # noqa: E402
 
+# None of these imports TensorFlow or LiteRT: the kit checks its input in a fraction of a second.
 with quiet_stderr():
-    from enas4d_tf.errors import ExportDirError
+    from enas4d_tf.errors import Enas4dError, ExportDirError
     from enas4d_tf.export import android_kit
     from enas4d_tf.export.formats import read_manifest
-    from enas4d_tf.files import read_json, write_json_atomic
+    from enas4d_tf.export.integrity import check_graph_files
+    from enas4d_tf.files import check_writable_file, read_json, write_json_atomic
 
 PROGRAM = "android_benchmark"
 
@@ -68,11 +70,16 @@ def _run_all(commands: list[list[str]]) -> list[str]:
     return outputs
 
 
-def main(argv) -> None:
-    if not FLAGS.export_dir:
-        fail(PROGRAM, "--export_dir is required", code=2)
+def _prepare() -> tuple[dict, list, list, str]:
+    """Checks everything before any adb command: the manifest's schema, the graphs' sizes
+    and SHA-256, the cascade report's exit rates, the --report location.
+
+    Returns:
+      `(manifest, commands, exit rates, where the rates come from)`.
+    """
     try:
         manifest = read_manifest(FLAGS.export_dir)
+        check_graph_files(FLAGS.export_dir, manifest, FLAGS.quantization)
         commands = android_kit.benchmark_commands(
             manifest,
             FLAGS.quantization,
@@ -83,8 +90,17 @@ def main(argv) -> None:
         if FLAGS.cascade_report:
             report_in = read_json(FLAGS.cascade_report, ExportDirError, "cascade report")
         rates, source = android_kit.exit_rates_from(manifest, report_in)
-    except (ValueError, KeyError) as e:  # ExportDirError is a ValueError
+        if FLAGS.report:
+            check_writable_file(FLAGS.report, "--report", ExportDirError)
+    except ValueError as e:  # every Enas4dError is a ValueError
         fail(PROGRAM, str(e))
+    return manifest, commands, rates, source
+
+
+def main(argv) -> None:
+    if not FLAGS.export_dir:
+        fail(PROGRAM, "--export_dir is required", code=2)
+    manifest, commands, rates, source = _prepare()
     if FLAGS.dry_run:
         for command in commands:
             print(shlex.join(command))
@@ -100,14 +116,19 @@ def main(argv) -> None:
         "export_dir": FLAGS.export_dir,
         "quantization": FLAGS.quantization,
         "num_threads": FLAGS.num_threads,
+        "exits": [stage["exit"] for stage in manifest["stages"]],
         "stage_ms": stage_ms,
         "exit_rates": rates,
         "exit_rates_source": source,
         **combined,
     }
+    # Printed first: if the report file cannot be written, the timings are not lost.
+    print(json.dumps(report, indent=2), flush=True)
     if FLAGS.report:
-        write_json_atomic(FLAGS.report, report, sort_keys=False)
-    print(json.dumps(report, indent=2))
+        try:
+            write_json_atomic(FLAGS.report, report, sort_keys=False)
+        except Enas4dError as e:
+            fail(PROGRAM, f"{e} (the report was printed on stdout)")
 
 
 if __name__ == "__main__":

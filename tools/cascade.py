@@ -5,7 +5,9 @@
 
 Image by image (batch 1, as on a phone), with the manifest's thresholds, keeping each
 stage's hand-offs for the next. Prints a JSON report: accuracy, exit rates, average MACs,
-measured per-stage and average latency. Bad input ends with one line on stderr, exit 1.
+measured per-stage and average latency. Bad input ends with one line on stderr, exit 1:
+the manifest's schema, the stage graphs' sizes and SHA-256 and the --report location are
+checked before TensorFlow and LiteRT are imported.
 """
 
 from __future__ import annotations
@@ -30,30 +32,53 @@ flags.DEFINE_string("report", None, "Also write the JSON report to this file.")
 FLAGS = flags.FLAGS
 
 
+def _check_inputs() -> tuple[dict, list[str]]:
+    """Everything a cascade reads or writes, checked before TensorFlow/LiteRT are imported:
+    the manifest's schema, the graphs' sizes and hashes, and the report's location."""
+    from enas4d_tf.errors import Enas4dError, ExportDirError
+    from enas4d_tf.export.formats import read_manifest
+    from enas4d_tf.export.integrity import check_graph_files
+    from enas4d_tf.files import check_writable_file
+
+    try:
+        manifest = read_manifest(FLAGS.export_dir)
+        paths = check_graph_files(FLAGS.export_dir, manifest, FLAGS.quantization)
+        if FLAGS.report:
+            check_writable_file(FLAGS.report, "--report", ExportDirError)
+    except Enas4dError as e:
+        fail("cascade", str(e))
+    return manifest, paths
+
+
 def main(argv: list[str]) -> None:
     if not FLAGS.export_dir:
         fail("cascade", "--export_dir is required", code=2)
+    manifest, _ = _check_inputs()
     with quiet_stderr():
         from enas4d_tf.data import load_arrays
-        from enas4d_tf.errors import DataError, ExportDirError
+        from enas4d_tf.errors import Enas4dError
         from enas4d_tf.export.cascade import Cascade
         from enas4d_tf.files import write_json_atomic
 
     try:
         cascade = Cascade(FLAGS.export_dir, FLAGS.quantization, num_threads=FLAGS.num_threads)
-        dataset = cascade.manifest["preprocessing"]["dataset"]
+        dataset = manifest["preprocessing"]["dataset"]
         images, labels = load_arrays(
             dataset, FLAGS.split, data_dir=FLAGS.data_dir, max_examples=FLAGS.max_images
         )
-    except (ExportDirError, DataError) as e:
+    except Enas4dError as e:  # ExportDirError, DataError
         fail("cascade", str(e))
     report = cascade.evaluate(images, labels)
     report.update(
         {"export_dir": FLAGS.export_dir, "split": FLAGS.split, "num_threads": FLAGS.num_threads}
     )
+    # Printed first: if the report file cannot be written, the numbers are not lost.
+    print(json.dumps(report, indent=2, sort_keys=True), flush=True)
     if FLAGS.report:
-        write_json_atomic(FLAGS.report, report)
-    print(json.dumps(report, indent=2, sort_keys=True))
+        try:
+            write_json_atomic(FLAGS.report, report)
+        except Enas4dError as e:
+            fail("cascade", f"{e} (the report was printed on stdout)")
 
 
 if __name__ == "__main__":

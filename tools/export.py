@@ -14,6 +14,7 @@ stderr and exit 1 (flag errors: exit 2).
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -59,16 +60,50 @@ flags.DEFINE_float(
 FLAGS = flags.FLAGS
 
 
+def _plan():
+    """Checks flags, workdir, architecture files and output locations before TensorFlow is
+    imported; returns `(config, arch files)`."""
+    from enas4d_tf.errors import Enas4dError
+    from enas4d_tf.export import formats, plan
+    from enas4d_tf.workdir import Workdir
+
+    try:
+        quantizations = plan.parse_quantizations(FLAGS.quantization)
+    except ValueError as e:
+        fail("export", f"--quantization: {e}", code=2)
+    try:
+        config = config_from_flags(
+            plan.ExportConfig,
+            out=FLAGS.out or Workdir(FLAGS.workdir).exports,
+            quantizations=quantizations,
+        )
+        files = formats.search_arch_files(FLAGS.workdir) if FLAGS.from_search else [FLAGS.arch]
+        plan.plan_export(FLAGS.workdir, files, config)
+    except Enas4dError as e:  # ExportError, ExportDirError, WorkdirError
+        fail("export", str(e))
+    return config, files
+
+
 def main(argv: list[str]) -> None:
     if not FLAGS.workdir:
         fail("export", "--workdir is required: the training workdir to export from", code=2)
     if bool(FLAGS.arch) == FLAGS.from_search:
         fail("export", "give exactly one of --arch=<file> and --from_search", code=2)
+    config, files = _plan()
+    from enas4d_tf.errors import Enas4dError
+    from enas4d_tf.locking import WorkdirLock
+
+    try:
+        with WorkdirLock(FLAGS.workdir, "export"):
+            _export(config, files)
+    except Enas4dError as e:  # WorkdirError: the workdir is in use
+        fail("export", str(e))
+
+
+def _export(config, files) -> None:
     with quiet_stderr():
         from enas4d_tf.errors import Enas4dError
-        from enas4d_tf.export import exporter, formats
-        from enas4d_tf.export.stage_graphs import parse_quantizations
-        from enas4d_tf.workdir import Workdir
+        from enas4d_tf.export import exporter
 
     # TensorFlow logs every SavedModel write at INFO through absl, and its int8 calibrator
     # warns that it uses the deprecated tf.lite.Interpreter (ours is LiteRT's): per stage graph
@@ -76,19 +111,22 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
     warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
     try:
-        quantizations = parse_quantizations(FLAGS.quantization)
-    except ValueError as e:
-        fail("export", f"--quantization: {e}", code=2)
-    config = config_from_flags(
-        exporter.ExportConfig,
-        out=FLAGS.out or Workdir(FLAGS.workdir).exports,
-        quantizations=quantizations,
-    )
-    try:
-        files = formats.search_arch_files(FLAGS.workdir) if FLAGS.from_search else [FLAGS.arch]
         exporter.run_export(FLAGS.workdir, files, config, log=lambda line: print(line, flush=True))
     except Enas4dError as e:  # ExportError, ConversionError, WorkdirError, DataError
+        _quiet_exit()
         fail("export", str(e))
+
+
+def _quiet_exit() -> None:
+    """After a refusal, TensorFlow may still warn at exit (a checkpoint reader about values a
+    partial restore left unused, the runtime on fd 2): the error line goes to the real stderr
+    and everything after it to /dev/null, so the error is the only line."""
+    logging.set_verbosity(logging.FATAL)
+    sys.stderr.flush()
+    sys.stderr = os.fdopen(os.dup(2), "w")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

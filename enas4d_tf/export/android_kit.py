@@ -11,6 +11,7 @@ expected average latency: `sum_s p_s * (t_1 + ... + t_s)`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shlex
 from collections.abc import Sequence
@@ -107,9 +108,13 @@ def benchmark_commands(
     return commands
 
 
-# benchmark_model ends with e.g.
+# TFLite's benchmark_model (tensorflow/lite/tools/benchmark) logs one statistics line per
+# phase (warm-up, then the timed runs), `count=N first=.. curr=.. min=.. max=.. avg=X std=..`
+# (newer builds add p5/median/p95), and ends with one line, all in microseconds:
 #   Inference timings in us: Init: 3512, First inference: 912, Warmup (avg): 640.2,
 #   Inference (avg): 611.417
+# Lines may carry a log prefix ("INFO: ", or logcat's "I tflite  : "); large values are
+# printed in C++ stream notation (2.95034e+06). tests/export/data/ holds recorded outputs.
 _AVG = re.compile(r"Inference \(avg\):\s*([0-9.eE+-]+)")
 _AVG_STATS = re.compile(r"count=\d+.*?\bavg=([0-9.eE+-]+)")
 
@@ -123,12 +128,16 @@ def parse_benchmark_output(text: str) -> float:
     Raises:
       ValueError: no timing found.
     """
-    m = _AVG.findall(text)
-    if m:
-        return float(m[-1]) / 1e3
-    m = _AVG_STATS.findall(text)
-    if m:
-        return float(m[-1]) / 1e3
+    for pattern in (_AVG, _AVG_STATS):
+        found = pattern.findall(text)
+        if found:
+            try:
+                us = float(found[-1])
+            except ValueError:
+                us = math.nan
+            if not math.isfinite(us) or us <= 0:
+                raise ValueError(f"benchmark_model reported an average time of {found[-1]!r} us")
+            return us / 1e3
     raise ValueError("no 'Inference (avg)' timing in benchmark_model output")
 
 
@@ -171,11 +180,35 @@ def exit_rates_from(manifest: dict, cascade_report: dict | None = None) -> tuple
     Raises:
       ValueError: neither has exit rates.
     """
+    num_stages = len(manifest["stages"])
     if cascade_report is not None:
-        return [float(r) for r in cascade_report["exit_rates"]], "cascade report"
-    rates = manifest.get("search", {}).get("exit_rates")
+        if not isinstance(cascade_report, dict) or "exit_rates" not in cascade_report:
+            raise ValueError("the cascade report has no exit_rates (tools/cascade.py writes it)")
+        return check_rates(cascade_report["exit_rates"], num_stages), "cascade report"
+    if manifest.get("exit") is not None:
+        return [1.0], f"truncated network (every image leaves at exit {manifest['exit']})"
+    rates = (manifest.get("search") or {}).get("exit_rates")
     if rates:
-        return [float(r) for r in rates], "manifest (validation split, search)"
+        return check_rates(rates, num_stages), "manifest (validation split, search)"
     if manifest.get("mode") == "static" or all(t is None for t in manifest["thresholds"][:-1]):
-        return [0.0] * (len(manifest["stages"]) - 1) + [1.0], "static network"
+        return [0.0] * (num_stages - 1) + [1.0], "static network"
     raise ValueError("no exit rates: pass --cascade_report (tools/cascade.py's JSON output)")
+
+
+def check_rates(rates, num_stages: int) -> list[float]:
+    """Exit rates as floats after checking there is one finite rate in [0, 1] per stage graph
+    and that they sum to 1.
+
+    Raises:
+      ValueError: anything else.
+    """
+    ok = isinstance(rates, list) and len(rates) == num_stages
+    ok = ok and all(
+        isinstance(r, (int, float)) and not isinstance(r, bool) and 0.0 <= r <= 1.0 for r in rates
+    )
+    if not ok or abs(sum(rates) - 1.0) > 1e-6:
+        raise ValueError(
+            f"exit rates must be {num_stages} numbers in [0, 1] summing to 1 (one per stage "
+            f"graph), got {rates!r}"[:300]
+        )
+    return [float(r) for r in rates]

@@ -13,15 +13,28 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from enas4d_tf import exit_policy
 from enas4d_tf.errors import ExportDirError
 from enas4d_tf.export.formats import read_manifest
+from enas4d_tf.export.integrity import check_graph_files
 from enas4d_tf.export.litert import StageRunner
-from enas4d_tf.workdir import ExportDir
+
+
+def check_thresholds(thresholds: Sequence, num_stages: int) -> list:
+    """Thresholds given in place of the manifest's: one per stage graph, each a number in
+    [0, 1] or None, the last 0.0.
+
+    Raises:
+      ExportDirError: anything else (one line).
+    """
+    try:
+        return exit_policy.check_thresholds(thresholds, num_stages)
+    except (TypeError, ValueError) as e:
+        raise ExportDirError(f"thresholds: {e}") from None
 
 
 def confidence(logits: np.ndarray) -> float:
@@ -57,7 +70,8 @@ class Cascade:
 
     Raises:
       ExportDirError: bad folder or manifest (`formats.read_manifest`), unknown
-        quantisation, missing file.
+        quantisation, a graph missing or not matching the manifest's size and SHA-256
+        (`integrity.check_graph_files`), bad thresholds.
     """
 
     def __init__(
@@ -68,25 +82,18 @@ class Cascade:
         thresholds: Sequence | None = None,
     ):
         self.manifest = read_manifest(export_dir)
-        available = self.manifest.get("quantization", [])
-        if quantization not in available:
-            raise ExportDirError(
-                f"quantisation {quantization!r} was not exported to {export_dir}; "
-                f"available: {', '.join(available)}"
-            )
+        paths = check_graph_files(export_dir, self.manifest, quantization)
         self.quantization = quantization
         self.stage_macs = [int(c) for c in self.manifest["stage_macs"]]
-        self.thresholds = list(self.manifest["thresholds"] if thresholds is None else thresholds)
+        # The exit each stage graph ends in, from 1: 1..S, or [s] for a truncated network.
+        self.exits = [int(stage["exit"]) for stage in self.manifest["stages"]]
         self.num_stages = len(self.manifest["stages"])
-        if len(self.thresholds) != self.num_stages:
-            raise ExportDirError(f"need {self.num_stages} thresholds, got {len(self.thresholds)}")
+        if thresholds is None:
+            self.thresholds = list(self.manifest["thresholds"])
+        else:
+            self.thresholds = check_thresholds(thresholds, self.num_stages)
         self.resolution = int(self.manifest["preprocessing"]["resolution"])
-        self.runners = []
-        for stage in self.manifest["stages"]:
-            path = ExportDir(export_dir).stage_graph(stage["exit"], quantization)
-            if not os.path.exists(path):
-                raise ExportDirError(f"stage graph {path} is missing")
-            self.runners.append(StageRunner(path, num_threads=num_threads))
+        self.runners = [StageRunner(path, num_threads=num_threads) for path in paths]
 
     def _leaves(self, s: int, logits) -> bool:
         if s == self.num_stages - 1:
@@ -137,7 +144,8 @@ class Cascade:
           warmup: images run first and not timed (interpreter and cache warm-up).
 
         Returns:
-          A JSON-safe dict: accuracy, exit_rates, exit_accuracies, avg_macs, stage_macs,
+          A JSON-safe dict: exits (the exit of each stage graph, from 1), accuracy,
+          exit_counts and exit_rates (per stage graph), exit_accuracies, avg_macs, stage_macs,
           stage_latency_ms (mean time of each stage graph over the images that ran it),
           avg_latency_ms (mean time per image, all stages it ran), p50/p90 latency, counts.
         """
@@ -166,6 +174,7 @@ class Cascade:
         ]
         return {
             "quantization": self.quantization,
+            "exits": self.exits,
             "num_images": int(n),
             "accuracy": float(correct.mean()),
             "exit_counts": [int(c) for c in counts],

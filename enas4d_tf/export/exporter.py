@@ -7,8 +7,14 @@
     stage{exit}_{quantization}.tflite  one graph per exit (numbered from 1) and quantisation
     manifest.json                      what a runtime needs (`formats.build_manifest`)
 
+A network truncated at exit `s` (`ArchSpec.exit`) is exported as ONE graph per quantisation,
+`stage{s}_{q}.tflite` (image in, exit `s`'s logits out, no other classifier), a one-output
+`subnet.keras`, and a manifest with `"exit": s` and one stage (see `_extract` for why).
+
 Everything is written into a hidden temporary folder beside the target and renamed into
-place when complete, so a failed or killed export leaves no folder that looks finished.
+place when complete, so a failed or killed export leaves no folder that looks finished;
+the next export into the same folder removes what a killed one left (`plan`). A write that
+fails ends in one `ExportDirError` line saying what was kept.
 
 Example:
   config = ExportConfig(out="runs/demo/export", quantizations=("float32", "int8"))
@@ -20,74 +26,42 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from enas4d_tf.errors import ExportError
+from enas4d_tf.errors import ExportDirError, ExportError
 from enas4d_tf.export import formats
 from enas4d_tf.export.cascade import preprocess
 from enas4d_tf.export.formats import ArchSpec
+from enas4d_tf.export.plan import (
+    OLD_SUFFIX,
+    ExportConfig,
+    check_output_folder,
+    clean_stale_temporaries,
+    make_temporary,
+    plan_export,
+    remove_temporary,
+)
 from enas4d_tf.export.stage_graphs import (
-    QUANTIZATIONS,
     convert_stage,
     keras_stage_feeds,
     representative_samples,
 )
-from enas4d_tf.files import save_model_atomic, write_bytes_atomic
+from enas4d_tf.files import save_model_atomic, write_bytes_atomic, write_json_atomic
 from enas4d_tf.model.bn_calibration import recalibrate_bn
-from enas4d_tf.model.macs import keras_model_macs, stage_macs
-from enas4d_tf.model.subnet import extract_stage_models, extract_subnet
+from enas4d_tf.model.macs import keras_model_macs, stage_macs, truncated_macs
+from enas4d_tf.model.subnet import (
+    extract_stage_models,
+    extract_subnet,
+    extract_truncated,
+    stage_model_name,
+)
 from enas4d_tf.model.supernet import Supernet
-from enas4d_tf.space import SearchSpace
-from enas4d_tf.workdir import ExportDir, load_supernet, read_run_config
+from enas4d_tf.workdir import ExportDir, load_supernet
 
 Log = Callable[[str], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportConfig:
-    """How to export (what `tools/export.py`'s flags set).
-
-    Attributes:
-      out: parent folder; each network goes to `<out>/<name>/`.
-      quantizations: a subset of `QUANTIZATIONS`, in the order the graphs are converted.
-      overwrite: replace an existing folder (only once the new one is complete).
-      data_dir: dataset folder; default the run config's.
-      num_calibration_images: training images loaded for BN recalibration (all of them),
-        int8 calibration and QAT fine-tuning.
-      representative_images: of those, images for int8 post-training calibration.
-      qat_steps: optimizer steps of quantisation-aware fine-tuning ("int8_qat").
-      qat_learning_rate: its Adam learning rate.
-      check_xnnpack: record whether each graph runs fully on XNNPACK.
-
-    Raises:
-      ExportError: an unknown quantisation.
-    """
-
-    out: str
-    quantizations: tuple = ("float32",)
-    overwrite: bool = False
-    data_dir: str | None = None
-    num_calibration_images: int = 2000
-    representative_images: int = 300
-    qat_steps: int = 200
-    qat_learning_rate: float = 1e-4
-    check_xnnpack: bool = True
-
-    def __post_init__(self):
-        object.__setattr__(self, "quantizations", tuple(self.quantizations))
-        for q in self.quantizations:
-            if q not in QUANTIZATIONS:
-                raise ExportError(
-                    f"unknown quantisation {q!r}; choose from {','.join(QUANTIZATIONS)}"
-                )
-
-    def export_dir(self, name: str) -> ExportDir:
-        """The folder of the network `name`'s export."""
-        return ExportDir(os.path.join(self.out, name))
 
 
 @dataclasses.dataclass
@@ -130,19 +104,14 @@ def load_export_data(dataset: str, data_dir: str | None, num_images: int) -> Exp
     )
 
 
-def check_output_folder(out_dir: str, overwrite: bool) -> None:
-    """Raises ExportError if `out_dir` exists and `overwrite` is False."""
-    if os.path.lexists(out_dir) and not overwrite:
-        raise ExportError(f"output folder {out_dir} exists (pass --overwrite to replace it)")
-
-
 def run_export(
     workdir: str, arch_files: Sequence[str], config: ExportConfig, log: Log = print
 ) -> list[str]:
     """Exports networks of a training workdir (what `tools/export.py` runs).
 
-    Every architecture file is read and every output folder checked before any work, so bad
-    input fails fast and nothing is written.
+    Every architecture file is read and every output location checked before any work
+    (`plan.plan_export`), so bad input fails fast and nothing is written. Temporary folders
+    of killed exports in `config.out` are removed (`plan.clean_stale_temporaries`).
 
     Args:
       workdir: the training workdir (`load_supernet`).
@@ -154,24 +123,32 @@ def run_export(
       The export folders.
 
     Raises:
-      ExportError, WorkdirError, DataError: one-line messages.
+      ExportError, ExportDirError, WorkdirError, DataError: one-line messages; ExportError
+        also for a supernet whose weights are not all finite.
     """
-    run_config = read_run_config(workdir)
-    space = SearchSpace.from_dict(run_config["space"])
-    specs = [formats.read_arch_file(p, space) for p in arch_files]
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ExportError(f"two architecture files name the export {dupes[0]!r}")
-    for spec in specs:
-        check_output_folder(config.export_dir(spec.name).root, config.overwrite)
+    specs = plan_export(workdir, arch_files, config).specs
     net, run_config = load_supernet(workdir)
+    check_finite(net.weights, f"the supernet of {workdir} (newest checkpoint)")
+    clean_stale_temporaries(config.out, log)
     data = load_export_data(
         run_config.get("dataset", "fashion_mnist"),
         config.data_dir or run_config.get("data_dir") or None,
         config.num_calibration_images,
     )
     return [export_network(net, spec, data, config, log) for spec in specs]
+
+
+def check_finite(variables, what: str) -> None:
+    """Raises ExportError naming `what` if any variable holds NaN or infinity: an export of
+    a diverged network would load and run, and predict nothing."""
+    bad = [v for v in variables if not np.all(np.isfinite(np.asarray(v)))]
+    if bad:
+        first = getattr(bad[0], "path", None) or bad[0].name
+        raise ExportError(
+            f"{what} holds non-finite weights ({len(bad)} of {len(variables)} variables, "
+            f"first {first}): training diverged; nothing was exported (train again, or "
+            "resume from a finite checkpoint)"
+        )
 
 
 def export_network(
@@ -190,56 +167,107 @@ def export_network(
       The export folder.
 
     Raises:
-      ExportError: the output folder exists (and not `config.overwrite`).
+      ExportError: the output folder exists (and not `config.overwrite`), or the recalibrated
+        network's weights are not all finite.
+      ExportDirError: a write failed (one line saying what was kept).
       ConversionError: a graph failed to convert to builtin ops.
     """
     out_dir = config.export_dir(spec.name).root
     check_output_folder(out_dir, config.overwrite)
-    os.makedirs(config.out, exist_ok=True)
-    space, arch = net.space, spec.arch
     started = time.time()
 
-    used = recalibrate_bn(net, arch, data.images, num_images=config.num_calibration_images)
+    used = recalibrate_bn(net, spec.arch, data.images, num_images=config.num_calibration_images)
     log(f"[{spec.name}] BN recalibrated on {used} training images")
-    subnet = extract_subnet(net, arch)
-    stages = extract_stage_models(net, arch)
-    macs = stage_macs(space, arch, net.num_classes)
-    counted = keras_model_macs(subnet, space.num_stages)
-    if counted != macs:
-        raise AssertionError(f"subnet MACs {counted} differ from stage_macs {macs}")
+    subnet, stages, macs = _extract(net, spec)
+    check_finite(subnet.weights, f"network {spec.name} after BN recalibration")
 
-    tmp = tempfile.mkdtemp(prefix=f".tmp_{spec.name}_", dir=config.out)
+    tmp = make_temporary(config.out, spec.name, out_dir)
     try:
         folder = ExportDir(tmp)
-        save_model_atomic(subnet, folder.subnet)
+        save_model_atomic(subnet, folder.subnet, ExportDirError)
         files = _write_stage_graphs(stages, spec, data, folder, config, log)
         manifest = _manifest(net, spec, data, config, files, macs, folder)
         manifest["export_seconds"] = round(time.time() - started, 1)
-        formats.write_manifest(tmp, manifest)
+        write_json_atomic(folder.manifest, manifest, sort_keys=False, error=ExportDirError)
         _move_into_place(tmp, out_dir, config.overwrite)
+    except ExportDirError as e:
+        remove_temporary(tmp)
+        raise ExportDirError(f"{e}; {_kept(out_dir)}") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_temporary(tmp)
         raise
+    remove_temporary(tmp)  # the marker (and an emptied .old) of a finished export
     log(f"[{spec.name}] wrote {out_dir}")
     return out_dir
 
 
-def _move_into_place(tmp: str, out_dir: str, overwrite: bool) -> None:
-    if os.path.lexists(out_dir):
-        check_output_folder(out_dir, overwrite)
-        old = tmp + ".old"
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+def _kept(out_dir: str) -> str:
+    if os.path.isdir(out_dir):
+        return f"the existing {out_dir} was kept"
+    return f"no {out_dir} was written"
+
+
+def _extract(net: Supernet, spec: ArchSpec) -> tuple:
+    """`(subnet, stage models, cumulative MACs of each graph's exit)` of one network.
+
+    A multi-exit network gives `S` stage models (`extract_stage_models`). A network truncated
+    at exit `s` gives ONE graph, image in and exit `s`'s logits out: a static network is
+    deployed as one model, so a user (and the Android kit) runs one graph, the converter
+    optimises across what would be stage boundaries, and no hand-off tensors cross graphs.
+    Its MACs are `truncated_macs`; the earlier exits' classifiers are not in it.
+    """
+    space, arch = net.space, spec.arch
+    if spec.exit is None:
+        subnet = extract_subnet(net, arch)
+        stages = extract_stage_models(net, arch)
+        macs = stage_macs(space, arch, net.num_classes)
+        counted = keras_model_macs(subnet, space.num_stages)
     else:
-        os.replace(tmp, out_dir)
+        subnet = extract_truncated(net, arch, spec.exit)
+        stage = extract_truncated(net, arch, spec.exit, stage_model_name(spec.exit - 1), True)
+        stages = [stage]
+        macs = [truncated_macs(space, arch, spec.exit, net.num_classes)]
+        counted = keras_model_macs(subnet, spec.exit)[-1:]
+        if keras_model_macs(stage, spec.exit)[-1:] != counted:
+            raise AssertionError("the truncated stage graph and subnet differ in MACs")
+    if counted != macs:
+        raise AssertionError(f"subnet MACs {counted} differ from the MACs model's {macs}")
+    return subnet, stages, macs
+
+
+def graph_exits(spec: ArchSpec, num_stages: int) -> list[int]:
+    """The exit (numbered from 1) each stage graph of `spec`'s export ends in: `1..S`, or
+    `[s]` for a network truncated at exit `s`."""
+    return list(range(1, num_stages + 1)) if spec.exit is None else [spec.exit]
+
+
+def _move_into_place(tmp: str, out_dir: str, overwrite: bool) -> None:
+    """Renames the finished `tmp` to `out_dir`; an existing `out_dir` (with `overwrite`) is
+    moved aside to `<tmp>.old` first and removed after (`plan` restores it if killed in
+    between)."""
+    try:
+        if os.path.lexists(out_dir):
+            check_output_folder(out_dir, overwrite)
+            old = tmp + OLD_SUFFIX
+            os.replace(out_dir, old)
+            try:
+                os.replace(tmp, out_dir)
+            except OSError:
+                os.replace(old, out_dir)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except OSError as e:
+        raise ExportDirError(f"cannot move the export into {out_dir}: {e.strerror or e}") from None
 
 
 def _manifest(net, spec: ArchSpec, data: ExportData, config, files, macs, folder: ExportDir):
     """The manifest of an export whose files are in `folder`."""
+    exits = graph_exits(spec, net.space.num_stages)
+    thresholds = list(spec.thresholds) if spec.exit is None else [0.0]
     stage_entries = [
-        formats.stage_record(s + 1, files[s], macs[s], spec.thresholds[s])
-        for s in range(len(files))
+        formats.stage_record(exits[i], files[i], macs[i], thresholds[i]) for i in range(len(files))
     ]
     preprocessing = formats.preprocessing_record(
         data.dataset, data.input_size, spec.arch.resolution, data.mean, data.std
@@ -263,12 +291,13 @@ def _write_stage_graphs(stages, spec: ArchSpec, data: ExportData, folder: Export
       order.
     """
     files: list[dict] = [{} for _ in stages]
+    exits = graph_exits(spec, len(stages))
     for q in config.quantizations:
         convert = _converter(q, stages, spec, data, config, log)
         for s in range(len(stages)):
             flatbuffer = convert(s)
-            path = folder.stage_graph(s + 1, q)
-            write_bytes_atomic(path, flatbuffer)
+            path = folder.stage_graph(exits[s], q)
+            write_bytes_atomic(path, flatbuffer, ExportDirError)
             files[s][q] = formats.graph_file_record(path, flatbuffer, config.check_xnnpack)
         log(f"[{spec.name}] {q}: {len(stages)} stage graphs")
     return files

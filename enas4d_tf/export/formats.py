@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import numbers
 import os
 import platform
@@ -37,6 +36,7 @@ from collections.abc import Sequence
 from enas4d_tf import exit_policy
 from enas4d_tf.errors import ExportDirError, ExportError
 from enas4d_tf.export import litert
+from enas4d_tf.export.integrity import check_manifest, sha256
 from enas4d_tf.files import read_json, write_json_atomic
 from enas4d_tf.space import Arch, SearchSpace
 from enas4d_tf.workdir import ExportDir, Workdir
@@ -259,15 +259,6 @@ def search_arch_files(workdir: str) -> list[str]:
 # -- manifest.json ---------------------------------------------------------------------------
 
 
-def sha256(path: str) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def versions() -> dict:
     """Versions of the packages that made an export."""
     import importlib.metadata as md
@@ -362,8 +353,10 @@ def build_manifest(
 ) -> dict:
     """The manifest of an export (JSON-safe).
 
-    Keys: format_version, name, mode, arch, space, num_classes, num_stages, thresholds,
-    exit_policy (in words), stage_macs (cumulative MACs to each exit), quantization (list),
+    Keys: format_version, name, mode, exit (None, or the one exit `s` of a network truncated
+    there), arch, space, num_classes, num_stages (stage graphs: S, or 1 for a truncated
+    network), thresholds (one per stage graph), exit_policy (in words), stage_macs (cumulative
+    MACs to each stage graph's exit), quantization (list),
     preprocessing (`preprocessing_record`), stages (`stage_record` per exit: exit number from
     1, inputs and outputs with shapes and dtypes, reads = hand-offs it takes, hands_on =
     hand-offs it returns, files per quantisation with sha256, size, ops and XNNPACK
@@ -374,11 +367,12 @@ def build_manifest(
         "format_version": MANIFEST_VERSION,
         "name": spec.name,
         "mode": spec.mode,
+        "exit": spec.exit,
         "arch": spec.arch.to_dict(),
         "space": space.to_dict(),
         "num_classes": int(num_classes),
-        "num_stages": space.num_stages,
-        "thresholds": list(spec.thresholds),
+        "num_stages": len(stages),
+        "thresholds": [stage["threshold"] for stage in stages],
         "exit_policy": "leave at the first exit s whose max softmax probability >= "
         "thresholds[s]; null = never leave there; the last exit takes the rest",
         "stage_macs": [int(stage["cumulative_macs"]) for stage in stages],
@@ -401,8 +395,9 @@ def read_manifest(export_dir: str) -> dict:
     """Loads and checks `<export_dir>/manifest.json`.
 
     Raises:
-      ExportDirError: no such folder or manifest, malformed JSON, missing keys, or a manifest
-        of another format version (the message says how to export it again).
+      ExportDirError: no such folder or manifest, malformed JSON, a missing key or a value of
+        the wrong type or range (`integrity.check_manifest`), or a manifest of another format
+        version (the message says how to export it again).
     """
     path = ExportDir(export_dir).manifest
     if not os.path.isdir(export_dir):
@@ -419,10 +414,5 @@ def read_manifest(export_dir: str) -> dict:
             f"--workdir=<training workdir> --arch={source or '<architecture file>'} "
             f"--out={os.path.dirname(os.path.abspath(export_dir))} --overwrite"
         )
-    try:
-        manifest["stages"][0]["files"]
-        manifest["thresholds"]
-        manifest["stage_macs"]
-    except (KeyError, IndexError, TypeError) as e:
-        raise ExportDirError(f"{path} is malformed: missing {e}") from None
+    check_manifest(manifest, path)
     return manifest

@@ -8,6 +8,7 @@ Inspection (`op_names`, `is_builtin`, `signature`, `tensor_dtypes`,
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from collections.abc import Mapping
@@ -82,7 +83,11 @@ def xnnpack_fully_accelerated(path: str, num_threads: int = 1) -> bool | None:
             cpu_options=CpuOptions(num_threads=num_threads),
         )
         model = CompiledModel.from_file(path, environment=env, options=options)
-        return bool(model.is_fully_accelerated())
+        accelerated = bool(model.is_fully_accelerated())
+        # Destroyed here, inside the quiet block: the runtime logs each accelerator it frees.
+        del model, env
+        gc.collect()
+        return accelerated
 
 
 @contextlib.contextmanager

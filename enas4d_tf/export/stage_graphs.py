@@ -6,7 +6,7 @@ tf_keras QAT models), so the TFLite signature keeps the input names (`image` and
 names) and the output names (`logits` and the hand-offs). `TFLiteConverter.from_keras_model`
 cannot do this for Keras 3 dict-input models here (it feeds a list to the model).
 
-Quantisations (`QUANTIZATIONS`):
+Quantisations (`QUANTIZATIONS`, named in `enas4d_tf.export.plan`):
   float32   plain conversion;
   float16   float16 weights (`target_spec.supported_types = [tf.float16]`), float compute on
             CPU, half the file size;
@@ -34,25 +34,7 @@ import tensorflow as tf
 
 from enas4d_tf.errors import ConversionError
 from enas4d_tf.export.litert import is_builtin, op_names
-
-QUANTIZATIONS = ("float32", "float16", "int8", "int8_qat")
-
-
-def parse_quantizations(text: str) -> list[str]:
-    """Parses a comma list such as "float32,int8" into known quantisation names.
-
-    Raises:
-      ValueError: empty list, unknown or repeated name.
-    """
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if not names:
-        raise ValueError("no quantisation given; choose from " + ",".join(QUANTIZATIONS))
-    for n in names:
-        if n not in QUANTIZATIONS:
-            raise ValueError(f"unknown quantisation {n!r}; choose from {','.join(QUANTIZATIONS)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"quantisation list {text!r} repeats a name")
-    return names
+from enas4d_tf.export.plan import QUANTIZATIONS
 
 
 def input_signature(model, batch_size: int = 1) -> dict:

@@ -1,0 +1,240 @@
+"""What an export will do, checked before TensorFlow is imported, and its temporary folders.
+
+`plan_export` reads the workdir's run config and every architecture file and checks every
+output location (an existing export folder without --overwrite, an `--out` that is a file or
+cannot be written), so bad input ends in one line within a second and before any work.
+
+Each network is built in a temporary folder `<out>/.tmp_<name>_<random>` beside its target
+and renamed into place when complete (`enas4d_tf.export.exporter`). A marker file
+`<that folder>.writer` beside it names the writing process (`{"pid", "host", "target"}`) and
+is removed last. A killed export leaves both behind: `clean_stale_temporaries`, run at the
+start of the next export into the same `--out`, removes only those whose writer is gone
+(same host, pid no longer running). If the writer died between moving the previous export
+aside (`<temporary>.old`) and moving the new one in, the previous export is put back first.
+Temporary folders without a marker (another program's, or an older version's) are left alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import socket
+from collections.abc import Callable, Sequence
+
+from enas4d_tf.errors import ExportDirError, ExportError
+from enas4d_tf.export import formats
+from enas4d_tf.export.formats import ArchSpec
+from enas4d_tf.files import check_writable_dir
+from enas4d_tf.space import SearchSpace
+from enas4d_tf.workdir import ExportDir, read_run_config
+
+QUANTIZATIONS = ("float32", "float16", "int8", "int8_qat")
+TEMPORARY_PREFIX = ".tmp_"
+MARKER_SUFFIX = ".writer"
+OLD_SUFFIX = ".old"
+
+Log = Callable[[str], None]
+
+
+def parse_quantizations(text: str) -> list[str]:
+    """Parses a comma list such as "float32,int8" into known quantisation names.
+
+    Raises:
+      ValueError: empty list, unknown or repeated name.
+    """
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise ValueError("no quantisation given; choose from " + ",".join(QUANTIZATIONS))
+    for n in names:
+        if n not in QUANTIZATIONS:
+            raise ValueError(f"unknown quantisation {n!r}; choose from {','.join(QUANTIZATIONS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"quantisation list {text!r} repeats a name")
+    return names
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """How to export (what `tools/export.py`'s flags set).
+
+    Attributes:
+      out: parent folder; each network goes to `<out>/<name>/`.
+      quantizations: a subset of `QUANTIZATIONS`, in the order the graphs are converted.
+      overwrite: replace an existing folder (only once the new one is complete).
+      data_dir: dataset folder; default the run config's.
+      num_calibration_images: training images loaded for BN recalibration (all of them),
+        int8 calibration and QAT fine-tuning.
+      representative_images: of those, images for int8 post-training calibration.
+      qat_steps: optimizer steps of quantisation-aware fine-tuning ("int8_qat").
+      qat_learning_rate: its Adam learning rate.
+      check_xnnpack: record whether each graph runs fully on XNNPACK.
+
+    Raises:
+      ExportError: an unknown quantisation.
+    """
+
+    out: str
+    quantizations: tuple = ("float32",)
+    overwrite: bool = False
+    data_dir: str | None = None
+    num_calibration_images: int = 2000
+    representative_images: int = 300
+    qat_steps: int = 200
+    qat_learning_rate: float = 1e-4
+    check_xnnpack: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "quantizations", tuple(self.quantizations))
+        for q in self.quantizations:
+            if q not in QUANTIZATIONS:
+                raise ExportError(
+                    f"unknown quantisation {q!r}; choose from {','.join(QUANTIZATIONS)}"
+                )
+
+    def export_dir(self, name: str) -> ExportDir:
+        """The folder of the network `name`'s export."""
+        return ExportDir(os.path.join(self.out, name))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportPlan:
+    """The checked input of an export: the run config, its space and the networks."""
+
+    run_config: dict
+    space: SearchSpace
+    specs: list
+
+
+def check_output_folder(out_dir: str, overwrite: bool) -> None:
+    """Raises ExportError if `out_dir` exists and `overwrite` is False, or if it exists and
+    is not a folder (an export never replaces a file)."""
+    if os.path.lexists(out_dir) and not overwrite:
+        raise ExportError(f"output folder {out_dir} exists (pass --overwrite to replace it)")
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise ExportDirError(f"output folder {out_dir} exists and is not a folder; move it away")
+
+
+def plan_export(workdir: str, arch_files: Sequence[str], config: ExportConfig) -> ExportPlan:
+    """Reads and checks everything an export needs before any work (no TensorFlow).
+
+    Raises:
+      WorkdirError: no workdir or run config.
+      ExportError: a bad architecture file, two files naming one export, an existing export
+        folder without `config.overwrite`.
+      ExportDirError: `config.out` is a file or cannot be written.
+    """
+    run_config = read_run_config(workdir)
+    space = SearchSpace.from_dict(run_config["space"])
+    specs: list[ArchSpec] = [formats.read_arch_file(p, space) for p in arch_files]
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ExportError(f"two architecture files name the export {dupes[0]!r}")
+    check_writable_dir(config.out, "--out folder", ExportDirError)
+    for spec in specs:
+        check_output_folder(config.export_dir(spec.name).root, config.overwrite)
+    return ExportPlan(run_config, space, specs)
+
+
+# -- temporary folders -----------------------------------------------------------------------
+
+
+def make_temporary(out: str, name: str, target: str) -> str:
+    """Creates `<out>/.tmp_<name>_<random>` and its marker (this process, `target`).
+
+    Raises:
+      ExportDirError: the folder cannot be created (one line; nothing was replaced).
+    """
+    try:
+        os.makedirs(out, exist_ok=True)
+        for _ in range(100):
+            tmp = os.path.join(out, f"{TEMPORARY_PREFIX}{name}_{secrets.token_hex(4)}")
+            try:
+                os.mkdir(tmp)
+            except FileExistsError:
+                continue
+            record = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "target": os.path.abspath(target),
+            }
+            with open(tmp + MARKER_SUFFIX, "w") as f:
+                json.dump(record, f)
+            return tmp
+        raise FileExistsError(f"no free temporary name in {out}")
+    except OSError as e:
+        raise ExportDirError(
+            f"cannot write in {out}: {e.strerror or e}; nothing was replaced"
+        ) from None
+
+
+def remove_temporary(tmp: str) -> None:
+    """Removes a temporary folder, its `.old` sibling and its marker (the marker last)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp + OLD_SUFFIX, ignore_errors=True)
+    try:
+        os.remove(tmp + MARKER_SUFFIX)
+    except OSError:
+        pass
+
+
+def _stale_writer(marker: str) -> dict | None:
+    """The marker's record if its writer is gone (same host, pid not running), else None."""
+    try:
+        with open(marker) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None  # being written, or not ours: leave it
+    if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
+        return None
+    if record.get("host") != socket.gethostname() or _process_alive(record["pid"]):
+        return None
+    return record
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (one of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temporaries(out: str, log: Log = print) -> list[str]:
+    """Removes the temporary folders of killed exports in `out` (see the module docstring).
+
+    Returns:
+      The temporary folders removed.
+    """
+    try:
+        names = sorted(os.listdir(out))
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not (name.startswith(TEMPORARY_PREFIX) and name.endswith(MARKER_SUFFIX)):
+            continue
+        marker = os.path.join(out, name)
+        record = _stale_writer(marker)
+        if record is None:
+            continue
+        tmp = marker[: -len(MARKER_SUFFIX)]
+        target = record.get("target")
+        old = tmp + OLD_SUFFIX
+        if isinstance(target, str) and os.path.isdir(old) and not os.path.lexists(target):
+            # Killed between moving the previous export aside and moving the new one in.
+            os.replace(old, target)
+            log(f"restored {target} that a killed export (pid {record['pid']}) had moved aside")
+        remove_temporary(tmp)
+        removed.append(tmp)
+    if removed:
+        log(f"removed {len(removed)} temporary folder(s) of killed exports in {out}")
+    return removed
