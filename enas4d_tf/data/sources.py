@@ -71,7 +71,10 @@ def open_source(name: str, data_dir: str | None) -> Source:
     if not source.info.mean:
         key = (name, data_dir)
         if key not in _STATS_CACHE:
-            _STATS_CACHE[key] = _estimate_stats(source)
+            try:
+                _STATS_CACHE[key] = _estimate_stats(source)
+            except tf.errors.OpError as e:  # decoding the first training images failed
+                raise describe_read_error(name, data_dir, e) from None
         mean, std = _STATS_CACHE[key]
         source.info = dataclasses.replace(source.info, mean=mean, std=std)
     return source

@@ -37,8 +37,10 @@ def test_train_and_validation_are_disjoint_stratified_and_fixed(tmp_path):
     assert not set(train_files) & set(val_files)
     # Every file is in exactly one split, under its own class's label.
     label_of = {path: folder.classes.index(c) for c, paths in files.items() for path in paths}
-    pairs = [*zip(train_files, train_labels, strict=True), *zip(val_files, val_labels, strict=True)]
-    together = pairs
+    together = [
+        *zip(train_files, train_labels, strict=True),
+        *zip(val_files, val_labels, strict=True),
+    ]
     assert sorted(together) == sorted(label_of.items())
     # Stratified: 10% of each class rounded (20 -> 2, 31 -> 3, 15 -> 2 (1.5 rounds to even)),
     # at least one of a class with two or more (2 -> 1), none of a class with one.
