@@ -59,6 +59,16 @@ def preprocess(images: np.ndarray, resolution: int) -> np.ndarray:
     return tf.image.resize(images, [resolution, resolution], method="bilinear").numpy()
 
 
+def _load(path: str, num_threads: int) -> StageRunner:
+    """A runner of one stage graph; a file LiteRT cannot load (its hash matched a manifest
+    that was rewritten with it) is refused in one line."""
+    try:
+        return StageRunner(path, num_threads=num_threads)
+    except Exception as e:  # LiteRT raises ValueError or RuntimeError from its C++ loader
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportDirError(f"stage graph {path} cannot be loaded by LiteRT: {first}") from None
+
+
 class Cascade:
     """The stage graphs of one export and quantisation, run as an early-exit cascade.
 
@@ -93,7 +103,7 @@ class Cascade:
         else:
             self.thresholds = check_thresholds(thresholds, self.num_stages)
         self.resolution = int(self.manifest["preprocessing"]["resolution"])
-        self.runners = [StageRunner(path, num_threads=num_threads) for path in paths]
+        self.runners = [_load(path, num_threads) for path in paths]
 
     def _leaves(self, s: int, logits) -> bool:
         if s == self.num_stages - 1:
