@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import TYPE_CHECKING
 
 from enas4d_tf.errors import WorkdirError
@@ -152,11 +153,90 @@ def read_run_config(workdir: str) -> dict:
     return config
 
 
+# CheckpointManager's file names: `ckpt-<step>.index` beside `ckpt-<step>.data-*`.
+_CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
+
+
+def find_checkpoint(checkpoint_dir: str) -> tuple[str | None, str | None]:
+    """The newest checkpoint in `checkpoint_dir`, even when its `checkpoint` pointer is lost.
+
+    The pointer file names the newest checkpoint; when it is missing, unreadable or names a
+    checkpoint whose files are gone, the newest `ckpt-<step>` with an index and a data file is
+    taken instead. Reads the folder only (no TensorFlow).
+
+    Returns:
+      `(path prefix or None, note)`: `note` is None, or one line saying why the pointer was
+      not followed (for the run's log).
+    """
+    if not os.path.isdir(checkpoint_dir):
+        return None, None
+    names = os.listdir(checkpoint_dir)
+    pointer = os.path.join(checkpoint_dir, "checkpoint")
+    path, problem = _pointer_target(pointer)
+    if path is not None:
+        return path, None
+    steps = []
+    for name in names:
+        match = _CHECKPOINT_INDEX.match(name)
+        data = f"ckpt-{match.group(1)}.data-" if match else None
+        if data and any(other.startswith(data) for other in names):
+            steps.append(int(match.group(1)))
+    if problem is None or (not steps and problem == "is missing"):
+        return None, None  # a fresh folder
+    if not steps:
+        return None, f"the checkpoint pointer {pointer} {problem} and no checkpoint is left"
+    newest = os.path.join(checkpoint_dir, f"ckpt-{max(steps)}")
+    return (
+        newest,
+        f"the checkpoint pointer {pointer} {problem}; using the newest checkpoint {newest}",
+    )
+
+
+def _pointer_target(pointer: str) -> tuple[str | None, str | None]:
+    """`(path, None)` for the checkpoint the pointer file names, if its index exists; else
+    `(None, what is wrong with the pointer)`."""
+    if not os.path.exists(pointer):
+        return None, "is missing"
+    try:
+        with open(pointer, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return None, "is unreadable"
+    # The text proto CheckpointManager writes: `model_checkpoint_path: "ckpt-24"`.
+    match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"\s*$', text, re.MULTILINE)
+    if match is None:
+        return None, "is unreadable"
+    path = os.path.join(os.path.dirname(pointer), match.group(1))  # absolute names stay
+    if os.path.exists(path + ".index"):
+        return path, None
+    return None, "names a checkpoint whose files are missing"
+
+
 def latest_checkpoint(workdir: str) -> str | None:
-    """The newest checkpoint of the workdir (its path prefix), or None."""
+    """The newest checkpoint of the workdir (its path prefix), or None (see `find_checkpoint`)."""
+    return find_checkpoint(Workdir(workdir).checkpoints)[0]
+
+
+def checkpoint_nonfinite(path: str, prefix: str = "") -> str | None:
+    """The name of the first floating-point tensor of checkpoint `path` (among those whose
+    name starts with `prefix`, e.g. "model/") holding NaN or Inf, or None if all are finite.
+
+    Raises:
+      WorkdirError: the checkpoint cannot be read.
+    """
+    import numpy as np
     import tensorflow as tf
 
-    return tf.train.latest_checkpoint(Workdir(workdir).checkpoints)
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name, dtype in sorted(reader.get_variable_to_dtype_map().items()):
+            if name.startswith(prefix) and dtype.is_floating:
+                if not np.all(np.isfinite(reader.get_tensor(name))):
+                    return name
+    except (tf.errors.OpError, ValueError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WorkdirError(f"checkpoint {path} is corrupt: {first}") from None
+    return None
 
 
 def restore_model(net: Supernet, path: str) -> None:
@@ -186,7 +266,8 @@ def load_supernet(workdir: str) -> tuple[Supernet, dict]:
       `(net, run_config)`.
 
     Raises:
-      WorkdirError: no run config, no checkpoint, or a checkpoint that does not match.
+      WorkdirError: no run config, no checkpoint, a checkpoint that does not match, or one
+        holding NaN or Inf weights.
     """
     from enas4d_tf.model.supernet import Supernet
 
@@ -196,4 +277,10 @@ def load_supernet(workdir: str) -> tuple[Supernet, dict]:
         raise WorkdirError(f"no checkpoint in {Workdir(workdir).checkpoints}")
     net = Supernet(SearchSpace.from_dict(config["space"]), num_classes=int(config["num_classes"]))
     restore_model(net, path)
+    bad = checkpoint_nonfinite(path, prefix="model/")
+    if bad is not None:
+        raise WorkdirError(
+            f"checkpoint {path} holds non-finite weights (NaN or Inf in {bad}): the training "
+            "diverged; retrain with a smaller learning rate"
+        )
     return net, config

@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from enas4d_tf.errors import WorkdirError
+from enas4d_tf.files import write_bytes_atomic
 from enas4d_tf.workdir import Workdir
 
 # TensorBoard's scalar plugin metadata (what `tf.summary.scalar` writes), built from TF's own
@@ -55,6 +57,16 @@ def read_train_log(workdir: str) -> list[dict]:
             except ValueError:
                 continue
     return records
+
+
+def _record_step(line: bytes) -> float:
+    """The step of a `train_log.jsonl` line; infinity for a line that is not a whole record
+    (a line cut short by a killed process), so that it is dropped."""
+    try:
+        record = json.loads(line)
+        return float(record["step"]) if line.endswith(b"\n") else math.inf
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def format_eta(seconds: float) -> str:
@@ -171,10 +183,35 @@ class TrainLog:
             self._print(text)
 
     def write(self, record: dict) -> None:
-        """Appends a record to `train_log.jsonl`."""
-        if self.chief:
+        """Appends a record to `train_log.jsonl`.
+
+        Raises:
+          WorkdirError: the log cannot be written (what it holds so far is kept).
+        """
+        if not self.chief:
+            return
+        try:
             with open(self.workdir.train_log, "a") as f:
                 f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise WorkdirError(
+                f"cannot write {self.workdir.train_log}: {e.strerror or e}; training stopped, "
+                "the checkpoints and the log so far are kept"
+            ) from None
+
+    def drop_records_after(self, step: int) -> None:
+        """Removes the records of steps after `step` (and a line cut short) from
+        `train_log.jsonl`: a run resumed from the checkpoint of `step` logs them again, and
+        one step must not have two records. The log is replaced atomically, only if needed.
+        """
+        path = self.workdir.train_log
+        if not self.chief or not os.path.exists(path):
+            return
+        with open(path, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+        kept = [line for line in lines if _record_step(line) <= step]
+        if len(kept) != len(lines):
+            write_bytes_atomic(path, b"".join(kept), error=WorkdirError)
 
     def open_summaries(self) -> tf.summary.SummaryWriter:
         """Creates the TensorBoard writer (a no-op one on other workers) and returns it."""

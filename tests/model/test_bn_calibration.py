@@ -56,3 +56,35 @@ def test_the_cache_does_not_keep_a_network_alive():
     del net
     gc.collect()
     assert ref() is None
+
+
+def test_every_bn_of_the_network_holds_its_inputs_statistics():
+    """Network-level check against an independent forward pass: after recalibrating on one
+    batch, every BN of the static network (standard Keras layers, built by extract_subnet)
+    holds the mean and variance of its own input over those images. One batch makes the
+    population statistics equal the batch statistics every BN normalised with during
+    calibration, so the static network in inference mode replays that forward pass exactly."""
+    import keras
+
+    from enas4d_tf.model.subnet import extract_subnet
+
+    space, net = _net()
+    arch = space.sample(seed=5)
+    assert arch != space.largest() and arch != space.smallest()
+    images = np.random.default_rng(2).normal(size=(24, 28, 28, 1)).astype("float32")
+    e4.recalibrate_bn(net, arch, images, num_images=24, batch_size=24)
+    static = extract_subnet(net, arch)
+    bns = [layer for layer in static.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) > 10
+    probe = keras.Model(static.inputs, [bn.input for bn in bns])
+    x = tf.image.resize(images, (arch.resolution, arch.resolution))
+    inputs = probe(x, training=False)
+    for bn, y in zip(bns, inputs, strict=True):
+        y = np.asarray(y, np.float64)
+        axes = tuple(range(y.ndim - 1))
+        np.testing.assert_allclose(
+            bn.moving_mean.numpy(), y.mean(axes), rtol=1e-3, atol=1e-5, err_msg=bn.name
+        )
+        np.testing.assert_allclose(
+            bn.moving_variance.numpy(), y.var(axes), rtol=2e-3, atol=1e-5, err_msg=bn.name
+        )
