@@ -22,6 +22,7 @@ import tensorflow as tf
 from enas4d_tf import thresholds
 from enas4d_tf.baselines.backbone import BackboneSpec, exit_macs
 from enas4d_tf.baselines.config import point_name
+from enas4d_tf.errors import TrainError
 from enas4d_tf.exit_policy import FitResult, ValidationSplit, pareto_front
 
 FRONT_VERSION = 1
@@ -144,12 +145,19 @@ def measure_front(
 
     Raises:
       DataError: the dataset cannot be read.
+      TrainError: the network's outputs are not finite.
       ValueError: a budget below exit 1's cost.
     """
     from enas4d_tf.data import load_arrays
 
     images, labels = load_arrays(dataset, "validation", data_dir, max_examples=num_val_images)
     probs = exit_probabilities(model, images)
+    finite = np.isfinite(probs).reshape(len(probs), -1).all(axis=1)
+    if not finite.all():
+        raise TrainError(
+            f"exit {int(np.argmin(finite)) + 1}'s outputs on the validation split are not "
+            "finite: the network diverged; train it again with a lower --learning_rate"
+        )
     macs = exit_macs(spec)
     budgets = list(budgets) if budgets else budget_grid(macs, pareto_points)
     return front_record(spec, macs, probs, labels, fit_front(probs, labels, macs, budgets))
