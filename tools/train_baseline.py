@@ -1,5 +1,4 @@
-"""Trains the early-exit baseline, fits its thresholds and exports it (README.md "Early-exit
-baseline").
+"""Trains the early-exit baseline, fits its thresholds and exports it.
 
   python -m tools.train_baseline --workdir=runs/ee --preset=fashion_mnist --epochs=18 \
       --batch_size=256 --learning_rate=0.2 --warmup_epochs=0.3 --max_train_minutes=88 \
@@ -12,6 +11,18 @@ runs over the validation split and the search's threshold fitter picks threshold
 budget (`--budgets`, or a grid of `--pareto_points` from exit 1's cost to the last exit's):
 `<workdir>/front.json`. With `--out`, the budgets' networks (or the front's) are exported as
 `tools.export` exports a network, for `tools.cascade`.
+
+How the benchmark of record configures it: the recipe flags of configs/train_benchmark.cfg
+that apply (batch 256, learning rate 0.2, warm-up 0.3 epochs, weight decay 5e-4, label
+smoothing 0.1, seed 0; `--exit_weights` equal by default, or that file's 1,1,3), the
+supernet's wall time as `--max_train_minutes` (one deployment) or that time divided by the
+number of networks the search chose (many deployments), and `--epochs` set to what fits in
+that time at the speed the log reports (`images_per_s`), so the schedule decays to 0 by the
+end rather than being cut off. The backbone keeps the defaults (the middle choice of each gene
+and the largest network's widths: 4.5 / 6.5 / 8.1 M MACs to exits 1 / 2 / 3 on
+fashion_mnist); a second configuration is compared on validation only (for example
+`--depth=1 --kernel=3 --expand=3 --resolution=24`, 1.6 / 2.1 / 2.5 M MACs, for the cheap end
+of the dynamic front).
 
 Running the same command again resumes training from the newest checkpoint; a finished run
 fits and exports at once. Bad input ends with one line on stderr and exit 1 (flag errors:
