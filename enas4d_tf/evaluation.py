@@ -7,32 +7,27 @@ users do the same work through it, BN recalibration on training images and then 
 over held-out images:
 
 * the search measures candidates with `CandidateEvaluator` (each exit's softmax confidence and
-  correctness on the validation split, from which `enas4d_tf.thresholds` fits thresholds for
-  any MACs budget without running the network again);
+  correctness on the validation split, a `Measurement` of `enas4d_tf.search.measurement`,
+  from which thresholds for any MACs budget are fitted without running the network again);
 * training's epoch-end evaluation (`enas4d_tf.train.evaluate`) takes each exit's accuracy and
   mean cross-entropy (`ExitRunner.accuracy_and_loss`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
 import tensorflow as tf
 
-from enas4d_tf import thresholds
-from enas4d_tf.exit_policy import (
-    FitResult,
-    PolicyResult,
-    ValidationSplit,
-    evaluate_confidences,
-    static_thresholds,
-)
+from enas4d_tf.exit_policy import ValidationSplit
 from enas4d_tf.model.bn_calibration import DEFAULT_CALIBRATION_IMAGES, BNCalibrator
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.model.supernet import Supernet
+from enas4d_tf.search.measurement import Measurement
 from enas4d_tf.space import Arch
+
+__all__ = ["CandidateEvaluator", "ExitRunner", "Measurement", "exit_probabilities"]
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -153,54 +148,6 @@ def exit_probabilities(
     hold an `ExitRunner`.
     """
     return ExitRunner(net).probabilities(arch, images, batch_size)
-
-
-@dataclasses.dataclass(eq=False)
-class Measurement:
-    """One measured candidate: what its exits do on the validation split.
-
-    Attributes:
-      arch: the architecture.
-      stage_macs: `S` cumulative MACs.
-      split: the validation confidences and correctness.
-      seconds: wall time of the measurement (0 for one loaded from a saved state).
-    """
-
-    arch: Arch
-    stage_macs: list
-    split: ValidationSplit
-    seconds: float = 0.0
-    _fits: dict = dataclasses.field(default_factory=dict, repr=False)
-
-    @property
-    def exit_accuracy(self) -> list:
-        """Validation accuracy of each exit on its own."""
-        return [float(v) for v in self.split.correct.mean(axis=1)]
-
-    @property
-    def fits(self) -> dict:
-        """`{(budget, method): FitResult or None}` of every fit computed so far."""
-        return dict(self._fits)
-
-    def static_result(self) -> PolicyResult:
-        """The single-exit network: every image runs to the last exit (cost `C_S`)."""
-        return evaluate_confidences(
-            self.split.confidence,
-            self.split.correct,
-            self.stage_macs,
-            static_thresholds(len(self.stage_macs)),
-        )
-
-    def fit(self, budget: float, method: str = "greedy") -> FitResult | None:
-        """Thresholds for `budget` on the validation split; None when `C_1 > budget`."""
-        key = (float(budget), method)
-        if key not in self._fits:
-            if self.stage_macs[0] > budget:
-                self._fits[key] = None
-            else:
-                fitter = thresholds.FITTERS[method]
-                self._fits[key] = fitter(self.split, self.stage_macs, float(budget))
-        return self._fits[key]
 
 
 class CandidateEvaluator:

@@ -6,7 +6,9 @@
 Writes `<workdir>/search/`: pareto.json, pareto.png, archs/<name>.json (one per chosen
 network) and state.json (every measured candidate). Running the same command again continues
 from state.json and measures nothing twice. Only the "validation" and "train" splits are read.
-Bad input ends with one line on stderr and exit 1 (flag errors: exit 2).
+Bad input ends with one line on stderr and exit 1 (flag errors: exit 2): what can be checked
+without TensorFlow (settings, budgets, the workdir, its lock, the output locations, the search
+state) is checked before TensorFlow is imported. The workdir is locked while the search writes.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags  # noqa: E402
 
 from enas4d_tf.errors import Enas4dError  # noqa: E402
-from enas4d_tf.search.config import MODES, SearchConfig, parse_budgets  # noqa: E402
-from enas4d_tf.search.run import run_search  # noqa: E402
-from tools._cli import config_from_flags, fail, flags_parser  # noqa: E402
+from enas4d_tf.search.config import (  # noqa: E402
+    MAX_BATCH_SIZE,
+    MODES,
+    SearchConfig,
+    parse_budgets,
+)
+from tools._cli import config_from_flags, fail, flags_parser, quiet_stderr  # noqa: E402
 
 _DEFAULTS = SearchConfig()
 
@@ -29,8 +35,9 @@ flags.DEFINE_enum(
     "mode",
     _DEFAULTS.mode,
     list(MODES),
-    "What to search: dynamic multi-exit networks, static single-exit networks (the last exit "
-    "only, at full cost), or both.",
+    "What to search: dynamic multi-exit networks (thresholds fitted per budget), static "
+    "networks (an architecture cut at any exit: its stages up to that exit and that exit "
+    "alone), or both.",
 )
 flags.DEFINE_list(
     "budgets",
@@ -81,22 +88,51 @@ flags.DEFINE_float(
 flags.DEFINE_integer(
     "num_val_images",
     _DEFAULTS.num_val_images,
-    "Validation images each candidate is scored on (at most the whole split).",
-    lower_bound=1,
+    "Validation images each candidate is scored on (more than the split holds: the whole "
+    "split). Dynamic candidates are ranked by thresholds fitted on one half of them and scored "
+    "on the other.",
+    lower_bound=2,
 )
 flags.DEFINE_integer(
     "num_calibration_images",
     _DEFAULTS.num_calibration_images,
-    "Training images used to recalibrate each candidate's batch norm.",
+    "Training images used to recalibrate each candidate's batch norm (more than the split "
+    "holds: the whole split).",
     lower_bound=1,
 )
-flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Images per forward pass.", lower_bound=1)
+flags.DEFINE_integer(
+    "batch_size",
+    _DEFAULTS.batch_size,
+    "Images per forward pass.",
+    lower_bound=1,
+    upper_bound=MAX_BATCH_SIZE,
+)
 flags.DEFINE_string(
     "data_dir", None, "Where the dataset is, if not where the workdir's run config says."
 )
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seeds the search.", lower_bound=0)
+flags.DEFINE_integer(
+    "seed",
+    _DEFAULTS.seed,
+    "Seeds the search and fixes the two halves of the validation images for the cross-fit.",
+    lower_bound=0,
+)
 
 FLAGS = flags.FLAGS
+
+
+def _import_search():
+    """`run_search`, imported (with TensorFlow) without its start-up noise, and TensorFlow's
+    Python logging limited to errors: a refused checkpoint would otherwise be followed by a
+    warning per unrestored variable."""
+    with quiet_stderr():
+        import tensorflow as tf
+        from absl import logging
+
+        from enas4d_tf.search.run import run_search
+
+    tf.get_logger().setLevel("ERROR")
+    logging.set_verbosity(logging.ERROR)
+    return run_search
 
 
 def main(argv: list[str]) -> None:
@@ -106,7 +142,13 @@ def main(argv: list[str]) -> None:
         config = config_from_flags(
             SearchConfig, budgets=parse_budgets(FLAGS.budgets), data_dir=FLAGS.data_dir or ""
         )
-        run_search(FLAGS.workdir, config, log=lambda line: print(line, flush=True))
+        from enas4d_tf.locking import WorkdirLock
+        from enas4d_tf.search.preflight import check_search_workdir
+
+        check_search_workdir(FLAGS.workdir, config)
+        with WorkdirLock(FLAGS.workdir, "search"):
+            run_search = _import_search()
+            run_search(FLAGS.workdir, config, log=lambda line: print(line, flush=True))
     except Enas4dError as e:
         fail("search", str(e))
 

@@ -10,6 +10,8 @@ from enas4d_tf.errors import SearchError
 from enas4d_tf.search.evolution import EvolutionConfig
 
 MODES = ("dynamic", "static", "both")
+# Images per forward pass at most: a larger batch of a large network can exhaust memory.
+MAX_BATCH_SIZE = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,8 +19,8 @@ class SearchConfig:
     """Settings of one search run (`tools/search.py` has a flag of each name).
 
     Attributes:
-      mode: "dynamic" (multi-exit networks with fitted thresholds), "static" (single-exit
-        networks: only the last exit, full cost `C_S`) or "both".
+      mode: "dynamic" (multi-exit networks with fitted thresholds), "static" (networks cut
+        at any exit `s`: groups `<= s` and exit `s` alone) or "both".
       budgets: average-MACs budgets; empty when `pareto` is set.
       pareto: search a grid of `pareto_points` budgets spanning the space instead.
       pareto_points: budgets of that grid.
@@ -26,14 +28,15 @@ class SearchConfig:
       generations: generations in all, the random first one included.
       mutation_prob: probability that a gene of a child changes.
       crossover_prob: probability that a child comes from two parents.
-      max_cost_ratio: a dynamic candidate for budget `B` has `C_S <= max_cost_ratio * B`
-        (and `C_1 <= B`), so the search does not spend measurements on networks whose images
-        would nearly all have to leave at the first exit.
-      num_val_images: validation images each candidate is scored on (at most the split).
+      max_cost_ratio: a candidate for budget `B` has `C_S <= max_cost_ratio * B` (and
+        `C_1 <= B`), so the search does not spend measurements on networks it could use only
+        at their first exit.
+      num_val_images: validation images each candidate is scored on (at most the split; at
+        least 2, for the two halves of the dynamic cross-fit).
       num_calibration_images: training images for each candidate's BN recalibration.
-      batch_size: images per forward pass.
+      batch_size: images per forward pass (at most `MAX_BATCH_SIZE`).
       data_dir: overrides the workdir's data directory when not empty.
-      seed: seeds the search.
+      seed: seeds the search and fixes the halves of the dynamic cross-fit.
     """
 
     mode: str = "both"
@@ -82,9 +85,13 @@ class SearchConfig:
         checks = [
             ("pareto_points", self.pareto_points >= 2, "must be >= 2"),
             ("max_cost_ratio", self.max_cost_ratio >= 1.0, "must be >= 1"),
-            ("num_val_images", self.num_val_images >= 1, "must be >= 1"),
+            ("num_val_images", self.num_val_images >= 2, "must be >= 2"),
             ("num_calibration_images", self.num_calibration_images >= 1, "must be >= 1"),
-            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            (
+                "batch_size",
+                1 <= self.batch_size <= MAX_BATCH_SIZE,
+                f"must be in 1..{MAX_BATCH_SIZE}",
+            ),
         ]
         for name, ok, rule in checks:
             if not ok:

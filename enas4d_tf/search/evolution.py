@@ -103,8 +103,14 @@ class Objective(abc.ABC):
         """`(accuracy, cost)` of a measured record within `budget`, or None if it cannot."""
 
     @abc.abstractmethod
-    def features(self, arch: Arch, budget: float) -> np.ndarray:
-        """Predictor input for `arch` at `budget`."""
+    def predictor_rows(self, record: Any, budgets: Sequence[float]) -> list:
+        """`[(features, target accuracy)]` a measured record teaches the accuracy predictor
+        (features: a 1-D float array of a fixed length)."""
+
+    @abc.abstractmethod
+    def predict(self, predictor: AccuracyPredictor, archs: list[Arch], budget: float):
+        """Predicted scores `(len(archs),)` of unmeasured `archs` at `budget` (the highest
+        is measured first)."""
 
 
 @dataclasses.dataclass
@@ -313,17 +319,13 @@ def _unique_children(space, make, count: int, taken: set) -> list[Arch]:
 def _train_predictor(objective, records, budgets, config) -> AccuracyPredictor | None:
     rows, targets, seen = [], [], set()
     for r in records:
-        for b in budgets:
-            score = objective.score(r, b)
-            if score is None:
-                continue
-            x = objective.features(r.arch, b)
+        for x, target in objective.predictor_rows(r, budgets):
             signature = (r.key, x.tobytes())
             if signature in seen:
                 continue
             seen.add(signature)
             rows.append(x)
-            targets.append(score[0])
+            targets.append(target)
     if len(rows) < config.min_predictor_rows:
         return None
     x, y = np.stack(rows), np.asarray(targets)
@@ -339,7 +341,7 @@ def _train_predictor(objective, records, budgets, config) -> AccuracyPredictor |
 def _rank(objective, predictor, pool: list[Arch], budget: float) -> list[Arch]:
     if predictor is None or not pool:
         return list(pool)
-    predicted = predictor.predict(np.stack([objective.features(a, budget) for a in pool]))
+    predicted = objective.predict(predictor, pool, budget)
     order = sorted(range(len(pool)), key=lambda i: (-predicted[i], i))
     return [pool[i] for i in order]
 

@@ -8,8 +8,13 @@ Under `<workdir>/search/`:
                               fronts, the largest and smallest networks, run statistics
   pareto.png                  the fronts plotted
 
-Every entry of pareto.json is an architecture-file record (`formats.arch_file_record`) plus
-the search's `key` of the candidate.
+Every entry of pareto.json is an architecture-file record (`formats.arch_file_record`; a
+static network has `"exit": s`, the exit it is cut at) plus the search's `key` of the
+candidate and `ranking_accuracy` / `ranking_avg_macs`, the score it was ranked by and the
+fronts are drawn on: for a dynamic network the cross-fitted (held-out) validation accuracy
+and average MACs, for a static one its validation accuracy and cost (nothing fitted). Its
+`val_accuracy` and `avg_macs` are those of the thresholds it carries, refitted on every
+validation image.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import dataclasses
 import io
 import os
 
-from enas4d_tf.exit_policy import pareto_front
+from enas4d_tf.exit_policy import PolicyResult, pareto_front, static_thresholds
 from enas4d_tf.export import formats
 from enas4d_tf.files import write_bytes_atomic, write_json_atomic
 from enas4d_tf.search.config import SearchConfig
@@ -26,7 +31,7 @@ from enas4d_tf.search.evolution import best_records, format_macs
 from enas4d_tf.search.store import Candidate
 from enas4d_tf.workdir import Workdir
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -52,19 +57,40 @@ class SearchOutcome:
     stats: dict
 
 
-def _record(name: str, mode: str, candidate: Candidate, result, budget) -> dict:
+def _record(name: str, mode: str, candidate: Candidate, result, budget, exit=None) -> dict:
     record = formats.arch_file_record(
-        name, mode, candidate.arch, result, candidate.stage_macs, budget
+        name, mode, candidate.arch, result, candidate.stage_macs, budget, exit=exit
     )
     record["key"] = candidate.key
     return record
 
 
-def choose(objectives: dict, budgets: dict, records: list) -> list:
-    """For each mode and budget, the record of the best candidate (`<mode>_<budget>`).
+def _static_record(name: str, static, candidate: Candidate, exit: int, budget) -> dict:
+    """A truncated static network's record; its ranking score is its validation accuracy
+    (nothing is fitted)."""
+    result = static.result(candidate, exit)
+    record = _record(name, "static", candidate, result, budget, exit=exit)
+    record["ranking_accuracy"] = record["val_accuracy"]
+    record["ranking_avg_macs"] = record["avg_macs"]
+    return record
 
-    A dynamic record also carries the geometric fitter's accuracy and thresholds for the
-    same budget, for comparison.
+
+def _dynamic_record(name: str, candidate: Candidate, budget: float, ranking) -> dict:
+    """A dynamic network's record: thresholds refitted for `budget` on every validation
+    image, and the cross-fitted (held-out) score `ranking` it was ranked by."""
+    record = _record(name, "dynamic", candidate, candidate.measurement.fit(budget), budget)
+    record["ranking_accuracy"] = ranking.accuracy
+    record["ranking_avg_macs"] = ranking.avg_macs
+    return record
+
+
+def choose(objectives: dict, budgets: dict, records: list) -> list:
+    """For each mode and budget, the record of the best candidate by its ranking score.
+
+    Dynamic (`dynamic_<budget>`): ranked by the cross-fitted score, then refitted on every
+    validation image; the record also carries the geometric fitter's accuracy and thresholds
+    for the same budget, for comparison. Static (`static_<budget>_exit<s>`): the most
+    accurate truncated network within the budget, `"exit": s`.
     """
     chosen = []
     for mode, mode_budgets in budgets.items():
@@ -74,53 +100,89 @@ def choose(objectives: dict, budgets: dict, records: list) -> list:
             if not top:
                 continue
             candidate = top[0]
-            m = candidate.measurement
-            result = m.fit(b) if mode == "dynamic" else m.static_result()
-            entry = _record(f"{mode}_{format_macs(b)}", mode, candidate, result, b)
-            if mode == "dynamic":
-                geometric = m.fit(b, method="geometric")
-                entry["geometric_val_accuracy"] = geometric.accuracy
-                entry["geometric_thresholds"] = geometric.thresholds
+            if mode == "static":
+                s = objective.best_exit(candidate, b)
+                name = f"static_{format_macs(b)}_exit{s}"
+                chosen.append(_static_record(name, objective, candidate, s, b))
+                continue
+            ranking = candidate.measurement.cross_fit(b, objective.seed)
+            entry = _dynamic_record(f"dynamic_{format_macs(b)}", candidate, b, ranking)
+            geometric = candidate.measurement.fit(b, method="geometric")
+            entry["geometric_val_accuracy"] = geometric.accuracy
+            entry["geometric_thresholds"] = geometric.thresholds
             chosen.append(entry)
     return chosen
 
 
-def fronts(budgets: dict, records: list) -> dict:
-    """The accuracy-vs-average-MACs Pareto front of each searched mode, cheapest first.
+def _front(points: list, make) -> list:
+    """The records of the Pareto-optimal `points` `(cost, accuracy, *args)`, cheapest first,
+    each made by `make(index_on_front, *args)`."""
+    index = pareto_front([(p[0], p[1]) for p in points])
+    return [make(n, *points[i][2:]) for n, i in enumerate(index)]
 
-    Static points: every candidate's single-exit network. Dynamic points: those too (a
-    static policy is also a dynamic one) and every candidate's fit for each dynamic budget.
+
+def fronts(objectives: dict, budgets: dict, records: list) -> dict:
+    """The accuracy-vs-average-MACs Pareto front of each searched mode, cheapest first, on
+    the scores candidates are ranked by (`ranking_accuracy`, `ranking_avg_macs`).
+
+    Static points: every candidate cut at every exit. Dynamic points: every candidate's
+    cross-fitted policy for each dynamic budget, and its policy without early exits (every
+    image to the last exit, at `C_S`; nothing fitted).
     """
     out = {}
-    static_points = [(r, r.measurement.static_result(), None) for r in records]
-    dynamic_points = list(static_points)
-    for b in budgets.get("dynamic", []):
+    static = objectives["static"]
+    if "static" in budgets:
+        points = []
         for r in records:
-            fit = r.measurement.fit(b)
-            if fit is not None:
-                dynamic_points.append((r, fit, b))
-    for mode, points in (("dynamic", dynamic_points), ("static", static_points)):
-        if mode not in budgets:
-            continue
-        index = pareto_front([(p[1].avg_macs, p[1].accuracy) for p in points])
-        front = []
-        for i in index:
-            r, result, b = points[i]
-            front.append(_record(f"{mode}_front_{len(front)}", mode, r, result, b))
-        out[mode] = front
+            for s, (cost, acc) in enumerate(
+                zip(static.costs.truncated(r.arch), r.measurement.exit_accuracy, strict=True)
+            ):
+                points.append((cost, acc, r, s + 1))
+        out["static"] = _front(
+            points, lambda n, r, s: _static_record(f"static_front_{n}", static, r, s, None)
+        )
+    if "dynamic" in budgets:
+        seed = objectives["dynamic"].seed
+        points = []
+        for r in records:
+            last = r.measurement.exit_accuracy[-1]
+            points.append((float(r.stage_macs[-1]), last, r, None, None))
+            for b in budgets["dynamic"]:
+                ranking = r.measurement.cross_fit(b, seed)
+                if ranking is not None:
+                    points.append((ranking.avg_macs, ranking.accuracy, r, b, ranking))
+        out["dynamic"] = _front(points, _dynamic_front_record)
     return out
 
 
-def reference_entries(smallest: Candidate, largest: Candidate) -> dict:
-    """Records of the space's smallest and largest networks as static networks, with the
-    accuracy of each of their exits."""
+def _dynamic_front_record(n: int, candidate: Candidate, budget, ranking) -> dict:
+    name = f"dynamic_front_{n}"
+    if budget is not None:
+        return _dynamic_record(name, candidate, budget, ranking)
+    # No early exit: every image runs to the last exit.
+    m = candidate.measurement
+    num_stages = len(m.stage_macs)
+    result = PolicyResult(
+        m.exit_accuracy[-1],
+        [0.0] * (num_stages - 1) + [1.0],
+        float(m.stage_macs[-1]),
+        static_thresholds(num_stages),
+    )
+    record = _record(name, "dynamic", candidate, result, None)
+    record["ranking_accuracy"] = record["val_accuracy"]
+    record["ranking_avg_macs"] = record["avg_macs"]
+    return record
+
+
+def reference_entries(static, smallest: Candidate, largest: Candidate) -> dict:
+    """Records of the space's smallest and largest networks as static networks at their last
+    exit, with each exit's validation accuracy and truncated cost."""
     out = {}
     for label, candidate in (("smallest", smallest), ("largest", largest)):
-        result = candidate.measurement.static_result()
-        entry = formats.arch_file_record(
-            label, "static", candidate.arch, result, candidate.stage_macs, None
-        )
+        s = len(candidate.stage_macs)
+        entry = _static_record(label, static, candidate, s, None)
         entry["exit_accuracy"] = candidate.measurement.exit_accuracy
+        entry["truncated_macs"] = static.costs.truncated(candidate.arch)
         out[label] = entry
     return out
 
@@ -168,7 +230,8 @@ def write_outputs(paths: Workdir, outcome: SearchOutcome) -> dict:
 
 
 def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None:
-    """Plots validation accuracy vs average MACs: both fronts, choices, largest, smallest.
+    """Plots validation accuracy vs average MACs on the ranking scores (dynamic: cross-fitted,
+    held out; static: every exit, nothing fitted): both fronts, choices, largest, smallest.
 
     Written to a temporary file and renamed, so `path` is never a partial image.
     """
@@ -179,15 +242,19 @@ def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     styles = {"dynamic": ("tab:blue", "o", "-"), "static": ("tab:orange", "s", "--")}
+    labels = {"dynamic": "dynamic front (cross-fitted)", "static": "static front (every exit)"}
     for mode, front in fronts.items():
         color, marker, line = styles[mode]
-        xs = [p["avg_macs"] for p in front]
-        ys = [100 * p["val_accuracy"] for p in front]
-        ax.plot(xs, ys, linestyle=line, marker=marker, color=color, label=f"{mode} front")
+        xs = [p["ranking_avg_macs"] for p in front]
+        ys = [100 * p["ranking_accuracy"] for p in front]
+        ax.plot(xs, ys, linestyle=line, marker=marker, color=color, label=labels[mode])
+        for p, x, y in zip(front, xs, ys, strict=True):
+            if p.get("exit") is not None:  # which exit each static network is cut at
+                ax.annotate(f"e{p['exit']}", (x, y), textcoords="offset points", xytext=(3, -9))
     for entry in chosen:
         ax.scatter(
-            [entry["avg_macs"]],
-            [100 * entry["val_accuracy"]],
+            [entry["ranking_avg_macs"]],
+            [100 * entry["ranking_accuracy"]],
             s=110,
             facecolors="none",
             edgecolors=styles[entry["mode"]][0],
@@ -207,7 +274,7 @@ def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None
     ax.set_xscale("log")
     ax.set_xlabel("average MACs per image")
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title("Accuracy vs average MACs (circles: chosen networks)")
+    ax.set_title("Accuracy vs average MACs (circles: chosen networks; e<s>: cut at exit s)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -218,19 +285,23 @@ def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None
 
 
 def log_table(chosen: list, log) -> None:
-    """Logs one line per chosen network: budget, average MACs, validation accuracy (also
-    with the geometric fitter's thresholds) and the rate of each exit, exit 1 first."""
+    """Logs one line per chosen network: budget, exits it has (a static network: the exit it
+    is cut at), average MACs, validation accuracy with the final thresholds, the held-out
+    (cross-fitted) accuracy it was ranked by, the geometric fitter's accuracy, and the rate
+    of each exit, exit 1 first."""
     header = (
-        f"{'name':<18} {'budget':>8} {'avg MACs':>9} {'val acc':>8} {'geometric':>9}  "
-        "exit rates (1/2/...)"
+        f"{'name':<22} {'budget':>8} {'exits':>5} {'avg MACs':>9} {'val acc':>8} "
+        f"{'held-out':>8} {'geometric':>9}  exit rates (1/2/...)"
     )
     log(header)
     log("-" * len(header))
     for e in chosen:
         geometric = e.get("geometric_val_accuracy")
+        exits = f"{len(e['thresholds'])}" if e.get("exit") is None else f"={e['exit']}"
         log(
-            f"{e['name']:<18} {format_macs(e['budget_macs']):>8} "
+            f"{e['name']:<22} {format_macs(e['budget_macs']):>8} {exits:>5} "
             f"{format_macs(e['avg_macs']):>9} {e['val_accuracy']:>8.4f} "
+            f"{e['ranking_accuracy']:>8.4f} "
             f"{'' if geometric is None else f'{geometric:.4f}':>9}  "
             + "/".join(f"{r:.2f}" for r in e["exit_rates"])
         )

@@ -37,6 +37,7 @@ from enas4d_tf.search.outputs import (
     reference_entries,
     write_outputs,
 )
+from enas4d_tf.search.preflight import check_search_workdir
 from enas4d_tf.search.store import Candidate, SearchStore
 from enas4d_tf.space import Arch, arch_key
 from enas4d_tf.workdir import Workdir, latest_checkpoint, load_supernet
@@ -81,15 +82,34 @@ class SearchResult:
     paths: dict
 
 
-def load_search_data(dataset: str, data_dir: str | None, config: SearchConfig) -> SearchData:
-    """The validation images and labels and the calibration (train) images of `dataset`."""
+def _clamped(name: str, asked: int, available: int, split: str, log) -> int:
+    """`asked`, or the split's size when it holds fewer images (with a log line)."""
+    if asked <= available:
+        return asked
+    log(f"{name} = {asked} is more than the {split} split holds; using its {available} images")
+    return available
+
+
+def load_search_data(
+    dataset: str, data_dir: str | None, config: SearchConfig, log: Callable[[str], None] = print
+) -> SearchData:
+    """The validation images and labels and the calibration (train) images of `dataset`.
+
+    Image counts larger than a split are clamped to it (with a log line) before anything is
+    loaded, so a huge count never loads more than the split.
+    """
     from enas4d_tf import data as data_lib  # looked up at call time: tests replace it
 
-    # Only these two splits are ever loaded here: the test split is never used to choose.
-    val_images, val_labels = data_lib.load_arrays(
-        dataset, "validation", data_dir, config.num_val_images
+    info = data_lib.dataset_info(dataset, data_dir)
+    num_val = _clamped(
+        "num_val_images", config.num_val_images, info.num_validation, "validation", log
     )
-    calibration, _ = data_lib.load_arrays(dataset, "train", data_dir, config.num_calibration_images)
+    num_calibration = _clamped(
+        "num_calibration_images", config.num_calibration_images, info.num_train, "train", log
+    )
+    # Only these two splits are ever loaded here: the test split is never used to choose.
+    val_images, val_labels = data_lib.load_arrays(dataset, "validation", data_dir, num_val)
+    calibration, _ = data_lib.load_arrays(dataset, "train", data_dir, num_calibration)
     return SearchData(val_images, val_labels, calibration)
 
 
@@ -118,14 +138,14 @@ def run_search(
       DataError: the data cannot be read.
     """
     start = time.perf_counter()
-    config.validate()
+    check_search_workdir(workdir, config)
     paths = Workdir(workdir)
     net, run_config = load_supernet(workdir)
     costs = CostModel(net.space, net.num_classes)
-    objectives = make_objectives(costs, config.max_cost_ratio)
+    objectives = make_objectives(costs, config.max_cost_ratio, config.seed)
     budgets = budgets_per_mode(config, objectives, costs, log)
 
-    evaluator, dataset, data_dir = _evaluator(net, run_config, config, data)
+    evaluator, dataset, data_dir = _evaluator(net, run_config, config, data, log)
     log(
         f"search of {workdir}: {evaluator.num_val_images} validation images, "
         f"{evaluator.num_calibration_images} calibration images, modes {', '.join(config.modes)}"
@@ -137,8 +157,8 @@ def run_search(
     references, records = _search(config, objectives, budgets, _Measurer(store, evaluator), log)
     outcome = SearchOutcome(
         chosen=choose(objectives, budgets, records),
-        fronts=fronts(budgets, records),
-        references=reference_entries(*references),
+        fronts=fronts(objectives, budgets, records),
+        references=reference_entries(objectives["static"], *references),
         budgets=budgets,
         settings=settings,
         config=config,
@@ -158,19 +178,29 @@ def run_search(
     )
 
 
-def _evaluator(net, run_config: dict, config: SearchConfig, data: SearchData | None):
+def _evaluator(net, run_config: dict, config: SearchConfig, data: SearchData | None, log):
     """The candidate evaluator on `data` (loaded when None); also the dataset's name and
     folder as the settings record them."""
     dataset = run_config.get("dataset", "fashion_mnist")
     data_dir = config.data_dir or run_config.get("data_dir") or None
     if data is None:
-        data = load_search_data(dataset, data_dir, config)
+        data = load_search_data(dataset, data_dir, config, log)
+    num_val = _clamped(
+        "num_val_images", config.num_val_images, len(data.val_labels), "validation", log
+    )
+    num_calibration = _clamped(
+        "num_calibration_images",
+        config.num_calibration_images,
+        len(data.calibration_images),
+        "train",
+        log,
+    )
     evaluator = CandidateEvaluator(
         net,
-        data.val_images[: config.num_val_images],
-        data.val_labels[: config.num_val_images],
+        data.val_images[:num_val],
+        data.val_labels[:num_val],
         data.calibration_images,
-        config.num_calibration_images,
+        num_calibration,
         config.batch_size,
     )
     return evaluator, dataset, data_dir

@@ -42,8 +42,14 @@ class FakeObjective(Objective):
     def score(self, record, budget):
         return None if record.macs[-1] > budget else (record.accuracy, float(record.macs[-1]))
 
-    def features(self, arch, budget):
-        return self.space.encode(arch)
+    def predictor_rows(self, record, budgets):
+        # One row per record that some budget admits: its accuracy does not depend on them.
+        if all(self.score(record, b) is None for b in budgets):
+            return []
+        return [(self.space.encode(record.arch), record.accuracy)]
+
+    def predict(self, predictor, archs, budget):
+        return predictor.predict(np.stack([self.space.encode(a) for a in archs]))
 
 
 def fake_accuracy(space, arch):

@@ -19,9 +19,10 @@ import pytest
 import enas4d_tf as e4
 from enas4d_tf import data as data_lib
 from enas4d_tf import exit_policy
+from enas4d_tf.data.info import DatasetInfo
 from enas4d_tf.errors import SearchError
 from enas4d_tf.export import formats
-from enas4d_tf.model.macs import stage_macs
+from enas4d_tf.model.macs import stage_macs, truncated_macs
 from enas4d_tf.search import objectives
 from enas4d_tf.search.config import SearchConfig, parse_budgets
 from enas4d_tf.search.evolution import format_macs
@@ -159,30 +160,42 @@ def check_outputs(folder: str, report: dict, low: float, mid: float) -> None:
     assert names == sorted(f"{e['name']}.json" for e in report["chosen"])
     expected = {f"dynamic_{format_macs(low)}.json", f"dynamic_{format_macs(mid)}.json"}
     assert expected <= set(names)
-    assert f"static_{format_macs(mid)}.json" in names
+    # Static networks are named after the exit they are cut at.
+    for budget in (low, mid):
+        assert any(n.startswith(f"static_{format_macs(budget)}_exit") for n in names)
     for name in names:
         path = os.path.join(folder, "archs", name)
         entry = read_json(path)
-        assert set(entry) == ARCH_FILE_KEYS
+        static = entry["mode"] == "static"
+        assert set(entry) == ARCH_FILE_KEYS | ({"exit"} if static else set())
         assert entry["format_version"] == formats.ARCH_FILE_VERSION
         spec = formats.read_arch_file(path, space)
         assert spec.name == entry["name"] and list(spec.thresholds) == entry["thresholds"]
         arch = Arch.from_dict(entry["arch"])
         space.validate(arch)
         assert entry["stage_macs"] == stage_macs(space, arch, num_classes=10)
-        assert entry["thresholds"][-1] == 0.0 and len(entry["thresholds"]) == 3
+        assert entry["thresholds"][-1] == 0.0
         assert entry["avg_macs"] <= entry["budget_macs"]
         assert sum(entry["exit_rates"]) == pytest.approx(1.0)
-        assert entry["avg_macs"] == pytest.approx(
-            exit_policy.average_macs(entry["exit_rates"], entry["stage_macs"])
-        )
-        if entry["mode"] == "static":
-            assert entry["thresholds"] == [None, None, 0.0]
-            assert entry["exit_rates"] == [0.0, 0.0, 1.0]
+        if static:
+            s = entry["exit"]
+            assert (
+                spec.exit == s
+                and name == f"{entry['name']}.json"
+                and name.endswith(f"_exit{s}.json")
+            )
+            assert entry["thresholds"] == [None] * (s - 1) + [0.0]
+            assert entry["exit_rates"] == [0.0] * (s - 1) + [1.0]
+            assert entry["avg_macs"] == truncated_macs(space, arch, s, 10)
+        else:
+            assert len(entry["thresholds"]) == 3
+            assert entry["avg_macs"] == pytest.approx(
+                exit_policy.average_macs(entry["exit_rates"], entry["stage_macs"])
+            )
     for mode in ("dynamic", "static"):
         front = report["fronts"][mode]
-        costs = [p["avg_macs"] for p in front]
-        accuracies = [p["val_accuracy"] for p in front]
+        costs = [p["ranking_avg_macs"] for p in front]
+        accuracies = [p["ranking_accuracy"] for p in front]
         assert costs == sorted(costs) and accuracies == sorted(accuracies)
     with open(os.path.join(folder, "pareto.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -208,18 +221,26 @@ def test_search_end_to_end_never_opens_the_test_split_and_continues(workdir, mon
     def refuse(*args, **kwargs):
         raise RuntimeError("the search must load arrays, not tf.data pipelines")
 
+    def info(name="fashion_mnist", data_dir=None):
+        # The splits as this test's loader has them: 1000 validation, 150 training images.
+        return DatasetInfo(name, 10, 1, 28, (0.5,), (0.5,), 150, 1000, 0)
+
     with monkeypatch.context() as patch:
         patch.setattr(data_lib, "load_arrays", guarded)
         patch.setattr(data_lib, "make_dataset", refuse)
+        patch.setattr(data_lib, "dataset_info", info)
         lines = []
-        first = run_search(workdir, config, log=lines.append)
+        # More calibration images than the train split holds: clamped, with a log line.
+        asked = dataclasses.replace(config, num_calibration_images=10**9)
+        first = run_search(workdir, asked, log=lines.append)
     assert sorted(splits) == ["train", "validation"]
     text = "\n".join(lines)
+    assert "num_calibration_images = 1000000000 is more than the train split holds" in text
     assert "[dynamic] generation 2/2" in text and "[static] generation 2/2" in text
-    assert "static skips it" in text  # the low budget is below every static network
     report = read_json(paths.pareto_json)
     assert report["stats"]["measured_this_run"] == first.measured_this_run > 0
-    assert report["config"]["num_calibration_images"] == 150
+    assert report["config"]["num_calibration_images"] == 10**9  # as asked
+    assert report["settings"]["num_calibration_images"] == 150  # as used
     check_outputs(paths.search, report, low, mid)
     measured = len(read_json(paths.search_state)["candidates"])
 
@@ -256,6 +277,21 @@ def test_search_end_to_end_never_opens_the_test_split_and_continues(workdir, mon
     assert read_json(paths.pareto_json)["fronts"] == report3["fronts"]
     assert read_json(paths.search_state)["version"] == 2
 
+    # Other settings: the state and its predictions are moved aside (named in the log), not
+    # replaced, and the search starts over.
+    before = read_json(paths.search_state)
+    lines = []
+    fewer = dataclasses.replace(config, num_val_images=200, mode="static", generations=1)
+    run_search(workdir, fewer, log=lines.append, data=data)
+    (moved,) = [line for line in lines if "measured with other settings" in line]
+    assert "(num_val_images)" in moved
+    folder = moved.split(" to ")[1].split(" and starting")[0]
+    assert os.path.dirname(folder) == os.path.join(paths.search, "previous")
+    assert read_json(os.path.join(folder, "state.json")) == before
+    kept = os.listdir(os.path.join(folder, "predictions"))
+    assert len(kept) == len(before["candidates"])
+    assert read_json(paths.search_state)["settings"]["num_val_images"] == 200
+
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="needs Fashion-MNIST")
 def test_search_tool_runs_as_a_user_runs_it(tmp_path):
@@ -287,7 +323,8 @@ def test_search_tool_runs_as_a_user_runs_it(tmp_path):
     assert "[static] generation 1/1" in proc.stdout
     paths = Workdir(folder)
     assert read_json(paths.pareto_json)["settings"]["num_calibration_images"] == 100
-    assert os.path.exists(paths.arch_file(f"static_{format_macs(mid)}"))
+    archs = os.listdir(paths.search_archs)
+    assert any(n.startswith(f"static_{format_macs(mid)}_exit") for n in archs), archs
 
 
 def test_recorded_metrics_match_a_fresh_measurement(workdir):
@@ -322,7 +359,8 @@ BAD_INPUTS = [
     (["--workdir=/nonexistent/dir", "--budgets=1e6"], 1, "does not exist"),
     (["--workdir={wd}", "--budgets=abc"], 1, "budget 'abc' is not a number"),
     (["--workdir={wd}", "--budgets=10"], 1, "is impossible"),
-    (["--workdir={wd}", "--budgets={static_gap}", "--mode=static"], 1, "static network"),
+    (["--workdir={wd}", "--budgets=10", "--mode=static"], 1, "impossible for a static network"),
+    (["--workdir={wd}", "--budgets=1e6", "--batch_size=100000"], 2, "batch_size"),
     (["--workdir={wd}"], 1, "--budgets"),
     (["--workdir={wd}", "--budgets=1e6", "--pareto"], 1, "not both"),
     (["--workdir={wd}", "--budgets=1e6", "--population=0"], 2, "population"),
@@ -335,8 +373,6 @@ BAD_INPUTS = [
 
 
 def test_search_tool_bad_input_ends_with_one_line(workdir, tmp_path):
-    smallest, _ = tiny_costs()
-    static_gap = (smallest[0] + smallest[-1]) // 2  # dynamic can, static cannot
     no_ckpt = tmp_path / "no_ckpt"
     no_ckpt.mkdir()
     space = e4.SearchSpace.preset("tiny")
@@ -344,7 +380,7 @@ def test_search_tool_bad_input_ends_with_one_line(workdir, tmp_path):
         json.dumps({"space": space.to_dict(), "num_classes": 10, "dataset": "fashion_mnist"})
     )
     before = set(os.listdir(workdir))
-    fill = {"wd": workdir, "static_gap": static_gap, "no_ckpt": no_ckpt}
+    fill = {"wd": workdir, "no_ckpt": no_ckpt}
     cases = [[a.format(**fill) for a in args] for args, _, _ in BAD_INPUTS]
     proc, splits = run_cases(cases, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -365,7 +401,9 @@ def test_search_config_and_budget_parsing():
         with pytest.raises(SearchError):
             parse_budgets(bad)
     with pytest.raises(SearchError, match="num_val_images"):
-        SearchConfig(budgets=(1e6,), num_val_images=0).validate()
+        SearchConfig(budgets=(1e6,), num_val_images=1).validate()  # a cross-fit needs 2
+    with pytest.raises(SearchError, match="batch_size"):
+        SearchConfig(budgets=(1e6,), batch_size=10**5).validate()
     with pytest.raises(SearchError, match="num_calibration_images"):
         SearchConfig(budgets=(1e6,), num_calibration_images=0).validate()
     SearchConfig(pareto=True).validate()
@@ -374,16 +412,14 @@ def test_search_config_and_budget_parsing():
 def test_pareto_budgets_span_the_space_and_are_feasible():
     space = e4.SearchSpace.preset("fashion_mnist")
     costs = objectives.CostModel(space, 10)
-    for mode, objective in (
-        ("dynamic", objectives.DynamicObjective(space, costs)),
-        ("static", objectives.StaticObjective(space, costs)),
-    ):
-        grid = objectives.pareto_budgets(costs, mode, 6)
-        assert len(grid) == 6 and grid == sorted(grid)
+    grid = objectives.pareto_budgets(costs, 6)
+    assert len(grid) == 6 and grid == sorted(grid)
+    for objective in objectives.make_objectives(costs, 3.0).values():
         for b in grid:
             objective.check_budget(b)  # raises when infeasible
-        assert grid[-1] <= costs.largest[-1]
-        assert grid[-1] > 0.9 * costs.largest[-1]
+    assert grid[0] >= (costs.smallest[0] * costs.smallest[-1]) ** 0.5
+    assert grid[-1] <= costs.largest[-1]
+    assert grid[-1] > 0.9 * costs.largest[-1]
 
 
 @pytest.mark.slow
