@@ -54,7 +54,7 @@ class FolderSource:
         try:
             probe = tf.io.decode_image(tf.io.read_file(first), expand_animations=False)
         except (tf.errors.OpError, ValueError) as e:
-            raise DataError(f"cannot decode image {first}: {op_error_reason(e)}") from None
+            raise DataError(f"image file {first} cannot be decoded: {op_error_reason(e)}") from None
         height, width, channels = (int(d) for d in probe.shape)
         self.info = DatasetInfo(
             name=name,
