@@ -120,7 +120,10 @@ def _prepare_manual(builder, name: str, root: str) -> None:
         )
     try:
         builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+            # try_download_gcs=False: tfds would otherwise look for a prepared copy on GCS.
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=manual_dir, try_download_gcs=False
+            )
         )
     except Exception as e:  # any failure of tfds's preparation ends the same way
         raise DataError(
