@@ -4,7 +4,9 @@
 
 Running the same command again resumes from the newest checkpoint in the workdir; a run
 that has finished says so and exits 0. Bad input ends with one line on stderr and exit 1
-(flag errors: exit 2).
+(flag errors: exit 2): the flags, the workdir (writable, not in use by another program, its
+run config matching these settings) are checked before TensorFlow is imported. While it
+trains, the program holds the workdir lock (`<workdir>/.lock`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import warnings  # noqa: E402
+
 from absl import app, flags, logging  # noqa: E402
 
-from enas4d_tf.data import DEFAULT_DATASET  # noqa: E402
-from enas4d_tf.errors import DataError, WorkdirError  # noqa: E402
-from enas4d_tf.space import PRESETS  # noqa: E402
+# None of these imports TensorFlow: the input is checked before paying for it.
+from enas4d_tf.errors import Enas4dError, WorkdirError  # noqa: E402
+from enas4d_tf.locking import WorkdirLock  # noqa: E402
+from enas4d_tf.space import PRESETS, SearchSpace  # noqa: E402
 from enas4d_tf.train import sampling  # noqa: E402
-from enas4d_tf.train.config import STRATEGIES, TrainConfig  # noqa: E402
-from enas4d_tf.train.distribution import configure_cpu_replicas  # noqa: E402
-from enas4d_tf.train.trainer import train  # noqa: E402
-from tools._cli import config_from_flags, fail, flags_parser  # noqa: E402
+from enas4d_tf.train.config import DEFAULT_DATASET, STRATEGIES, TrainConfig  # noqa: E402
+from enas4d_tf.train.fixed_arch import check_same_arch, read_fixed_arch  # noqa: E402
+from enas4d_tf.train.resume import check_run_config, check_train_workdir  # noqa: E402
+from enas4d_tf.workdir import Workdir, read_run_config  # noqa: E402
+from tools._cli import config_from_flags, fail, flags_parser, quiet_stderr  # noqa: E402
 
 _DEFAULTS = TrainConfig(workdir="")
 
@@ -175,6 +181,28 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "seed", _DEFAULTS.seed, "Seeds data order, augmentation and sampling.", lower_bound=0
 )
+flags.DEFINE_string(
+    "arch_file",
+    None,
+    "Train this one architecture alone, from scratch, instead of the supernet: an "
+    "architecture file as the search writes it, or a bare Arch.to_dict() JSON; its key "
+    '"exit": s makes it a network cut at exit s (trained on exit s alone). Same recipe; no '
+    "sandwich, no distillation (--num_random_subnets and --kd_ratio do not apply).",
+)
+flags.DEFINE_float(
+    "max_train_minutes",
+    None,
+    "Time budget: stop at the end of the step during which the run's wall time (all "
+    "sessions) reaches this many minutes, save a checkpoint and record how far it got in "
+    "train_summary.json. The schedule is still planned for --epochs.",
+    lower_bound=1e-6,
+)
+flags.DEFINE_bool(
+    "fit_epochs_to_budget",
+    _DEFAULTS.fit_epochs_to_budget,
+    "With --max_train_minutes: time a few steps first and plan the most epochs (at most "
+    "--epochs) whose schedule ends within the budget.",
+)
 
 FLAGS = flags.FLAGS
 
@@ -195,21 +223,77 @@ def _config() -> TrainConfig:
         TrainConfig,
         exit_weights=_floats("exit_weights", FLAGS.exit_weights),
         phase_starts=_floats("phase_starts", FLAGS.phase_starts),
+        # Absolute, so that a resume from another folder names the same file.
+        arch_file=os.path.abspath(FLAGS.arch_file) if FLAGS.arch_file else None,
     )
+
+
+def _check_arch_file(config: TrainConfig) -> None:
+    """The architecture of a run with --arch_file is readable, of the preset's space, and the
+    one the workdir trained (if it trained one): checked before TensorFlow is imported."""
+    if config.arch_file is None:
+        return
+    space = SearchSpace.preset(config.preset)
+    fixed = read_fixed_arch(config.arch_file, space)
+    workdir = Workdir(config.workdir)
+    if os.path.isfile(workdir.run_config):
+        check_same_arch(read_run_config(workdir.root), fixed, workdir.root)
+
+
+def _check_workdir(config: TrainConfig) -> None:
+    """What can be checked before TensorFlow: the workdir can be written, and a workdir
+    trained before was trained with these settings (as far as they are known without the
+    data; the trainer compares the rest)."""
+    root = config.workdir
+    check_train_workdir(root)
+    known = {
+        "space": SearchSpace.preset(config.preset).to_dict(),
+        "dataset": config.dataset,
+        "train": config.to_dict(),
+    }
+    check_run_config(Workdir(root), known)
+
+
+def _make_workdir(root: str) -> bool:
+    """Creates the workdir if needed; returns whether it was created."""
+    if os.path.isdir(root):
+        return False
+    try:
+        os.makedirs(root)
+    except OSError as e:
+        raise WorkdirError(f"cannot create workdir {root}: {e.strerror or e}") from None
+    return True
+
+
+def _train(config: TrainConfig) -> None:
+    with quiet_stderr():  # TensorFlow's start-up lines
+        from enas4d_tf.train.distribution import configure_cpu_replicas
+        from enas4d_tf.train.trainer import train
+    if config.strategy == "mirrored":
+        # Logical CPUs must be configured before TensorFlow runs any op.
+        configure_cpu_replicas(config.cpu_replicas)
+    train(config)
 
 
 def main(argv: list[str]) -> None:
     # Not TF's per-checkpoint INFO lines, nor the warnings a failed restore leaves behind:
     # bad input ends with one line.
     logging.set_verbosity(logging.ERROR)
+    created, root = False, None
     try:
         config = _config()
         config.validate()
-        if config.strategy == "mirrored":
-            # Logical CPUs must be configured before TensorFlow runs any op.
-            configure_cpu_replicas(config.cpu_replicas)
-        train(config)
-    except (DataError, WorkdirError, ValueError) as e:
+        root = config.workdir
+        _check_arch_file(config)
+        _check_workdir(config)
+        created = _make_workdir(root)
+        with WorkdirLock(root, "train"):
+            _train(config)
+    except (Enas4dError, ValueError) as e:
+        if created and not os.listdir(root):
+            os.rmdir(root)  # a refused run leaves no empty workdir behind
+        # Warnings (Keras, a half-restored checkpoint) printed at exit would follow the line.
+        warnings.simplefilter("ignore")
         fail("train", str(e))
 
 

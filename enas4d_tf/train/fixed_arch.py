@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from enas4d_tf.errors import Enas4dError, TrainError
+from enas4d_tf.errors import Enas4dError, TrainError, WorkdirError
 from enas4d_tf.space import Arch, SearchSpace
 
 # The run_config.json entry that names the architecture a fixed-architecture run trains.
@@ -100,7 +100,7 @@ def read_fixed_arch(path: str, space: SearchSpace) -> FixedArch:
     source = os.path.abspath(path)
     try:
         if isinstance(data, dict) and "arch" in data:
-            arch, exit = _from_search_file(path, data, space)
+            arch, exit = _from_search_file(path, space)
         else:
             arch, exit = _from_bare_arch(data, space)
     except Enas4dError as e:
@@ -111,15 +111,13 @@ def read_fixed_arch(path: str, space: SearchSpace) -> FixedArch:
     return FixedArch(arch, exit, source)
 
 
-def _from_search_file(path: str, data: dict, space: SearchSpace) -> tuple[Arch, int | None]:
+def _from_search_file(path: str, space: SearchSpace) -> tuple[Arch, int | None]:
     # The export's reader owns the architecture-file schema (format version, thresholds, and
     # the exit of a network cut at exit s).
     from enas4d_tf.export import formats
 
     spec = formats.read_arch_file(path, space)
-    if hasattr(spec, "exit"):
-        return spec.arch, spec.exit
-    return spec.arch, check_exit(data.get("exit"), space.num_stages)  # a reader without exits
+    return spec.arch, spec.exit
 
 
 def _from_bare_arch(data, space: SearchSpace) -> tuple[Arch, int | None]:
@@ -148,3 +146,28 @@ def check_exit(exit, num_stages: int) -> int | None:
     if not 1 <= exit <= num_stages:
         raise TrainError(f"exit {exit} is outside 1..{num_stages} (exits are numbered from 1)")
     return exit
+
+
+def check_same_arch(previous: dict | None, fixed: FixedArch, root: str) -> None:
+    """A workdir is resumed only by a run of the architecture and exit it trained.
+
+    Args:
+      previous: the workdir's run config (None: a fresh workdir).
+      fixed: this run's architecture.
+      root: the workdir (for the message).
+
+    Raises:
+      WorkdirError: the workdir trained a supernet, or another architecture or exit.
+    """
+    if previous is None:
+        return
+    before = previous.get(RUN_CONFIG_KEY)
+    if before is None:
+        raise WorkdirError(f"{root} trained a supernet, not one architecture: use another workdir")
+    mine = fixed.record()
+    if before.get("arch") != mine["arch"] or before.get("exit") != mine["exit"]:
+        cut = "every exit" if before.get("exit") is None else f"cut at exit {before['exit']}"
+        raise WorkdirError(
+            f"{root} trained another architecture ({before.get('source')}, {cut}), not "
+            f"{fixed.describe()}: use another workdir"
+        )

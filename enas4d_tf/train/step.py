@@ -50,6 +50,11 @@ def exit_losses(
     return tf.stack(ce), tf.stack(kd)
 
 
+def _nonfinite(x: tf.Tensor) -> tf.Tensor:
+    """1.0 where `x` is NaN or Inf, else 0.0 (a float, so replicas' flags sum)."""
+    return tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.float32)
+
+
 def _num_correct(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     predictions = tf.argmax(logits, -1, output_type=tf.int32)
     return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
@@ -62,8 +67,16 @@ class TrainStep:
     stacked size arrays of the step's architectures (`sampling.stack_arch_tensors`,
     largest first). Returns a dict of numpy arrays summed over replicas: `objective` (K,)
     global-batch mean training loss of each architecture, `loss` (K, S) summed per-exit
-    label cross-entropy, `correct` (K, S) correct predictions, `count` () examples.
+    label cross-entropy, `correct` (K, S) correct predictions, `count` () examples, and the
+    guard's flags (non-zero: NaN or Inf seen on some replica): `nonfinite_loss` (K, S) for
+    each architecture's loss terms at each exit, `nonfinite_grad` () for the gradient's
+    global norm (of all architectures together). The flags come back with the metrics the
+    loop reads after every step anyway, so the guard adds no host round trip.
     `traces` counts how often the step was traced (1 for a whole run).
+
+    `num_stages` and `exit_weights` serve a run of one architecture cut at exit `s`
+    (train/alone.py): the forward pass computes stages `1..s` only (S above is then `s`) and
+    the exits are weighted by `exit_weights` (`s` numbers) instead of the config's.
     """
 
     def __init__(
@@ -72,13 +85,20 @@ class TrainStep:
         net: Supernet,
         optimizer: keras.optimizers.Optimizer,
         config: TrainConfig,
+        num_stages: int | None = None,
+        exit_weights: np.ndarray | None = None,
     ):
         self.strategy = strategy
         self.net = net
         self.optimizer = optimizer
         self.num_classes = net.num_classes
-        self.num_stages = net.space.num_stages
-        self.exit_weights = config.normalized_exit_weights(self.num_stages)
+        self.forward_stages = num_stages  # None: every stage, the supernet's forward pass
+        self.num_stages = net.space.num_stages if num_stages is None else num_stages
+        self.exit_weights = (
+            config.normalized_exit_weights(self.num_stages)
+            if exit_weights is None
+            else np.asarray(exit_weights, np.float32)
+        )
         self.kd_ratio = float(config.kd_ratio)
         self.label_smoothing = float(config.label_smoothing)
         self.clip_norm = float(config.clip_norm)
@@ -106,21 +126,20 @@ class TrainStep:
         variables = self.variables
         grads = [tf.zeros_like(v) for v in variables]
         teacher = tf.zeros([tf.shape(images)[0], self.num_classes], tf.float32)
-        objective, exit_loss, correct = [], [], []
+        objective, exit_loss, correct, nonfinite = [], [], [], []
         # A Python loop: the K forward and backward passes are unrolled into one graph, so the
         # executor can run the students' passes side by side once the teacher's is done.
         for i in range(K):
             arch = {k: v[i] for k, v in archs.items()}
             with tf.GradientTape() as tape:
-                logits = self.net(images, arch=arch, training=True)
+                logits = self.net(images, arch=arch, training=True, num_stages=self.forward_stages)
                 logits = [tf.cast(z, tf.float32) for z in logits]
                 ce, kd = exit_losses(
                     logits, labels, teacher, self.label_smoothing, self.num_classes
                 )
                 # The largest network (i == 0) learns from the labels alone.
-                per_example = tf.reduce_sum(
-                    exit_weights * (ce if i == 0 else ce + self.kd_ratio * kd), 0
-                )
+                exit_terms = ce if i == 0 else ce + self.kd_ratio * kd
+                per_example = tf.reduce_sum(exit_weights * exit_terms, 0)
                 loss = tf.nn.compute_average_loss(per_example)
             step_grads = tape.gradient(loss, variables)
             grads = [
@@ -132,18 +151,24 @@ class TrainStep:
                 teacher = tf.nn.softmax(tf.stop_gradient(logits[-1]))
             objective.append(loss)
             exit_loss.append(tf.reduce_sum(ce, axis=1))
+            # The guard reads terms the loss computed anyway: one flag per exit, (S,).
+            nonfinite.append(_nonfinite(tf.reduce_sum(exit_terms, axis=1)))
             correct.append(tf.stack([_num_correct(z, labels) for z in logits]))
         if self.clip_norm > 0:
             # Clip the global gradient, not each replica's: sum over replicas first, then
             # hand the optimizer 1/N of it (it sums over replicas again).
             ctx = tf.distribute.get_replica_context()
             grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-            grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
+            grads, grad_norm = tf.clip_by_global_norm(grads, self.clip_norm)
             grads = [g / ctx.num_replicas_in_sync for g in grads]
+        else:
+            grad_norm = tf.linalg.global_norm(grads)  # of this replica's share
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         return {
             "objective": tf.stack(objective),
             "loss": tf.stack(exit_loss),
             "correct": tf.stack(correct),
             "count": tf.cast(tf.shape(images)[0], tf.float32),
+            "nonfinite_loss": tf.stack(nonfinite),
+            "nonfinite_grad": _nonfinite(grad_norm),
         }

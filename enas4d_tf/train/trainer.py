@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import tempfile
@@ -29,15 +28,25 @@ from enas4d_tf import data as data_lib
 from enas4d_tf.errors import TrainError, WorkdirError
 from enas4d_tf.files import write_json_atomic
 from enas4d_tf.model.supernet import Supernet
-from enas4d_tf.space import SearchSpace
+from enas4d_tf.space import Arch, SearchSpace
 from enas4d_tf.train import sampling
+from enas4d_tf.train.budget import TimeBudget, fit_epochs, seconds_before
 from enas4d_tf.train.config import TrainConfig
 from enas4d_tf.train.distribution import DatasetFn, distributed_epoch, is_chief, make_strategy
 from enas4d_tf.train.evaluate import Evaluator, _evaluate
-from enas4d_tf.train.logs import MetricWindow, Timing, TrainLog, progress_record
+from enas4d_tf.train.fixed_arch import RUN_CONFIG_KEY, FixedArch, read_fixed_arch
+from enas4d_tf.train.guard import (
+    arch_names,
+    kept_checkpoint,
+    nonfinite_message,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from enas4d_tf.train.logs import MetricWindow, Timing, TrainLog, progress_record, read_train_log
 from enas4d_tf.train.optimization import make_optimizer, warmup_cosine
+from enas4d_tf.train.resume import check_finished, check_run_config
 from enas4d_tf.train.step import TrainStep
-from enas4d_tf.workdir import Workdir, restore_model
+from enas4d_tf.workdir import Workdir, find_checkpoint
 
 
 @dataclasses.dataclass
@@ -99,10 +108,13 @@ class _Plan:
     info: data_lib.DatasetInfo
     steps_per_epoch: int
     total_steps: int
+    fixed: FixedArch | None = None  # the one architecture of a run with `arch_file`
 
     def run_config(self, config: TrainConfig) -> dict:
         """The contents of `run_config.json`."""
+        fixed = {} if self.fixed is None else {RUN_CONFIG_KEY: self.fixed.record()}
         return {
+            **fixed,
             "space": self.space.to_dict(),
             "num_classes": self.info.num_classes,
             "dataset": config.dataset,
@@ -135,7 +147,8 @@ def _plan(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Plan:
         raise TrainError(
             f"batch_size {config.batch_size} is larger than the {num_train} training examples"
         )
-    return _Plan(space, info, steps_per_epoch, steps_per_epoch * config.epochs)
+    fixed = None if config.arch_file is None else read_fixed_arch(config.arch_file, space)
+    return _Plan(space, info, steps_per_epoch, steps_per_epoch * config.epochs, fixed)
 
 
 def train(
@@ -168,44 +181,25 @@ def train(
     config.validate()
     strategy = strategy or make_strategy(config.strategy)
     chief = is_chief(strategy)
+    config = fit_epochs(config, strategy, dataset_fn, log)
     plan = _plan(config, strategy)
     workdir = Workdir(os.path.abspath(config.workdir))
     run_config = plan.run_config(config)
-    if os.path.exists(workdir.run_config):
-        _check_run_config(workdir.run_config, run_config)
+    previous = check_run_config(workdir, run_config)
     # Non-chief workers write their (identical) checkpoints to a temporary directory: saving
     # reads replica-local variables, which is a collective every worker must join.
     write_dir = workdir if chief else Workdir(tempfile.mkdtemp(prefix="enas4d_worker_"))
     try:
-        if chief:
-            write_json_atomic(workdir.run_config, run_config)
-        trainer = Trainer(config, strategy, plan, TrainLog(workdir, chief, log), write_dir)
-        return trainer.run(dataset_fn or default_dataset_fn(config))
+        trainer_class = Trainer
+        if plan.fixed is not None:
+            from enas4d_tf.train.alone import AloneTrainer  # a subclass of Trainer
+
+            trainer_class = AloneTrainer
+        trainer = trainer_class(config, strategy, plan, TrainLog(workdir, chief, log), write_dir)
+        return trainer.run(dataset_fn or default_dataset_fn(config), run_config, previous)
     finally:
         if not chief:
             shutil.rmtree(write_dir.root, ignore_errors=True)
-
-
-def _check_run_config(path: str, new: dict) -> None:
-    """A workdir trained before must be resumed with the same space, data and classes.
-
-    Only these are compared, so a run_config.json of an older version (whose `train` fields
-    may carry old names, see `TrainConfig.from_dict`) resumes as well.
-    """
-    try:
-        with open(path) as f:
-            old = json.load(f)
-    except (OSError, ValueError) as e:
-        raise WorkdirError(f"{path} is unreadable or malformed: {e}") from None
-    for key in ("space", "num_classes", "dataset"):
-        if old.get(key) != new[key]:
-            what = old.get(key)
-            if key == "space" and isinstance(what, dict):
-                what = what.get("name")
-            want = new[key]["name"] if key == "space" else new[key]
-            raise WorkdirError(
-                f"{path} was written for {key} {what!r}, not {want!r}: use another workdir"
-            )
 
 
 class Trainer:
@@ -258,35 +252,71 @@ class Trainer:
         self.window = MetricWindow(2 + config.num_random_subnets, plan.space.num_stages)
         self.train_step: TrainStep | None = None
 
-    def run(self, dataset_fn: DatasetFn) -> TrainResult:
-        """Resumes from the newest checkpoint and trains to the end of the run."""
+    def run(
+        self, dataset_fn: DatasetFn, run_config: dict, previous: dict | None = None
+    ) -> TrainResult:
+        """Resumes from the newest checkpoint and trains to the end of the run.
+
+        Args:
+          dataset_fn: the training data.
+          run_config: this run's `run_config.json`, written only if the run trains.
+          previous: the workdir's run config (None for a fresh workdir); a finished run
+            whose `epochs` differ from this config's is refused.
+
+        Raises:
+          TrainError: the loss, gradient or weights became NaN or Inf (nothing of that step
+            is saved; the newest checkpoint is the last finite one).
+          WorkdirError: the checkpoint cannot be resumed, or a file cannot be written.
+        """
         total_steps = self.plan.total_steps
         resumed_from = self._resume()
-        if self.step >= total_steps:
+        self.budget = TimeBudget(self.config.max_train_minutes, self._seconds_before())
+        if self.step >= total_steps or self.budget.spent:
+            if self.step >= total_steps:
+                check_finished(previous, self.config, self.log.workdir.root)
+            why = "finished" if self.step >= total_steps else "stopped by its time budget"
             self.log.line(
-                f"training already finished: step {self.step} of {total_steps} in "
+                f"training already {why}: step {self.step} of {total_steps} in "
                 f"{self.log.workdir.root}"
             )
             return TrainResult(self.net, self.step, total_steps, 0, resumed_from, 0, None, [])
-        self.train_step = TrainStep(self.strategy, self.net, self.optimizer, self.config)
+        if self.log.chief:
+            write_json_atomic(self.log.workdir.run_config, run_config, error=WorkdirError)
+        self.train_step = self._make_train_step()
         evaluator = self._evaluator()
         self.log.open_summaries()
+        self.budget.start()
         for epoch in range(self.step // self.plan.steps_per_epoch, self.config.epochs):
             self._train_epoch(epoch, dataset_fn)
             self._end_epoch(epoch, evaluator)
+            if self.budget.stopped:
+                break
         self.log.flush()
         return self._finish(resumed_from)
 
     def _resume(self) -> int:
         """Restores the newest checkpoint of the workdir, if any; returns its step (or 0)."""
-        latest = tf.train.latest_checkpoint(self.log.workdir.checkpoints)
+        latest, note = find_checkpoint(self.log.workdir.checkpoints)
+        if note:
+            self.log.line(note)
         if not latest:
             return 0
-        _restore(self.net, self.checkpoint, latest)
+        restore_checkpoint(self.net, self.checkpoint, latest)
         self.step = int(self.step_var.numpy())
+        # Records of steps after the checkpoint are logged again as the run redoes them.
+        self.log.drop_records_after(self.step)
         if self.step and self.step < self.plan.total_steps:
             self.log.line(f"resuming from step {self.step} of {self.plan.total_steps} ({latest})")
         return self.step
+
+    def _seconds_before(self) -> float:
+        """Training seconds of the run's earlier sessions (counted only under a budget)."""
+        if self.config.max_train_minutes is None or not self.step:
+            return 0.0
+        return seconds_before(read_train_log(self.log.workdir.root), self.step)
+
+    def _make_train_step(self) -> TrainStep:
+        return TrainStep(self.strategy, self.net, self.optimizer, self.config)
 
     def _evaluator(self) -> Evaluator | None:
         config = self.config
@@ -309,21 +339,38 @@ class Trainer:
         epoch_end = (epoch + 1) * steps_per_epoch
         while self.step < epoch_end:
             self._train_one_step(iterator, phase)
-            if self.step % config.log_every_steps == 0 or self.step == self.plan.total_steps:
+            stop = self.budget.check()
+            if (
+                stop
+                or self.step % config.log_every_steps == 0
+                or self.step == self.plan.total_steps
+            ):
                 self._log_window(epoch, phase)
+            if stop:
+                break  # _end_epoch saves the checkpoint
             if self.step % config.checkpoint_every_steps == 0 and self.step < epoch_end:
-                self.manager.save(checkpoint_number=self.step)
+                self._save()
+
+    def _step_archs(self, step: int, phase: int) -> list[Arch]:
+        """The architectures step `step` trains: the sandwich rule."""
+        num_random = random_subnets_at(self.config, step)
+        return sampling.step_archs(self.plan.space, self.config.seed, step, num_random, phase)
+
+    def _arch_names(self, num_archs: int) -> list[str]:
+        return arch_names(num_archs)
 
     def _train_one_step(self, iterator, phase: int) -> None:
         space, step = self.plan.space, self.step
-        num_random = random_subnets_at(self.config, step)
-        archs = sampling.step_archs(space, self.config.seed, step, num_random, phase)
+        archs = self._step_archs(step, phase)
         stacked = sampling.stack_arch_tensors(space, archs)
         batch = next(iterator)
         traces = self.train_step.traces
         t0 = time.perf_counter()
         out = self.train_step(batch, stacked)
         seconds = time.perf_counter() - t0
+        problem = nonfinite_message(out, self._arch_names(len(archs)))
+        if problem:
+            raise TrainError(f"step {step + 1}: {problem}; training stopped, {self._kept()}")
         self.step += 1
         self.steps_run += 1
         self.step_var.assign(self.step)
@@ -331,6 +378,16 @@ class Trainer:
         if timed:
             self.session.add(seconds)
         self.window.add(out, len(archs), seconds if timed else None)
+
+    def _kept(self) -> str:
+        return kept_checkpoint(self.manager)
+
+    def _save(self) -> None:
+        variables = list(self.net.weights) + list(self.optimizer.variables)
+        save_checkpoint(self.manager, variables, self.step)
+        record = self.budget.record(self.step)  # under a budget: the time at this checkpoint
+        if record is not None:
+            self.log.write(record)
 
     def _log_window(self, epoch: int, phase: int) -> None:
         batch_size = self.config.batch_size
@@ -341,22 +398,28 @@ class Trainer:
         self.window.reset()
 
     def _end_epoch(self, epoch: int, evaluator: Evaluator | None) -> None:
-        self.epoch_var.assign(epoch + 1)
-        self.manager.save(checkpoint_number=self.step)
-        every, last = self.config.eval_every_epochs, epoch + 1 == self.config.epochs
-        if evaluator is not None and ((epoch + 1) % every == 0 or last):
-            log = self.log
-            result = _evaluate(
-                evaluator,
-                self.net,
-                self.plan.space,
-                epoch,
-                self.step,
-                log.line,
-                log.write,
-                log.writer,
-            )
-            self.evaluations.append(result)
+        """Saves and evaluates at the end of an epoch, or where the time budget stopped it."""
+        complete = self.step == (epoch + 1) * self.plan.steps_per_epoch
+        if complete:
+            self.epoch_var.assign(epoch + 1)
+        self._save()
+        every = self.config.eval_every_epochs
+        last = epoch + 1 == self.config.epochs or self.budget.stopped
+        if evaluator is not None and ((complete and (epoch + 1) % every == 0) or last):
+            self.evaluations.append(self._evaluate_now(evaluator, epoch))
+
+    def _evaluate_now(self, evaluator: Evaluator, epoch: int) -> dict:
+        log = self.log
+        space, step = self.plan.space, self.step
+        return _evaluate(evaluator, self.net, space, epoch, step, log.line, log.write, log.writer)
+
+    def _run_summary(self) -> dict:
+        """What train_summary.json says about the architectures a step trained."""
+        config = self.config
+        return {
+            "subnets_per_step": 2 + config.num_random_subnets,
+            "random_subnets_every": config.random_subnets_every,
+        }
 
     def _finish(self, resumed_from: int) -> TrainResult:
         config, step, total_steps = self.config, self.step, self.plan.total_steps
@@ -368,14 +431,14 @@ class Trainer:
                 "total_steps": total_steps,
                 "finished": step >= total_steps,
                 "images_per_s_last_session": images_per_s,
-                "subnets_per_step": 2 + config.num_random_subnets,
-                "random_subnets_every": config.random_subnets_every,
+                **self._run_summary(),
+                **self.budget.summary(step, self.plan.steps_per_epoch),
                 "evaluations": self.evaluations,
             }
-            write_json_atomic(self.log.workdir.train_summary, summary)
+            write_json_atomic(self.log.workdir.train_summary, summary, error=WorkdirError)
+        why = "stopped by its time budget" if self.budget.stopped else "finished"
         self.log.line(
-            f"training finished: step {step} of {total_steps}, checkpoints in "
-            f"{self.log.workdir.root}"
+            f"training {why}: step {step} of {total_steps}, checkpoints in {self.log.workdir.root}"
         )
         traces = self.train_step.traces
         return TrainResult(
@@ -388,16 +451,3 @@ class Trainer:
             images_per_s,
             self.evaluations,
         )
-
-
-def _restore(net: Supernet, checkpoint: tf.train.Checkpoint, path: str) -> None:
-    """Restores a run's state; a foreign or corrupt checkpoint is a one-line WorkdirError."""
-    try:
-        restore_model(net, path)  # names a checkpoint of another network
-        checkpoint.restore(path).assert_existing_objects_matched()
-    except WorkdirError:
-        raise
-    # A truncated file surfaces as IndexError from the checkpoint reader.
-    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WorkdirError(f"checkpoint {path} is corrupt or cannot be resumed: {first}") from None

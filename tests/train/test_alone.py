@@ -143,3 +143,179 @@ def test_epochs_that_fit_the_budget():
     assert budget.epochs_that_fit(10.0, 20, 100, 0.5, 5.0) == 11
     assert budget.epochs_that_fit(10.0, 8, 100, 0.5, 5.0) == 8  # at most the config's
     assert budget.epochs_that_fit(0.1, 8, 100, 0.5, 5.0) == 1  # at least one
+
+
+# -- the forward pass cut at an exit, and what a run trains (TensorFlow) --------------------
+
+
+def _images(n, seed=0):
+    side = TINY.native_resolution
+    return np.random.default_rng(seed).normal(size=(n, side, side, 1)).astype(np.float32)
+
+
+def test_a_forward_pass_cut_at_exit_s_computes_the_first_s_exits_and_nothing_after():
+    import tensorflow as tf
+
+    from enas4d_tf.model.supernet import Supernet
+
+    net = Supernet(TINY, num_classes=10)
+    arch = TINY.sample(seed=3)
+    images = _images(4)
+    full = net(images, arch=arch)
+    for s in (1, 2):
+        cut = net(images, arch=arch, num_stages=s)
+        assert len(cut) == s
+        for a, b in zip(cut, full[:s], strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="num_stages"):
+        net(images, arch=arch, num_stages=4)
+
+    # The traced graph of exit 1 holds about a third of the convolutions of every exit's: the
+    # later groups are not computed (masked or weighted by 0 they would still be there).
+    sizes = net.arch_tensors(arch)
+    spec = tf.TensorSpec([2, 28, 28, 1], tf.float32)
+
+    def convolutions(num_stages):
+        fn = tf.function(lambda x: net(x, arch=sizes, training=True, num_stages=num_stages))
+        ops = fn.get_concrete_function(spec).graph.get_operations()
+        return sum(op.type in ("Conv2D", "DepthwiseConv2dNative") for op in ops)
+
+    one, every = convolutions(1), convolutions(None)
+    assert 0 < one and 2.5 * one <= every
+
+
+def test_a_fixed_architecture_run_changes_only_the_weights_its_network_uses(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from enas4d_tf import data as data_lib
+    from enas4d_tf.model.supernet import Supernet
+    from enas4d_tf.train.config import TrainConfig
+    from enas4d_tf.train.trainer import train
+
+    arch, exit = TINY.sample(seed=5), 2
+    config = TrainConfig(
+        workdir=str(tmp_path / "run"),
+        preset="tiny",
+        arch_file=_write(tmp_path / "a.json", {**arch.to_dict(), "exit": exit}),
+        epochs=1,
+        batch_size=32,
+        max_train_examples=96,
+        weight_decay=0.0,  # decay would shrink every weight, used or not
+        eval_every_epochs=0,
+        checkpoint_every_steps=100,
+    )
+    result = train(config, log=lambda line: None)
+    assert result.step == 3 and result.traces == 1
+    # The weights the run started from: the trainer seeds Keras with the run's seed first.
+    keras.utils.set_random_seed(config.seed)
+    initial = Supernet(TINY, num_classes=10)
+    # What exit 2 of the network can reach: the gradient of its logits (training-mode BN
+    # keeps every channel alive) on the run's images, at the initial weights.
+    images, _ = data_lib.load_arrays("fashion_mnist", "train", max_examples=96)
+    reach = [np.zeros(v.shape, bool) for v in initial.trainable_variables]
+    for batch in np.split(images, 3):
+        with tf.GradientTape() as tape:
+            logits = initial(batch, arch=arch, training=True, num_stages=exit)[-1]
+            probe = tf.reduce_sum(logits * tf.random.normal(logits.shape, seed=1))
+        for r, g in zip(reach, tape.gradient(probe, initial.trainable_variables), strict=True):
+            if g is not None:
+                r |= tf.convert_to_tensor(g).numpy() != 0
+    changed_any = {}
+    pairs = zip(initial.trainable_variables, result.net.trainable_variables, strict=True)
+    for r, (before, after) in zip(reach, pairs, strict=True):
+        path = after.path.split("/", 1)[-1]  # without the model's own (per-process) name
+        assert before.path.split("/", 1)[-1] == path
+        changed = before.numpy() != after.numpy()
+        assert not (changed & ~r).any(), f"{path} changed outside the network's slices"
+        changed_any[path] = bool(changed.any())
+    assert sum(changed_any.values()) > 20
+    # Group 3 (exit 3) is not part of a network cut at exit 2, nor exit 1's classifier.
+    for path in ("stem_bn_g2/gamma", "head/head/classifier_kernel_g2"):
+        assert not changed_any[path], path
+    assert not changed_any["head/head/classifier_kernel_g0"]
+    assert changed_any["head/head/classifier_kernel_g1"]
+
+
+def test_a_run_stops_at_its_time_budget_checkpoints_and_stays_stopped(tmp_path):
+    from enas4d_tf.train.config import TrainConfig
+    from enas4d_tf.train.logs import read_train_log
+    from enas4d_tf.train.trainer import train
+
+    # A budget of 0.06 s: the first step (which traces) crosses it, so the run stops there.
+    config = TrainConfig(
+        workdir=str(tmp_path / "run"),
+        preset="tiny",
+        arch_file=_write(tmp_path / "a.json", {**TINY.sample(seed=5).to_dict(), "exit": 1}),
+        epochs=2,
+        batch_size=32,
+        max_train_examples=96,
+        eval_every_epochs=0,
+        checkpoint_every_steps=100,
+        max_train_minutes=0.001,
+    )
+    lines = []
+    result = train(config, log=lines.append)
+    assert result.step == 1 and result.total_steps == 6
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["stopped_by_budget"] and not summary["finished"]
+    assert summary["step"] == 1 and summary["epochs_done"] == pytest.approx(1 / 3, abs=1e-3)
+    assert summary["train_seconds"] >= 0.06
+    assert "training stopped by its time budget: step 1 of 6" in lines[-1]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.index")) == [
+        "ckpt-1.index"
+    ]
+    (record,) = [r for r in read_train_log(config.workdir) if r["kind"] == "budget"]
+    assert record["step"] == 1 and record["train_seconds"] >= 0.06
+    # Started again, the run knows its budget is spent: nothing trains.
+    lines.clear()
+    again = train(config, log=lines.append)
+    assert again.steps_run == 0 and again.step == 1
+    assert "already stopped by its time budget" in lines[-1]
+
+
+def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monkeypatch):
+    import dataclasses
+
+    from enas4d_tf.train import trainer
+    from enas4d_tf.train.config import TrainConfig
+
+    probes = []
+
+    def fake_train(config, strategy=None, dataset_fn=None, log=None):
+        probes.append(config)
+        # The probe takes 20 s, 8 timed steps of 0.5 s among them: setup 16 s.
+        clock[0] += 20.0
+        return dataclasses.make_dataclass("R", ["images_per_s"])(images_per_s=64.0)
+
+    clock = [0.0]
+    monkeypatch.setattr(budget.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(trainer, "train", fake_train)
+    monkeypatch.setattr(
+        trainer,
+        "_plan",
+        lambda config, strategy: dataclasses.make_dataclass("P", ["steps_per_epoch"])(20),
+    )
+    config = TrainConfig(
+        workdir=str(tmp_path / "run"),
+        preset="tiny",
+        batch_size=32,
+        epochs=50,
+        max_train_minutes=2.0,
+        fit_epochs_to_budget=True,
+    )
+    lines = []
+    fitted = budget.fit_epochs(config, strategy=None, log=lines.append)
+    # (120 s - 16 s setup) / (20 steps * 0.5 s) = 10.4 -> 10 epochs.
+    assert fitted.epochs == 10 and fitted == dataclasses.replace(config, epochs=10)
+    (probe,) = probes
+    assert probe.workdir != config.workdir and probe.max_train_minutes is None
+    assert probe.steps_per_epoch == 1 + budget.PROBE_STEPS and probe.arch_file == config.arch_file
+    assert "planning 10 epochs of 20 steps" in lines[0]
+    # A workdir fitted before keeps its epochs: no second probe.
+    (tmp_path / "run").mkdir()
+    run_config = {"train": fitted.to_dict()}
+    (tmp_path / "run" / "run_config.json").write_text(json.dumps(run_config))
+    assert budget.fit_epochs(config, strategy=None).epochs == 10 and len(probes) == 1
+    not_fitted = dataclasses.replace(config, fit_epochs_to_budget=False)
+    assert budget.fit_epochs(not_fitted, None) is not_fitted
