@@ -39,11 +39,13 @@ def test_demo_smoke_run_writes_what_it_promises(tmp_path):
     names = [e["name"] for e in pareto["chosen"]]
     assert any(n.startswith("dynamic_") for n in names)
     assert any(n.startswith("static_") for n in names)
-    for name in names:
+    assert "Dynamic vs static (cut at any exit)" in out
+    for entry in pareto["chosen"]:
+        name = entry["name"]
         folder = workdir / "export" / name
-        manifest = json.loads((folder / "manifest.json").read_text())
         model = keras.models.load_model(folder / "subnet.keras")
-        assert len(model.outputs) == len(manifest["stage_macs"]) == 3
+        # A static network is cut at one exit and keeps only that one.
+        assert len(model.outputs) == (3 if entry["mode"] == "dynamic" else 1)
         report = json.loads((workdir / "cascade" / f"{name}_float32.json").read_text())
         assert report["num_images"] == 300
         assert abs(sum(report["exit_rates"]) - 1.0) < 1e-6
@@ -62,6 +64,53 @@ def test_demo_smoke_run_writes_what_it_promises(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_demo_table_compares_dynamic_with_static_networks_cut_at_any_exit():
+    from tools.demo import _table
+
+    def report(accuracy, avg_macs, thresholds, rates, macs):
+        return {
+            "accuracy": accuracy,
+            "avg_macs": avg_macs,
+            "thresholds": thresholds,
+            "exit_rates": rates,
+            "stage_macs": macs,
+        }
+
+    pareto = {
+        "chosen": [
+            {
+                "name": "dynamic_2M",
+                "mode": "dynamic",
+                "budget_macs": 2e6,
+                "avg_macs": 1.9e6,
+                "val_accuracy": 0.81,
+                "ranking_accuracy": 0.79,
+                "thresholds": [0.9, 0.8, 0.0],
+            },
+            {
+                "name": "static_2M_exit2",
+                "mode": "static",
+                "budget_macs": 2e6,
+                "exit": 2,
+                "avg_macs": 1.5e6,
+                "val_accuracy": 0.77,
+                "ranking_accuracy": 0.77,
+                "thresholds": [None, 0.0],
+            },
+        ]
+    }
+    reports = {
+        "dynamic_2M": report(0.8, 1.8e6, [0.9, 0.8, 0.0], [0.5, 0.3, 0.2], [1e6, 2e6, 3e6]),
+        "static_2M_exit2": report(0.76, 1.5e6, [None, 0.0], [0.0, 1.0], [1e6, 1.5e6]),
+    }
+    table = _table(pareto, reports, "float32")
+    assert (
+        "| static_2M_exit2 | static | 2 only | 2.00M | 76.00% | 1.50M | 77.00% | 77.00% |" in table
+    )
+    assert "| dynamic_2M | dynamic | 1-3 | 2.00M | 80.00% | 1.80M | 81.00% | 79.00% |" in table
+    assert "budget 2.00M: dynamic 80.00% at 1.80M, static (exit 2) 76.00% at 1.50M" in table
 
 
 def test_readme_api_example_runs(tmp_path):
