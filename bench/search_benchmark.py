@@ -9,8 +9,9 @@ Run from the repository root:
 1. Runs the search (`enas4d_tf.search.run`, both modes) or, with --norun_search, reads its
    `<workdir>/search/pareto.json`. Everything is chosen there, on the validation split.
 2. Only then loads the TEST split. Every network of both fronts is BN-recalibrated (the
-   search's calibration images) and run once on validation and once on test. Static networks
-   get their last exit's test accuracy at `C_S`. Each dynamic network gets thresholds fitted on
+   search's calibration images) and run once on validation and once on test. A static network
+   (an architecture cut at exit `s`) gets exit `s`'s test accuracy at its truncated cost
+   (`enas4d_tf.model.macs.truncated_macs`). Each dynamic network gets thresholds fitted on
    VALIDATION for a grid of budgets (the accuracy-maximising fitter, and MSDNet's geometric
    schedule for comparison) and applied unchanged to test.
 3. Reference: the most accurate static network of the static front (chosen on validation);
@@ -147,6 +148,7 @@ def search_report(workdir: str) -> dict:
     """Runs the search (unless --norun_search) and returns its pareto.json."""
     from enas4d_tf.errors import SearchError
     from enas4d_tf.files import read_json
+    from enas4d_tf.locking import WorkdirLock
     from enas4d_tf.search.config import SearchConfig, parse_budgets
     from enas4d_tf.search.run import run_search
     from enas4d_tf.workdir import Workdir
@@ -159,7 +161,8 @@ def search_report(workdir: str) -> dict:
             budgets=parse_budgets(FLAGS.budgets),
             pareto=FLAGS.pareto or not FLAGS.budgets,
         )
-        run_search(workdir, config, log=lambda line: print(line, flush=True))
+        with WorkdirLock(workdir, "search"):
+            run_search(workdir, config, log=lambda line: print(line, flush=True))
     if not os.path.exists(pareto_path):
         raise SearchError(f"{pareto_path} not found: run the search first")
     report = read_json(pareto_path, SearchError, "search report")
@@ -191,15 +194,19 @@ def method_results(points, reference) -> dict:
 
 
 def static_rows_of(static_front, evals) -> list:
+    """Each static front network (an architecture cut at exit s) on validation and test: exit
+    s's accuracy at the cut network's cost."""
     rows = []
     for entry in static_front:
         e = evals[entry["key"]]
+        s = entry.get("exit") or len(e.stage_macs)  # a report of version 1: the last exit
         rows.append(
             {
                 "key": e.key,
-                "macs": float(e.stage_macs[-1]),
-                "val_accuracy": float(e.val.correct[-1].mean()),
-                "test_accuracy": float(e.test_correct[-1].mean()),
+                "exit": s,
+                "macs": float(entry["avg_macs"]),
+                "val_accuracy": float(e.val.correct[s - 1].mean()),
+                "test_accuracy": float(e.test_correct[s - 1].mean()),
             }
         )
     return rows
@@ -283,14 +290,14 @@ def markdown(r, fmt) -> str:
         "",
         "Goal: ratio <= 0.6x, target 0.5x.",
         "",
-        "## Static front (last exit only, cost C_S)",
+        "## Static front (every exit: an architecture cut at exit s, its truncated cost)",
         "",
-        "| network | MACs | val acc | test acc |",
-        "|---|---|---|---|",
+        "| network | exit | MACs | val acc | test acc |",
+        "|---|---|---|---|---|",
     ]
     for row in r["static_front"]:
         lines.append(
-            f"| {row['key']} | {fmt(row['macs'])} | {row['val_accuracy']:.4f} | "
+            f"| {row['key']} | {row['exit']} | {fmt(row['macs'])} | {row['val_accuracy']:.4f} | "
             f"{row['test_accuracy']:.4f} |"
         )
     lines += [

@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from enas4d_tf.errors import SearchError
 from enas4d_tf.evaluation import CandidateEvaluator
 from enas4d_tf.search.config import SearchConfig
 from enas4d_tf.search.evolution import evolve
@@ -132,9 +133,11 @@ def run_search(
       The SearchResult.
 
     Raises:
-      SearchError: bad settings or a budget no network can meet (checked before any data
-        is loaded or network run).
-      WorkdirError: no workdir, config or checkpoint, or a malformed search state.
+      SearchError: bad settings, a budget no network can meet, or an output location that
+        cannot be written (checked before any data is loaded or network run); a write that
+        fails later (the measurements saved so far are kept in the state).
+      WorkdirError: no workdir, config or checkpoint, a checkpoint that does not match or
+        holds non-finite weights, or a malformed search state.
       DataError: the data cannot be read.
     """
     start = time.perf_counter()
@@ -167,7 +170,7 @@ def run_search(
     store.save()
     wall = time.perf_counter() - start
     outcome.stats = _stats(store, wall)
-    written = write_outputs(paths, outcome)
+    written = _write(paths, outcome, store)
     log_table(outcome.chosen, log)
     log(
         f"done in {wall:.1f}s: {store.measured_this_run} candidates measured this run, "
@@ -176,6 +179,17 @@ def run_search(
     return SearchResult(
         outcome.chosen, outcome.fronts, store.measured_this_run, len(store), wall, written
     )
+
+
+def _write(paths: Workdir, outcome: SearchOutcome, store: SearchStore) -> dict:
+    """`write_outputs`, with a failed write as one line that says what is kept."""
+    try:
+        return write_outputs(paths, outcome)
+    except OSError as e:
+        raise SearchError(
+            f"cannot write {e.filename or paths.search}: {e.strerror or e}; the "
+            f"{len(store)} measured candidates are kept in {store.path}"
+        ) from None
 
 
 def _evaluator(net, run_config: dict, config: SearchConfig, data: SearchData | None, log):

@@ -323,6 +323,7 @@ def test_search_tool_runs_as_a_user_runs_it(tmp_path):
     assert "[static] generation 1/1" in proc.stdout
     paths = Workdir(folder)
     assert read_json(paths.pareto_json)["settings"]["num_calibration_images"] == 100
+    assert not os.path.exists(paths.lock)  # the workdir lock was held and released
     archs = os.listdir(paths.search_archs)
     assert any(n.startswith(f"static_{format_macs(mid)}_exit") for n in archs), archs
 
