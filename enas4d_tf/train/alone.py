@@ -1,7 +1,7 @@
 """Training one architecture alone, from scratch, with the project's recipe.
 
-`AloneTrainer` is the `Trainer` of a run with `TrainConfig.arch_file` (README.md, "Training
-one architecture alone"): the same data, augmentation, optimiser, schedule, label smoothing,
+`AloneTrainer` is the `Trainer` of a run with `TrainConfig.arch_file` (`tools.train
+--arch_file=F`): the same data, augmentation, optimiser, schedule, label smoothing,
 checkpoints and time budget as the supernet's training, but every step trains the one
 architecture (no sandwich) on the labels alone (no distillation). The network is still held
 by a `Supernet`, so the workdir is like any training workdir: `tools.export --arch=<the same
@@ -72,7 +72,9 @@ class AloneTrainer(Trainer):
         )
 
     def _run_summary(self) -> dict:
-        return {RUN_CONFIG_KEY: self.fixed.record(), "subnets_per_step": 1}
+        # The architecture itself is in run_config.json; the summary names it.
+        fixed = {"source": self.fixed.source, "exit": self.fixed.exit}
+        return {RUN_CONFIG_KEY: fixed, "subnets_per_step": 1}
 
     def _log_window(self, epoch: int, phase: int) -> None:
         step, total = self.step, self.plan.total_steps

@@ -13,8 +13,15 @@ of a budgeted run is followed by a record `{"kind": "budget", "step": n, "train_
 count stands (`seconds_before`).
 
 The learning-rate schedule is planned for `TrainConfig.epochs`, so a run the budget stops
-ends before its schedule does. `fit_epochs_to_budget` plans the epochs for the budget
-instead: it times a few steps first (`fit_epochs`).
+ends before its schedule does (its learning rate never decays to 0). `fit_epochs_to_budget`
+plans the epochs for the budget instead: it times a few steps first (`fit_epochs`).
+
+The benchmark of record (issue 16: networks trained alone, given the supernet's wall time or
+that time divided by the number of networks the search chose) uses the second:
+`tools.train --arch_file=F --max_train_minutes=M --fit_epochs_to_budget --epochs=<a cap>`,
+so each network gets a whole warm-up + cosine schedule that ends within M minutes; the hard
+stop is then only a safety net. That is the stronger baseline: a schedule cut short by the
+clock leaves the network at a high learning rate.
 """
 
 from __future__ import annotations

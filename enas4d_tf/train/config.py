@@ -84,8 +84,8 @@ class TrainConfig:
       seed: seeds the data order, augmentation and architecture sampling.
       arch_file: train this one architecture alone, from scratch, instead of the supernet:
         an architecture file as the search writes it, or a bare `Arch.to_dict()` JSON; its
-        key `"exit": s` (1-based) makes it a network cut at exit `s` (README.md, "Training
-        one architecture alone"). Every step trains that architecture on the labels only:
+        key `"exit": s` (1-based) makes it a network cut at exit `s` (its groups `<= s` and
+        exit `s`'s head). Every step trains that architecture on the labels only:
         the sandwich and distillation fields are set to none (`num_random_subnets` 0,
         `kd_ratio` 0), so the run config records what ran. A multi-exit architecture weighs
         its exits with `exit_weights`; a cut one trains exit `s` alone.

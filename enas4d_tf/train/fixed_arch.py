@@ -1,7 +1,7 @@
 """One architecture trained alone, from scratch: which network, which exits, which weights.
 
 A run with `TrainConfig.arch_file` trains one architecture of the space with the project's
-recipe instead of the supernet (README.md, "Training one architecture alone"). The file is an
+recipe instead of the supernet (`tools.train --arch_file=F`). The file is an
 architecture file as the search writes it, or a bare `Arch.to_dict()` JSON; either may carry
 `"exit": s` (numbered from 1), which makes it a static network cut at exit `s`: its groups
 `<= s` and exit `s`'s head, at the cost `enas4d_tf.model.macs.truncated_macs`. Such a network

@@ -319,3 +319,41 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
     assert budget.fit_epochs(config, strategy=None).epochs == 10 and len(probes) == 1
     not_fitted = dataclasses.replace(config, fit_epochs_to_budget=False)
     assert budget.fit_epochs(not_fitted, None) is not_fitted
+
+
+@pytest.mark.slow
+def test_an_interrupted_fixed_architecture_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from enas4d_tf.train.alone import AloneTrainer
+    from enas4d_tf.train.config import TrainConfig
+    from enas4d_tf.train.trainer import train
+
+    arch_file = _write(tmp_path / "a.json", {**TINY.sample(seed=5).to_dict(), "exit": 2})
+
+    def config(name):
+        return TrainConfig(
+            workdir=str(tmp_path / name),
+            preset="tiny",
+            arch_file=arch_file,
+            epochs=2,
+            batch_size=32,
+            max_train_examples=64,
+            eval_every_epochs=0,
+            checkpoint_every_steps=1,
+        )
+
+    whole = train(config("whole"), log=lambda line: None)
+    step_archs = AloneTrainer._step_archs
+
+    def killed_at_step_3(self, step, phase):
+        if step == 2:
+            raise KeyboardInterrupt  # as a killed process: checkpoints 1 and 2 are on disk
+        return step_archs(self, step, phase)
+
+    monkeypatch.setattr(AloneTrainer, "_step_archs", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(config("killed"), log=lambda line: None)
+    monkeypatch.setattr(AloneTrainer, "_step_archs", step_archs)
+    resumed = train(config("killed"), log=lambda line: None)
+    assert (resumed.resumed_from, resumed.step, resumed.steps_run) == (2, 4, 2)
+    for a, b in zip(whole.net.weights, resumed.net.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
