@@ -27,7 +27,7 @@ import numpy as np
 
 from enas4d_tf.errors import SearchError
 from enas4d_tf.evaluation import CandidateEvaluator
-from enas4d_tf.search.config import SearchConfig
+from enas4d_tf.search.config import MAX_BATCH_SIZE, SearchConfig
 from enas4d_tf.search.evolution import evolve
 from enas4d_tf.search.objectives import CostModel, budgets_per_mode, make_objectives
 from enas4d_tf.search.outputs import (
@@ -42,6 +42,11 @@ from enas4d_tf.search.preflight import check_search_workdir
 from enas4d_tf.search.store import Candidate, SearchStore
 from enas4d_tf.space import Arch, arch_key
 from enas4d_tf.workdir import Workdir, latest_checkpoint, load_supernet
+
+# Pixels of one forward pass at most: MAX_BATCH_SIZE images at 32x32, the largest pass of the
+# fashion_mnist space, peaked at about 3.4 GB resident (BN recalibration and all exits of its
+# largest network on 2 CPU cores). A space of larger images gets proportionally fewer.
+MAX_PIXELS_PER_PASS = MAX_BATCH_SIZE * 32 * 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +94,21 @@ def _clamped(name: str, asked: int, available: int, split: str, log) -> int:
         return asked
     log(f"{name} = {asked} is more than the {split} split holds; using its {available} images")
     return available
+
+
+def images_per_pass(space, batch_size: int, log: Callable[[str], None] = print) -> int:
+    """`batch_size`, or fewer images when a pass at the space's largest resolution would hold
+    more pixels than `MAX_PIXELS_PER_PASS` (with a log line), so memory stays bounded in
+    every space."""
+    side = max(space.resolution_choices)
+    limit = max(1, MAX_PIXELS_PER_PASS // (side * side))
+    if batch_size <= limit:
+        return batch_size
+    log(
+        f"batch_size = {batch_size} images of {side}x{side} would exhaust memory; using "
+        f"{limit} images per forward pass"
+    )
+    return limit
 
 
 def load_search_data(
@@ -153,7 +173,7 @@ def run_search(
         f"search of {workdir}: {evaluator.num_val_images} validation images, "
         f"{evaluator.num_calibration_images} calibration images, modes {', '.join(config.modes)}"
     )
-    settings = _settings(workdir, dataset, data_dir, evaluator, config.batch_size)
+    settings = _settings(workdir, dataset, data_dir, evaluator, evaluator.batch_size)
     store = SearchStore(paths, settings, net.space, log)
     if len(store):
         log(f"continuing from {store.path}: {len(store)} candidates measured before")
@@ -215,7 +235,7 @@ def _evaluator(net, run_config: dict, config: SearchConfig, data: SearchData | N
         data.val_labels[:num_val],
         data.calibration_images,
         num_calibration,
-        config.batch_size,
+        images_per_pass(net.space, config.batch_size, log),
     )
     return evaluator, dataset, data_dir
 

@@ -410,6 +410,22 @@ def test_search_config_and_budget_parsing():
     SearchConfig(pareto=True).validate()
 
 
+def test_images_per_pass_bound_the_memory_of_a_forward_pass_in_every_space():
+    from enas4d_tf.search.run import MAX_PIXELS_PER_PASS, images_per_pass
+
+    lines = []
+    fashion = e4.SearchSpace.preset("fashion_mnist")
+    assert images_per_pass(fashion, 500, lines.append) == 500 and lines == []
+    assert images_per_pass(fashion, 4096, lines.append) == 4096  # 32x32: the measured bound
+    imagenet = e4.SearchSpace.preset("imagenet_mbv3")
+    # 224x224 images: 4096 * 32 * 32 / (224 * 224) = 83.6 images at most.
+    assert images_per_pass(imagenet, 500, lines.append) == 83
+    assert 83 * 224 * 224 <= MAX_PIXELS_PER_PASS < 84 * 224 * 224
+    assert lines == [
+        "batch_size = 500 images of 224x224 would exhaust memory; using 83 images per forward pass"
+    ]
+
+
 def test_pareto_budgets_span_the_space_and_are_feasible():
     space = e4.SearchSpace.preset("fashion_mnist")
     costs = objectives.CostModel(space, 10)
