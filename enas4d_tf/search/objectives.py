@@ -247,31 +247,20 @@ def pareto_budgets(costs: CostModel, points: int) -> list[float]:
     return sorted(set(out))
 
 
-def budgets_per_mode(config, objectives: dict, costs: CostModel, log) -> dict[str, list]:
+def budgets_per_mode(config, objectives: dict, costs: CostModel) -> dict[str, list]:
     """The budgets each mode of `config` searches: its `--pareto` grid, or the given budgets
-    that mode's networks can meet (sorted, without repeats).
+    (sorted, without repeats; dynamic and static networks can meet the same ones, since a
+    static network may be cut at exit 1).
 
     Raises:
-      SearchError: a given budget no network of a searched mode can meet (with
-        `--mode=both`, a budget only dynamic networks can meet is skipped by static, with a
-        log line).
+      SearchError: a given budget no network of a searched mode can meet.
     """
-    modes = config.modes
     out = {}
-    for mode in modes:
-        objective = objectives[mode]
+    for mode in config.modes:
         if config.pareto:
             out[mode] = pareto_budgets(costs, config.pareto_points)
             continue
-        feasible = []
         for b in config.budgets:
-            try:
-                objective.check_budget(b)
-                feasible.append(float(b))
-            except SearchError:
-                # With --mode=both a budget only a dynamic network can meet is still useful.
-                if len(modes) == 1 or mode == "dynamic":
-                    raise
-                log(f"budget {format_macs(b)} is below every static network; static skips it")
-        out[mode] = sorted(set(feasible))
+            objectives[mode].check_budget(b)
+        out[mode] = sorted({float(b) for b in config.budgets})
     return out

@@ -56,7 +56,7 @@ def check_search_workdir(workdir: str, config: SearchConfig) -> dict:
     if not any(_CHECKPOINT_INDEX.match(n) for n in names):
         raise WorkdirError(f"no checkpoint in {folder}: train the supernet first")
     costs = CostModel(SearchSpace.from_dict(run_config["space"]), int(run_config["num_classes"]))
-    budgets_per_mode(config, make_objectives(costs, config.max_cost_ratio), costs, lambda _: None)
+    budgets_per_mode(config, make_objectives(costs, config.max_cost_ratio), costs)
     check_output_locations(paths)
     if os.path.lexists(paths.search_state):
         read_state(paths.search_state)

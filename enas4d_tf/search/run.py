@@ -166,7 +166,7 @@ def run_search(
     net, run_config = load_supernet(workdir)
     costs = CostModel(net.space, net.num_classes)
     objectives = make_objectives(costs, config.max_cost_ratio, config.seed)
-    budgets = budgets_per_mode(config, objectives, costs, log)
+    budgets = budgets_per_mode(config, objectives, costs)
 
     evaluator, dataset, data_dir = _evaluator(net, run_config, config, data, log)
     log(
