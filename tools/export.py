@@ -6,9 +6,14 @@
       --out=exports
 
 Writes `<out>/<name>/`: subnet.keras (fine-tunable Keras model), stage{n}_{q}.tflite (one
-early-exit graph per exit n = 1, 2, ... and quantisation) and manifest.json. Each folder is
-built under a temporary name and renamed when complete. Bad input ends with one line on
-stderr and exit 1 (flag errors: exit 2).
+early-exit graph per exit n = 1, 2, ... and quantisation) and manifest.json; an architecture
+file with `"exit": s` (a truncated static network) gives one graph, stage{s}_{q}.tflite, and
+a one-output subnet.keras. Each folder is built under a temporary name and renamed when
+complete; the temporary folders of killed exports in --out are removed. The tool holds the
+workdir's lock (`enas4d_tf.locking`) while it exports.
+
+Bad input ends with one line on stderr and exit 1 (flag errors: exit 2). Flags, workdir,
+architecture files and output locations are checked before TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ def _plan():
     """Checks flags, workdir, architecture files and output locations before TensorFlow is
     imported; returns `(config, arch files)`."""
     from enas4d_tf.errors import Enas4dError
-    from enas4d_tf.export import formats, plan
+    from enas4d_tf.export import plan
     from enas4d_tf.workdir import Workdir
 
     try:
@@ -77,7 +82,7 @@ def _plan():
             out=FLAGS.out or Workdir(FLAGS.workdir).exports,
             quantizations=quantizations,
         )
-        files = formats.search_arch_files(FLAGS.workdir) if FLAGS.from_search else [FLAGS.arch]
+        files = plan.search_arch_files(FLAGS.workdir) if FLAGS.from_search else [FLAGS.arch]
         plan.plan_export(FLAGS.workdir, files, config)
     except Enas4dError as e:  # ExportError, ExportDirError, WorkdirError
         fail("export", str(e))

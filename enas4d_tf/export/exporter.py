@@ -18,7 +18,7 @@ fails ends in one `ExportDirError` line saying what was kept.
 
 Example:
   config = ExportConfig(out="runs/demo/export", quantizations=("float32", "int8"))
-  run_export("runs/demo", search_arch_files("runs/demo"), config)
+  run_export("runs/demo", plan.search_arch_files("runs/demo"), config)
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ An older file is refused with one line that says how to write it again.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import numbers
 import os
 import platform
@@ -39,7 +38,7 @@ from enas4d_tf.export import litert
 from enas4d_tf.export.integrity import check_manifest, sha256
 from enas4d_tf.files import read_json, write_json_atomic
 from enas4d_tf.space import Arch, SearchSpace
-from enas4d_tf.workdir import ExportDir, Workdir
+from enas4d_tf.workdir import ExportDir
 
 ARCH_FILE_VERSION = 2
 MANIFEST_VERSION = 2
@@ -241,19 +240,6 @@ def _spec_from_record(data: dict, space: SearchSpace, default_name: str) -> Arch
     search = {k: v for k, v in data.items() if k not in skip}
     name = data.get("name", default_name)
     return ArchSpec(name, arch, tuple(thresholds), mode, search, "", exit)
-
-
-def search_arch_files(workdir: str) -> list[str]:
-    """The architecture files the search wrote: `<workdir>/search/archs/*.json`, sorted.
-
-    Raises:
-      ExportError: none there.
-    """
-    pattern = os.path.join(Workdir(workdir).search_archs, "*.json")
-    files = sorted(glob.glob(pattern))
-    if not files:
-        raise ExportError(f"no architecture files match {pattern}: run tools/search.py first")
-    return files
 
 
 # -- manifest.json ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ Temporary folders without a marker (another program's, or an older version's) ar
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import secrets
@@ -29,7 +30,7 @@ from enas4d_tf.export import formats
 from enas4d_tf.export.formats import ArchSpec
 from enas4d_tf.files import check_writable_dir
 from enas4d_tf.space import SearchSpace
-from enas4d_tf.workdir import ExportDir, read_run_config
+from enas4d_tf.workdir import ExportDir, Workdir, read_run_config
 
 QUANTIZATIONS = ("float32", "float16", "int8", "int8_qat")
 TEMPORARY_PREFIX = ".tmp_"
@@ -106,6 +107,19 @@ class ExportPlan:
     run_config: dict
     space: SearchSpace
     specs: list
+
+
+def search_arch_files(workdir: str) -> list[str]:
+    """The architecture files the search wrote: `<workdir>/search/archs/*.json`, sorted.
+
+    Raises:
+      ExportError: none there.
+    """
+    pattern = os.path.join(Workdir(workdir).search_archs, "*.json")
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise ExportError(f"no architecture files match {pattern}: run tools/search.py first")
+    return files
 
 
 def check_output_folder(out_dir: str, overwrite: bool) -> None:

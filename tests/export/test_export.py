@@ -1,8 +1,12 @@
-"""tools/export.py end to end on a tiny workdir: stage graphs, manifest, subnet.keras, kit.
+"""tools/export.py end to end on a tiny workdir: stage graphs, manifest, subnet.keras, kit,
+--from_search, and a truncated static network (one graph, one exit, `truncated_macs`).
 
 One module fixture trains nothing: it saves a `tiny` supernet with random BN statistics as a
-workdir checkpoint and runs the export tool once (float32). The tool recalibrates BN on real
-Fashion-MNIST training images, so the compared logits are far from zero.
+workdir checkpoint and runs the export tool once (float32, --from_search, two networks of one
+architecture: multi-exit and truncated at exit 2). The tool recalibrates BN on real
+Fashion-MNIST training images, so the compared logits are far from zero; both networks are
+recalibrated on the same images, so the truncated network's logits must be the multi-exit
+network's exit 2 logits.
 """
 
 import json
@@ -23,6 +27,8 @@ from enas4d_tf.errors import ExportDirError
 from enas4d_tf.export import formats
 from enas4d_tf.export.cascade import Cascade, preprocess
 from enas4d_tf.finetune import compile_for_finetuning
+from enas4d_tf.model.macs import keras_model_macs, truncated_macs
+from tests.export.test_plan import _dead_pid, _killed_export
 from tests.helpers import REPO as ROOT
 from tests.helpers import make_tiny_workdir
 
@@ -54,23 +60,32 @@ def run_tool(args, module="tools.export"):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    """One tool run, --from_search, exports two networks of one architecture: `net0`
+    (dynamic, three exits) and `static_t2` (truncated at exit 2). Its --out holds what a
+    killed export left, which the run must clean."""
     base = tmp_path_factory.mktemp("export")
     workdir = str(base / "work")
     space, _ = make_workdir(workdir)
     arch = space.sample(seed=5)
-    arch_file = str(base / "net.json")
+    arch_file = os.path.join(workdir, "search", "archs", "net0.json")
+    macs = e4.stage_macs(space, arch, 10)
     result = exit_policy.PolicyResult(
         accuracy=0.5, exit_rates=[0.5, 0.3, 0.2], avg_macs=1.0, thresholds=THRESHOLDS
     )
-    record = formats.arch_file_record(
-        "net0", "dynamic", arch, result, e4.stage_macs(space, arch, 10)
+    formats.write_arch_file(
+        arch_file, formats.arch_file_record("net0", "dynamic", arch, result, macs)
     )
-    formats.write_arch_file(arch_file, record)
+    static = exit_policy.PolicyResult(0.4, [0.0, 1.0, 0.0], float(macs[1]), [None, 0.0, None])
+    formats.write_arch_file(
+        os.path.join(workdir, "search", "archs", "static_t2.json"),
+        formats.arch_file_record("static_t2", "static", arch, static, macs, exit=2),
+    )
     out = str(base / "out")
+    _killed_export(base / "out", "net0", _dead_pid())
     done = run_tool(
         [
             f"--workdir={workdir}",
-            f"--arch={arch_file}",
+            "--from_search",
             f"--out={out}",
             "--num_calibration_images=500",
         ]
@@ -88,6 +103,8 @@ def exported(tmp_path_factory):
         "arch_file": arch_file,
         "out": out,
         "dir": export_dir,
+        "truncated": os.path.join(out, "static_t2"),
+        "stdout": done.stdout,
         "manifest": manifest,
         "images": images,
         "labels": labels,
@@ -100,8 +117,11 @@ def test_export_folder_holds_exactly_the_promised_files(exported):
     assert names == sorted(
         ["manifest.json", "subnet.keras"] + [f"stage{n}_float32.tflite" for n in (1, 2, 3)]
     )
-    # No temporary folder is left beside it.
-    assert sorted(os.listdir(exported["out"])) == ["net0"]
+    # No temporary folder is left beside it, and the killed export's folder was removed.
+    assert sorted(os.listdir(exported["out"])) == ["net0", "static_t2"]
+    assert "removed 1 temporary folder" in exported["stdout"]
+    # The workdir lock was released.
+    assert not os.path.exists(os.path.join(exported["workdir"], ".lock"))
 
 
 def test_float32_stage_graphs_match_the_keras_subnet_per_exit(exported):
@@ -263,17 +283,49 @@ def test_android_dry_run_prints_push_and_benchmark_commands(exported):
     assert len(lines) == 7
 
 
-def test_cascade_tool_prints_a_json_report(exported, tmp_path):
+def test_cascade_tool_reports_the_numbers_of_the_keras_network(exported, tmp_path):
+    n = 60
+    # Confidences of the Keras subnet's exits, computed here without the package's policy code.
+    x = preprocess(exported["images"][:n], exported["arch"].resolution)
+    logits = np.stack([np.asarray(z) for z in exported["subnet"](x)])  # (3, n, 10)
+    z = logits - logits.max(axis=2, keepdims=True)
+    top = np.exp(z).max(axis=2) / np.exp(z).sum(axis=2)  # (3, n)
+    # The untrained network is rarely confident: thresholds at the medians of exits 1 and 2
+    # send images to every exit. A copy of the export gets them in its manifest.
+    thresholds = [float(np.median(top[0])), float(np.median(top[1])), 0.0]
+    folder = str(tmp_path / "net0")
+    shutil.copytree(exported["dir"], folder)
+    manifest = dict(exported["manifest"], thresholds=thresholds)
+    stages = zip(manifest["stages"], thresholds, strict=True)
+    manifest["stages"] = [dict(stage, threshold=t) for stage, t in stages]
+    with open(os.path.join(folder, "manifest.json"), "w") as f:
+        json.dump(manifest, f)
     report_path = str(tmp_path / "r.json")
     done = run_tool(
-        [f"--export_dir={exported['dir']}", "--max_images=20", f"--report={report_path}"],
+        [f"--export_dir={folder}", f"--max_images={n}", f"--report={report_path}"],
         module="tools.cascade",
     )
     assert done.returncode == 0, done.stderr[-2000:]
     with open(report_path) as f:
         report = json.load(f)
-    assert report["num_images"] == 20 and report["split"] == "test"
-    assert sum(report["exit_counts"]) == 20
+    assert json.loads(done.stdout) == report  # printed and written: the same report
+    assert report["num_images"] == n and report["split"] == "test"
+    # The first exit whose top probability reaches its threshold; the last takes the rest.
+    exits = np.array(
+        [next(s for s in range(3) if s == 2 or top[s, i] >= thresholds[s]) for i in range(n)]
+    )
+    predicted = logits[exits, np.arange(n)].argmax(axis=1)
+    counts = np.bincount(exits, minlength=3)
+    assert counts.min() > 0, counts  # every exit is used: the policy is exercised
+    # float32 LiteRT and Keras differ by ~1e-5: an image within that of a threshold may
+    # leave one exit earlier or later (the median image sits on it), so allow two.
+    assert np.abs(np.array(report["exit_counts"]) - counts).max() <= 2, (report, counts)
+    accuracy = float(np.mean(predicted == exported["labels"][:n]))
+    assert report["accuracy"] == pytest.approx(accuracy, abs=2.5 / n)
+    macs = exported["manifest"]["stage_macs"]
+    assert report["stage_macs"] == macs and report["thresholds"] == pytest.approx(thresholds)
+    assert report["avg_macs"] == pytest.approx(np.dot(report["exit_counts"], macs) / n)
+    assert report["exit_rates"] == pytest.approx([c / n for c in report["exit_counts"]])
 
 
 # -- bad input: one line, non-zero exit, nothing written ------------------------------------
@@ -395,3 +447,73 @@ def test_arch_file_round_trips_through_formats(exported, tmp_path):
     spec = formats.read_arch_file(str(bare), exported["space"])
     assert (spec.name, spec.mode, spec.search) == ("plain", "static", {})
     assert list(spec.thresholds) == [None, None, 0.0]
+
+
+# -- a truncated static network ----------------------------------------------------------
+
+
+def _only_output(out) -> np.ndarray:
+    """The logits of a one-output model (a loaded model may give them bare or in a list)."""
+    if isinstance(out, (list, tuple)):
+        (out,) = out
+    return np.asarray(out)
+
+
+def test_truncated_export_is_one_graph_with_one_exit_and_its_macs(exported):
+    space, arch = exported["space"], exported["arch"]
+    folder = exported["truncated"]
+    assert sorted(os.listdir(folder)) == sorted(
+        ["manifest.json", "subnet.keras", "stage2_float32.tflite"]
+    )
+    with open(os.path.join(folder, "manifest.json")) as f:
+        m = json.load(f)
+    expected = truncated_macs(space, arch, 2, 10)
+    assert (m["mode"], m["exit"], m["num_stages"]) == ("static", 2, 1)
+    assert m["thresholds"] == [0.0] and m["stage_macs"] == [expected]
+    assert expected < e4.stage_macs(space, arch, 10)[1]  # exit 1's classifier is not in it
+    (stage,) = m["stages"]
+    assert stage["exit"] == 2 and stage["reads"] == [] and stage["hands_on"] == []
+    assert [t["name"] for t in stage["inputs"]] == ["image"]
+    assert [t["name"] for t in stage["outputs"]] == ["logits"]
+    subnet = keras.models.load_model(os.path.join(folder, "subnet.keras"))
+    assert len(subnet.outputs) == 1
+    assert {x.name for x in subnet.layers if x.name.startswith("exit")} == {"exit2"}
+    assert keras_model_macs(subnet, 2)[-1] == expected
+
+
+def test_truncated_logits_are_exit_2_of_the_multi_exit_network(exported):
+    x = preprocess(exported["images"][:40], exported["arch"].resolution)
+    full = keras.models.load_model(os.path.join(exported["dir"], "subnet.keras"))
+    cut = keras.models.load_model(os.path.join(exported["truncated"], "subnet.keras"))
+    exit2 = np.asarray(full(x)[1])
+    np.testing.assert_allclose(_only_output(cut(x)), exit2, atol=1e-4)
+    assert float(np.std(exit2)) > 0.05  # recalibrated BN on real images: not all near zero
+    cascade = Cascade(exported["truncated"], "float32")
+    lite = np.stack([cascade.all_exits(x[i : i + 1])[0] for i in range(len(x))])
+    assert float(np.abs(lite - exit2).max()) <= 1e-3
+
+
+def test_cascade_tool_runs_the_truncated_network(exported, tmp_path):
+    n = 60
+    report_path = str(tmp_path / "r.json")
+    done = run_tool(
+        [
+            f"--export_dir={exported['truncated']}",
+            "--quantization=float32",
+            f"--max_images={n}",
+            f"--report={report_path}",
+        ],
+        module="tools.cascade",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(report_path) as f:
+        report = json.load(f)
+    expected_macs = truncated_macs(exported["space"], exported["arch"], 2, 10)
+    assert report["exits"] == [2] and report["exit_counts"] == [n]
+    assert report["avg_macs"] == expected_macs
+    # Accuracy recomputed from the Keras model: argmax of the truncated subnet's logits.
+    cut = keras.models.load_model(os.path.join(exported["truncated"], "subnet.keras"))
+    x = preprocess(exported["images"][:n], exported["arch"].resolution)
+    logits = _only_output(cut(x))
+    keras_accuracy = float(np.mean(np.argmax(logits, axis=1) == exported["labels"][:n]))
+    assert report["accuracy"] == pytest.approx(keras_accuracy, abs=1.5 / n)
