@@ -144,11 +144,16 @@ class EpochFit:
     def line(self, max_minutes: float) -> str:
         """A log line saying what was planned and why."""
         planned = (self.setup_seconds + self.epochs * self.steps_per_epoch * self.step_seconds) / 60
+        short = (
+            "; not even one epoch fits: the budget will stop the run inside it"
+            if planned > max_minutes
+            else ""
+        )
         return (
             f"fit_epochs_to_budget: a step takes {self.step_seconds:.3f} s and setting up "
             f"{self.setup_seconds:.1f} s (timed on {PROBE_STEPS} steps in "
             f"{self.probe_seconds:.1f} s): planning {self.epochs} epochs of "
-            f"{self.steps_per_epoch} steps, about {planned:.1f} of {max_minutes:g} minutes"
+            f"{self.steps_per_epoch} steps, about {planned:.1f} of {max_minutes:g} minutes{short}"
         )
 
 

@@ -243,10 +243,11 @@ def test_a_run_stops_at_its_time_budget_checkpoints_and_stays_stopped(tmp_path):
     from enas4d_tf.train.trainer import train
 
     # A budget of 0.06 s: the first step (which traces) crosses it, so the run stops there.
+    # The architecture keeps every exit: they are all trained and logged.
     config = TrainConfig(
         workdir=str(tmp_path / "run"),
         preset="tiny",
-        arch_file=_write(tmp_path / "a.json", {**TINY.sample(seed=5).to_dict(), "exit": 1}),
+        arch_file=_write(tmp_path / "a.json", TINY.sample(seed=5).to_dict()),
         epochs=2,
         batch_size=32,
         max_train_examples=96,
@@ -265,8 +266,12 @@ def test_a_run_stops_at_its_time_budget_checkpoints_and_stays_stopped(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.index")) == [
         "ckpt-1.index"
     ]
-    (record,) = [r for r in read_train_log(config.workdir) if r["kind"] == "budget"]
+    records = read_train_log(config.workdir)
+    (record,) = [r for r in records if r["kind"] == "budget"]
     assert record["step"] == 1 and record["train_seconds"] >= 0.06
+    (progress,) = [r for r in records if r["kind"] == "train"]  # the step that stopped it
+    assert progress["step"] == 1 and progress["network"]["exits"] == [1, 2, 3]
+    assert all(0 < loss < 10 for loss in progress["network"]["loss"])
     # Started again, the run knows its budget is spent: nothing trains.
     lines.clear()
     again = train(config, log=lines.append)
@@ -311,7 +316,7 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
     (probe,) = probes
     assert probe.workdir != config.workdir and probe.max_train_minutes is None
     assert probe.steps_per_epoch == 1 + budget.PROBE_STEPS and probe.arch_file == config.arch_file
-    assert "planning 10 epochs of 20 steps" in lines[0]
+    assert "planning 10 epochs of 20 steps" in lines[0] and "not even one" not in lines[0]
     # A workdir fitted before keeps its epochs: no second probe.
     (tmp_path / "run").mkdir()
     run_config = {"train": fitted.to_dict()}
