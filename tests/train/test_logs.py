@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from enas4d_tf.train.logs import MetricWindow, format_eta, progress_line, progress_record
+from enas4d_tf.train.logs import (
+    MetricWindow,
+    TrainLog,
+    format_eta,
+    progress_line,
+    progress_record,
+    read_train_log,
+)
+from enas4d_tf.workdir import Workdir
 
 
 def test_metric_window_means_per_example_step_and_architecture():
@@ -41,3 +49,30 @@ def test_metric_window_means_per_example_step_and_architecture():
 def test_format_eta():
     assert format_eta(3 * 3600 + 5 * 60 + 7.9) == "3:05:07"
     assert format_eta(-4) == "0:00:00"
+
+
+def test_drop_records_after_keeps_one_record_per_step(tmp_path):
+    # A run killed after logging step 12 whose newest checkpoint is of step 8: the resumed
+    # run logs steps 9.. again, so the records after 8 (and a line cut short) go.
+    log = TrainLog(Workdir(str(tmp_path)), chief=True)
+    for record in (
+        {"kind": "train", "step": 4},
+        {"kind": "eval", "step": 8},
+        {"kind": "train", "step": 8},
+        {"kind": "train", "step": 12},
+    ):
+        log.write(record)
+    path = tmp_path / "train_log.jsonl"
+    with open(path, "a") as f:
+        f.write('{"kind": "train", "st')  # cut short by the kill
+    log.drop_records_after(8)
+    assert [(r["kind"], r["step"]) for r in read_train_log(str(tmp_path))] == [
+        ("train", 4),
+        ("eval", 8),
+        ("train", 8),
+    ]
+    assert path.read_text().endswith("}\n")
+    before = path.stat().st_mtime_ns
+    log.drop_records_after(8)  # nothing to drop: the file is not rewritten
+    assert path.stat().st_mtime_ns == before
+    TrainLog(Workdir(str(tmp_path / "none")), chief=True).drop_records_after(0)  # no log: fine

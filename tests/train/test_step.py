@@ -1,10 +1,15 @@
-"""The losses of the training step."""
+"""The losses of the training step, and the flags its NaN guard reads."""
 
+import types
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from enas4d_tf.train.step import exit_losses
+from enas4d_tf.train.config import TrainConfig
+from enas4d_tf.train.guard import arch_names, nonfinite_message
+from enas4d_tf.train.step import TrainStep, exit_losses
 
 
 def test_exit_losses_match_hand_computation():
@@ -17,3 +22,64 @@ def test_exit_losses_match_hand_computation():
         target = np.array([0.8, 0.1, 0.1])  # 0.7 * one-hot + 0.3 / 3
         assert ce.numpy()[s, 0] == pytest.approx(-np.sum(target * log_p), rel=1e-5)
         assert kd.numpy()[s, 0] == pytest.approx(-np.sum([0.5, 0.25, 0.25] * log_p), rel=1e-5)
+
+
+class TwoExitNet(keras.Model):
+    """A stand-in for the supernet with two exits: exit 2's logits are scaled by the
+    architecture's `gain`, so an architecture of infinite gain makes exit 2 alone non-finite."""
+
+    def __init__(self):
+        super().__init__()
+        self.num_classes = 3
+        self.space = types.SimpleNamespace(num_stages=2)
+        self.head1 = keras.layers.Dense(3)
+        self.head2 = keras.layers.Dense(3)
+
+    def call(self, images, arch, training=False, num_stages=None):
+        flat = keras.ops.reshape(images, (keras.ops.shape(images)[0], -1))
+        return [self.head1(flat), self.head2(flat) * arch["gain"]]
+
+
+def _step_outputs(gains, clip_norm=0.0, images=None):
+    net = TwoExitNet()
+    images = np.ones((4, 2, 2, 1), np.float32) if images is None else images
+    net(images, arch={"gain": np.float32(1.0)})
+    config = TrainConfig(workdir="/unused", preset="tiny", clip_norm=clip_norm)
+    step = TrainStep(tf.distribute.get_strategy(), net, keras.optimizers.SGD(0.1), config)
+    labels = np.array([0, 1, 2, 0], np.int32)
+    # TrainStep reads the architecture count off the "resolution" entry.
+    archs = {"gain": np.asarray(gains, np.float32), "resolution": np.zeros(len(gains), np.int32)}
+    return step((images, labels), archs)
+
+
+def test_step_flags_the_exit_and_network_that_went_non_finite():
+    fine = _step_outputs([1.0, 1.0])
+    assert not fine["nonfinite_loss"].any() and float(fine["nonfinite_grad"]) == 0.0
+    assert nonfinite_message(fine, arch_names(2)) is None
+    out = _step_outputs([1.0, np.inf])  # the smallest network's exit 2
+    np.testing.assert_array_equal(out["nonfinite_loss"], [[0.0, 0.0], [0.0, 1.0]])
+    assert float(out["nonfinite_grad"]) == 1.0
+    assert nonfinite_message(out, arch_names(2)) == (
+        "the loss of the smallest network at exit 2 is NaN or Inf"
+    )
+    # With clipping, the norm the clip computes is the one checked.
+    nan_images = np.full((4, 2, 2, 1), np.nan, np.float32)
+    out = _step_outputs([1.0, 1.0], clip_norm=1.0, images=nan_images)
+    assert out["nonfinite_loss"].all() and float(out["nonfinite_grad"]) == 1.0
+    assert nonfinite_message(out, arch_names(2)).startswith(
+        "the loss of the largest network at exit 1"
+    )
+
+
+def test_nonfinite_message_reads_the_gradient_flag_last():
+    out = {
+        "objective": np.array([1.0, 2.0, 3.0]),
+        "nonfinite_loss": np.zeros((3, 2)),
+        "nonfinite_grad": np.float32(2.0),  # two replicas saw it
+    }
+    assert arch_names(3) == ["largest network", "smallest network", "random network 1"]
+    assert nonfinite_message(out, arch_names(3)) == (
+        "the gradient (of all networks together) is NaN or Inf"
+    )
+    out["objective"][2] = np.nan
+    assert nonfinite_message(out, arch_names(3)) == "the loss of the random network 1 is NaN or Inf"

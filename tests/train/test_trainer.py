@@ -80,14 +80,45 @@ def test_real_slice_loss_falls_for_largest_and_smallest_with_one_trace(tmp_path)
 
 
 def _make_checkpointed_workdir(path):
-    # A workdir as training leaves it, without training: 1 step's worth of state.
-    config = _small_config(path, epochs=1, max_train_examples=128, eval_every_epochs=0)
+    # A workdir as a short training leaves it: 2 steps, checkpoints ckpt-1 and ckpt-2.
+    config = _small_config(
+        path, epochs=1, max_train_examples=128, eval_every_epochs=0, checkpoint_every_steps=1
+    )
     train(config, log=lambda line: None)
     return config
 
 
-def test_checkpoint_of_another_network_or_corrupt_ends_with_workdir_error(tmp_path):
-    config = _make_checkpointed_workdir(tmp_path / "run")
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory):
+    """One `_make_checkpointed_workdir`, shared: tests copy it."""
+    return _make_checkpointed_workdir(tmp_path_factory.mktemp("checkpointed") / "run")
+
+
+def _copy(config, path):
+    shutil.copytree(config.workdir, path)
+    return TrainConfig(**{**config.to_dict(), "workdir": str(path)})
+
+
+def test_lost_checkpoint_pointer_resumes_from_the_newest_checkpoint(checkpointed, tmp_path):
+    config = _copy(checkpointed, tmp_path / "run")
+    folder = os.path.join(config.workdir, "checkpoints")
+    for name in os.listdir(folder):
+        if name.startswith("ckpt-2."):
+            os.remove(os.path.join(folder, name))  # the pointer still names ckpt-2
+    lines = []
+    result = train(config, log=lines.append)
+    assert (result.resumed_from, result.step, result.steps_run) == (1, 2, 1)
+    note = f"{folder}/checkpoint names a checkpoint whose files are missing; using the newest "
+    assert any(
+        line.startswith(f"the checkpoint pointer {note}checkpoint {folder}/ckpt-1")
+        for line in lines
+    ), lines
+    # Step 2 was logged by the first run and again by this one: one record is left.
+    assert [r["step"] for r in read_train_log(config.workdir) if r["kind"] == "train"] == [2]
+
+
+def test_checkpoint_of_another_network_or_corrupt_ends_with_workdir_error(checkpointed, tmp_path):
+    config = _copy(checkpointed, tmp_path / "run")
     ckpt_dir = os.path.join(config.workdir, "checkpoints")
     # Continue the run for longer so that it has to restore.
     longer = TrainConfig(**{**config.to_dict(), "epochs": 2})
