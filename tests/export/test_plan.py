@@ -109,3 +109,17 @@ def test_existing_output_that_is_a_file_is_refused_even_with_overwrite(tmp_path)
         plan.check_output_folder(str(target), overwrite=True)
     with pytest.raises(ExportError, match="--overwrite"):
         plan.check_output_folder(str(target), overwrite=False)
+
+
+def test_export_refuses_non_finite_weights_naming_the_first():
+    import keras
+    import numpy as np
+
+    from enas4d_tf.export.exporter import check_finite
+
+    good = keras.Variable(np.ones((2, 2), "float32"), name="good")
+    check_finite([good], "network x")  # finite: nothing raised
+    for value in (np.nan, np.inf, -np.inf):
+        bad = keras.Variable(np.array([1.0, value], "float32"), name="bad")
+        with pytest.raises(ExportError, match=r"network x holds non-finite weights \(1 of 2"):
+            check_finite([good, bad], "network x")

@@ -2,8 +2,10 @@
 
 import keras
 import numpy as np
+import pytest
 
 import enas4d_tf as e4
+from enas4d_tf.model.subnet import extract_truncated
 from tests.helpers import randomize_batch_norms, randomize_transforms
 
 STANDARD = (
@@ -96,3 +98,27 @@ def test_stage_models_chain_to_the_one_piece_subnet():
     # The last stage hands nothing on; the first reads nothing but the image.
     assert set(stages[-1].output) == {"logits"}
     assert set(stages[0].input) == {"image"}
+
+
+def test_truncated_network_computes_its_exit_and_no_other_classifier():
+    space, net = _net()
+    arch = space.sample(seed=3)
+    x = np.random.default_rng(2).normal(size=(2, arch.resolution, arch.resolution, 1))
+    x = x.astype("float32")
+    whole = [np.asarray(z) for z in e4.extract_subnet(net, arch)(x)]
+    for s in (1, 3):
+        cut = extract_truncated(net, arch, s)
+        assert cut.output_names == [f"exit{s}"]
+        assert [x.name for x in cut.layers if x.name.startswith("exit")] == [f"exit{s}"]
+        # Groups above s are not computed at all.
+        assert not any(x.name.startswith(f"s{s + 1}_") for x in cut.layers)
+        out = cut(x)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        np.testing.assert_allclose(np.asarray(out), whole[s - 1], atol=1e-5)
+    graph = extract_truncated(net, arch, 2, name="stage2", dict_io=True)
+    assert set(graph.input) == {"image"} and set(graph.output) == {"logits"}
+    out = graph({"image": x})
+    np.testing.assert_allclose(np.asarray(out["logits"]), whole[1], atol=1e-5)
+    for bad in (0, 4, True):
+        with pytest.raises(ValueError, match="exit"):
+            extract_truncated(net, arch, bad)
