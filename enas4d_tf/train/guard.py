@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from enas4d_tf.errors import TrainError, WorkdirError
 from enas4d_tf.model.supernet import Supernet
+from enas4d_tf.train.logs import op_error_reason
 from enas4d_tf.workdir import checkpoint_nonfinite, restore_model
 
 
@@ -108,8 +109,8 @@ def save_checkpoint(manager: tf.train.CheckpointManager, variables, step: int) -
     try:
         manager.save(checkpoint_number=step)
     except (OSError, tf.errors.OpError) as e:
-        reason = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+        reason = op_error_reason(e) if isinstance(e, tf.errors.OpError) else e.strerror or e
         raise WorkdirError(
-            f"cannot write the checkpoint of step {step} in {manager.directory}: "
-            f"{reason.strip().splitlines()[0]}; training stopped, {kept_checkpoint(manager)}"
+            f"cannot write the checkpoint of step {step} in {manager.directory}: {reason}; "
+            f"training stopped, {kept_checkpoint(manager)}"
         ) from None

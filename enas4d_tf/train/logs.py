@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -57,6 +58,13 @@ def read_train_log(workdir: str) -> list[dict]:
             except ValueError:
                 continue
     return records
+
+
+def op_error_reason(error: tf.errors.OpError) -> str:
+    """The reason of a TensorFlow op error without the op's decoration."""
+    text = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]( name:\S*)?", "", error.message)
+    lines = text.strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
 
 
 def _record_step(line: bytes) -> float:
@@ -215,11 +223,17 @@ class TrainLog:
 
     def open_summaries(self) -> tf.summary.SummaryWriter:
         """Creates the TensorBoard writer (a no-op one on other workers) and returns it."""
-        self.writer = (
-            tf.summary.create_file_writer(self.workdir.tensorboard)
-            if self.chief
-            else tf.summary.create_noop_writer()
-        )
+        try:
+            self.writer = (
+                tf.summary.create_file_writer(self.workdir.tensorboard)
+                if self.chief
+                else tf.summary.create_noop_writer()
+            )
+        except tf.errors.OpError as e:
+            raise WorkdirError(
+                f"cannot write TensorBoard summaries to {self.workdir.tensorboard}: "
+                f"{op_error_reason(e)}; nothing was trained in this session"
+            ) from None
         return self.writer
 
     def flush(self) -> None:

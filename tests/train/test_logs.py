@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from enas4d_tf.errors import WorkdirError
 from enas4d_tf.train.logs import (
     MetricWindow,
     TrainLog,
@@ -76,3 +77,13 @@ def test_drop_records_after_keeps_one_record_per_step(tmp_path):
     log.drop_records_after(8)  # nothing to drop: the file is not rewritten
     assert path.stat().st_mtime_ns == before
     TrainLog(Workdir(str(tmp_path / "none")), chief=True).drop_records_after(0)  # no log: fine
+
+
+def test_summaries_that_cannot_be_written_are_one_line(tmp_path):
+    (tmp_path / "tensorboard").write_text("a file where the folder goes")
+    with pytest.raises(WorkdirError) as e:
+        TrainLog(Workdir(str(tmp_path)), chief=True).open_summaries()
+    assert str(e.value) == (
+        f"cannot write TensorBoard summaries to {tmp_path}/tensorboard: Not a directory; "
+        "nothing was trained in this session"
+    )
