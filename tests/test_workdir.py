@@ -17,6 +17,7 @@ from enas4d_tf.train.resume import (
     check_train_workdir,
     describe_differences,
     run_config_differences,
+    writes_workdir,
 )
 from enas4d_tf.workdir import Workdir, checkpoint_nonfinite, find_checkpoint, load_supernet
 from tests.helpers import make_tiny_workdir
@@ -154,3 +155,18 @@ def test_load_supernet_refuses_non_finite_weights(tmp_path):
     ).save()
     with pytest.raises(WorkdirError, match="NaN or Inf"):
         load_supernet(root)
+
+
+def test_only_the_chief_of_a_multi_worker_run_writes_the_workdir():
+    def tf_config(kind, index, chief=False):
+        cluster = {"worker": ["a:1", "b:2"], **({"chief": ["c:3"]} if chief else {})}
+        return {
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
+        }
+
+    assert writes_workdir("default", tf_config("worker", 1))  # TF_CONFIG unused
+    assert writes_workdir("multi_worker", tf_config("worker", 0))
+    assert not writes_workdir("multi_worker", tf_config("worker", 1))
+    assert not writes_workdir("multi_worker", tf_config("worker", 0, chief=True))
+    assert writes_workdir("multi_worker", tf_config("chief", 0, chief=True))
+    assert writes_workdir("multi_worker", {"TF_CONFIG": "{not json"})

@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import warnings  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -26,7 +27,11 @@ from enas4d_tf.space import PRESETS, SearchSpace  # noqa: E402
 from enas4d_tf.train import sampling  # noqa: E402
 from enas4d_tf.train.config import DEFAULT_DATASET, STRATEGIES, TrainConfig  # noqa: E402
 from enas4d_tf.train.fixed_arch import check_same_arch, read_fixed_arch  # noqa: E402
-from enas4d_tf.train.resume import check_run_config, check_train_workdir  # noqa: E402
+from enas4d_tf.train.resume import (  # noqa: E402
+    check_run_config,
+    check_train_workdir,
+    writes_workdir,
+)
 from enas4d_tf.workdir import Workdir, read_run_config  # noqa: E402
 from tools._cli import config_from_flags, fail, flags_parser, quiet_stderr  # noqa: E402
 
@@ -287,7 +292,9 @@ def main(argv: list[str]) -> None:
         _check_arch_file(config)
         _check_workdir(config)
         created = _make_workdir(root)
-        with WorkdirLock(root, "train"):
+        # A multi_worker run's other workers write nowhere in the workdir: the chief locks it.
+        lock = WorkdirLock(root, "train") if writes_workdir(config.strategy) else nullcontext()
+        with lock:
             _train(config)
     except (Enas4dError, ValueError) as e:
         if created and not os.listdir(root):

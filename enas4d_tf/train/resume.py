@@ -148,3 +148,29 @@ def check_finished(previous: dict | None, config: TrainConfig, root: str) -> Non
             f"{root} finished training with epochs {before}, not {config.epochs} "
             f"(epochs {before!r} -> {config.epochs!r}); use another workdir"
         )
+
+
+def writes_workdir(strategy: str, environ=None) -> bool:
+    """Whether this process writes the workdir (and so holds its lock): always, except a
+    non-chief task of a "multi_worker" run, whose checkpoints go to a scratch folder.
+
+    Reads `TF_CONFIG` as `distribution.is_chief` reads the cluster, without TensorFlow: the
+    chief task, or worker 0 of a cluster without one. A `TF_CONFIG` that does not parse counts
+    as the chief's (the strategy refuses it later, in one line).
+
+    Args:
+      strategy: the run's strategy name.
+      environ: the environment (default `os.environ`).
+    """
+    if strategy != "multi_worker":
+        return True
+    environ = os.environ if environ is None else environ
+    try:
+        tf_config = json.loads(environ.get("TF_CONFIG") or "{}")
+        task, cluster = tf_config.get("task") or {}, tf_config.get("cluster") or {}
+        kind, index = task.get("type"), int(task.get("index", 0))
+    except (ValueError, TypeError, AttributeError):
+        return True
+    if not kind or kind == "chief":
+        return True
+    return kind == "worker" and index == 0 and "chief" not in cluster
