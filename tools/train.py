@@ -2,6 +2,13 @@
 
   python -m tools.train --flagfile=configs/train_quick.cfg --workdir=/tmp/enas4d_quick
 
+With --arch_file it trains one architecture alone, from scratch, with the same recipe (a
+file with "exit": s is a network cut at exit s); --max_train_minutes bounds a run's time:
+
+  python -m tools.train --flagfile=configs/train_benchmark.cfg --workdir=/tmp/alone \
+      --arch_file=runs/demo/search/archs/static_1M.json --max_train_minutes=88 \
+      --fit_epochs_to_budget --epochs=200
+
 Running the same command again resumes from the newest checkpoint in the workdir; a run
 that has finished says so and exits 0. Bad input ends with one line on stderr and exit 1
 (flag errors: exit 2): the flags, the workdir (writable, not in use by another program, its
