@@ -9,7 +9,12 @@
 
 A network truncated at exit `s` (`ArchSpec.exit`) is exported as ONE graph per quantisation,
 `stage{s}_{q}.tflite` (image in, exit `s`'s logits out, no other classifier), a one-output
-`subnet.keras`, and a manifest with `"exit": s` and one stage (see `_extract` for why).
+`subnet.keras`, and a manifest with `"exit": s` and one stage. One graph rather than `s`
+graphs that hand tensors on: a static network never stops early, so splitting it buys
+nothing and costs a user the hand-off plumbing, the runtime a graph launch and tensor copies
+per stage, and the converter the fusions across stage boundaries. The cascade and the Android
+kit run it unchanged, as a one-stage network whose only exit takes every image; its cost is
+`macs.truncated_macs`, checked against the graph's own layers.
 
 Everything is written into a hidden temporary folder beside the target and renamed into
 place when complete, so a failed or killed export leaves no folder that looks finished;
@@ -224,7 +229,8 @@ def _extract(net: Supernet, spec: ArchSpec) -> tuple:
         counted = keras_model_macs(subnet, space.num_stages)
     else:
         subnet = extract_truncated(net, arch, spec.exit)
-        stage = extract_truncated(net, arch, spec.exit, stage_model_name(spec.exit - 1), True)
+        name = stage_model_name(spec.exit - 1)
+        stage = extract_truncated(net, arch, spec.exit, name=name, dict_io=True)
         stages = [stage]
         macs = [truncated_macs(space, arch, spec.exit, net.num_classes)]
         counted = keras_model_macs(subnet, spec.exit)[-1:]
