@@ -123,3 +123,29 @@ def test_export_refuses_non_finite_weights_naming_the_first():
         bad = keras.Variable(np.array([1.0, value], "float32"), name="bad")
         with pytest.raises(ExportError, match=r"network x holds non-finite weights \(1 of 2"):
             check_finite([good, bad], "network x")
+
+
+def test_a_failed_move_into_place_keeps_the_previous_export(tmp_path, monkeypatch):
+    from enas4d_tf.export import exporter
+
+    out_dir = tmp_path / "net"
+    out_dir.mkdir()
+    (out_dir / "manifest.json").write_text("previous export")
+    tmp = tmp_path / ".tmp_net_1234"
+    tmp.mkdir()
+    (tmp / "manifest.json").write_text("new export")
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # moving the new export in: the disk is full, say
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(exporter.os, "replace", replace)
+    with pytest.raises(ExportDirError, match="cannot move the export into .*No space left"):
+        exporter._move_into_place(str(tmp), str(out_dir), overwrite=True)
+    assert (out_dir / "manifest.json").read_text() == "previous export"
+    assert exporter._kept(str(out_dir)) == f"the existing {out_dir} was kept"
+    assert exporter._kept(str(tmp_path / "other")).startswith("no ")
