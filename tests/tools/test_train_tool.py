@@ -90,9 +90,17 @@ def test_smoke_run_and_rerun_says_finished(smoke_workdir):
     workdir, stdout = smoke_workdir
     assert "step 24/24" in stdout and "validation accuracy" in stdout
     assert _final_step(workdir) == 24
-    again = _train(f"--flagfile={SMOKE}", f"--workdir={workdir}")
-    assert again.returncode == 0
+    run_config = open(os.path.join(workdir, "run_config.json")).read()
+    # Logging more often changes nothing the weights learn: the run is finished.
+    again = _train(f"--flagfile={SMOKE}", f"--workdir={workdir}", "--log_every_steps=1")
+    assert again.returncode == 0 and not _own_stderr(again.stderr), again.stderr[-3000:]
     assert "training already finished: step 24 of 24" in again.stdout
+    # Another learning rate is another run: refused, and run_config.json is never rewritten.
+    other = _train(f"--flagfile={SMOKE}", f"--workdir={workdir}", "--learning_rate=0.01")
+    assert other.returncode == 1 and other.stderr.count("\n") == 1, other.stderr
+    assert "other settings (learning_rate 0.05 -> 0.01)" in other.stderr
+    assert open(os.path.join(workdir, "run_config.json")).read() == run_config
+    assert not os.path.exists(os.path.join(workdir, ".lock"))  # released by both
 
 
 def test_killed_run_resumes_and_finishes_like_an_uninterrupted_one(smoke_workdir, tmp_path):
@@ -119,6 +127,12 @@ def test_killed_run_resumes_and_finishes_like_an_uninterrupted_one(smoke_workdir
     assert 0 < int(match.group(1)) < 24  # the step counter goes on
     assert f"step {24}/24" in resumed.stdout
     assert _final_step(workdir) == _final_step(full_workdir) == 24
+    # One record per step logged: those after the checkpoint were dropped, then redone.
+    steps = [json.loads(line)["step"] for line in open(os.path.join(workdir, "train_log.jsonl"))]
+    full_steps = [
+        json.loads(line)["step"] for line in open(os.path.join(full_workdir, "train_log.jsonl"))
+    ]
+    assert steps == full_steps
     # The schedule depends on the step only (data of each epoch seeded and skipped to the
     # step, architectures seeded by the step), so the weights end where the uninterrupted
     # run's did, up to float reduction order.
