@@ -91,11 +91,11 @@ def trained_stages():
     subnet.fit(x, [labels] * 3, batch_size=64, epochs=2, verbose=0)
     stages = e4.extract_stage_models(net, arch)
     assert copy_subnet_weights(subnet, stages) > 0
-    return arch, x, stages, subnet
+    return arch, x, stages, subnet, labels
 
 
 def test_int8_post_training_graphs_agree_with_float_top1(trained_stages):
-    arch, train_x, stages, subnet = trained_stages
+    arch, train_x, stages, subnet, _ = trained_stages
     test_images, test_labels = load_arrays("fashion_mnist", "test", max_examples=1000)
     xt = preprocess(test_images, arch.resolution)
     feeds = keras_stage_feeds(stages, train_x[:300])
@@ -124,3 +124,35 @@ def test_int8_post_training_graphs_agree_with_float_top1(trained_stages):
     keras_last = np.argmax(np.asarray(subnet(xt[:50])[2]), axis=1)
     lite_last = [int(np.argmax(_chain(float_runners, xt[i : i + 1])[2])) for i in range(50)]
     assert (keras_last == np.array(lite_last)).all()
+
+
+@pytest.mark.slow  # tfmot's fake-quant graphs: ~2-4 min here
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: right after quantize_apply the QAT stages 2 and 3 fall to chance "
+    "(exit accuracy 0.80/0.05/0.14 after 1 step, 0.81/0.19/0.17 after 40, float 0.80/0.82/0.82)"
+    "; stage 1 keeps its accuracy and the int8 graphs match their QAT Keras models, so the QAT "
+    "models of multi-input stages are wrong: their input QuantizeLayers start at min = max = 0 "
+    "while hand-offs range to about +-15 (suspected cause, not yet fixed)",
+)
+def test_qat_int8_graphs_keep_the_float_accuracy(trained_stages):
+    arch, train_x, stages, _, train_labels = trained_stages
+    qat_stages, losses = quantization.qat_finetune(
+        stages, train_x[:2048], train_labels[:2048], steps=40, batch_size=64
+    )
+    assert all(np.isfinite(losses))
+    float_runners = [StageRunner(model_content=convert_stage(m, "float32")) for m in stages]
+    qat_runners = [StageRunner(model_content=convert_stage(m, "int8_qat")) for m in qat_stages]
+    test_images, test_labels = load_arrays("fashion_mnist", "test", max_examples=500)
+    xt = preprocess(test_images, arch.resolution)
+    float_correct, qat_correct = np.zeros(3), np.zeros(3)
+    for i in range(len(xt)):
+        f = _chain(float_runners, xt[i : i + 1])
+        q = _chain(qat_runners, xt[i : i + 1])
+        float_correct += [int(np.argmax(z) == test_labels[i]) for z in f]
+        qat_correct += [int(np.argmax(z) == test_labels[i]) for z in q]
+    float_accuracy, qat_accuracy = float_correct / len(xt), qat_correct / len(xt)
+    # A real network (well above 10 % chance), and the int8 QAT graphs keep its accuracy at
+    # every exit within 3 points (500 images: one image is 0.2 points).
+    assert float_accuracy.min() > 0.6, float_accuracy
+    assert np.all(qat_accuracy >= float_accuracy - 0.03), (qat_accuracy, float_accuracy)
