@@ -205,10 +205,17 @@ def read_arch_file(path: str, space: SearchSpace) -> ArchSpec:
                 raise _old_arch_file(path, version)
             spec = _spec_from_record(data, space, default_name)
         else:
+            # A bare architecture, optionally with "exit": s (as tools.train --arch_file reads it).
+            exit = None
+            if isinstance(data, dict) and "exit" in data:
+                data = dict(data)
+                exit = data.pop("exit")
+                exit = None if exit is None else check_exit(exit, space.num_stages)
             arch = Arch.from_dict(data)
             space.validate(arch)
-            thresholds = exit_policy.static_thresholds(space.num_stages)
-            spec = ArchSpec(default_name, arch, tuple(thresholds), "static", {}, "")
+            num_exits = space.num_stages if exit is None else exit
+            thresholds = exit_policy.static_thresholds(num_exits)
+            spec = ArchSpec(default_name, arch, tuple(thresholds), "static", {}, "", exit)
     except ExportError:
         raise
     except (ValueError, TypeError) as e:

@@ -89,3 +89,20 @@ def test_reader_refuses_a_bad_truncated_file(tmp_path, change, needle):
     path.write_text(json.dumps(data))
     with pytest.raises(ExportError, match=needle):
         formats.read_arch_file(str(path), space)
+
+
+def test_bare_architecture_with_an_exit_reads_as_a_truncated_network(tmp_path):
+    # tools.train --arch_file accepts a bare Arch.to_dict() with "exit": s; the exporter must too.
+    space = e4.SearchSpace.preset("tiny")
+    arch = space.sample(seed=3)
+    path = tmp_path / "cut.json"
+    path.write_text(json.dumps({**arch.to_dict(), "exit": 2}))
+    spec = formats.read_arch_file(str(path), space)
+    assert spec.exit == 2 and spec.mode == "static" and spec.arch == arch
+    assert list(spec.thresholds) == [None, 0.0]
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(arch.to_dict()))
+    assert formats.read_arch_file(str(plain), space).exit is None
+    path.write_text(json.dumps({**arch.to_dict(), "exit": 9}))
+    with pytest.raises(ExportError, match="outside 1..3"):
+        formats.read_arch_file(str(path), space)
