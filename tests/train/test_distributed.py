@@ -75,23 +75,69 @@ moved = max(float(np.max(np.abs(a - b))) for a, b in zip(weights["default"], ini
 print("RESULT", worst, moved, flush=True)
 """
 
-WORKER_SCRIPT = r"""
-import json
-import sys
+# The data of the multi-worker test: every global batch of 16 is one half-batch of 8 twice.
+# Each of two workers (one replica each) gets the half; a single worker gets both copies. So
+# every replica's BN statistics are those of the whole batch, and the two runs must agree.
+HALVES_DATA = r"""
 import numpy as np
-from enas4d_tf.train.config import TrainConfig
-from enas4d_tf.train.trainer import train
+import tensorflow as tf
 
-workdir, out = sys.argv[1], sys.argv[2]
-config = TrainConfig(
-    workdir=workdir, preset="tiny", strategy="multi_worker", epochs=1, batch_size=32,
-    max_train_examples=256, steps_per_epoch=4, eval_every_epochs=1, max_eval_examples=200,
-    num_calibration_images=200, checkpoint_every_steps=2, log_every_steps=2,
-)
-result = train(config)
-np.savez(out, *result.net.get_weights())
-print("RESULT", json.dumps({"step": result.step, "traces": result.traces}), flush=True)
+B, STEPS = 16, 4
+rng = np.random.default_rng(0)
+halves = [
+    (rng.normal(size=(B // 2, 28, 28, 1)).astype("float32"),
+     rng.integers(0, 10, B // 2).astype("int32"))
+    for _ in range(STEPS)
+]
+
+
+def dataset_fn(ctx, epoch):
+    per_replica = ctx.get_per_replica_batch_size(B)
+
+    def gen():
+        for x, y in halves:
+            if per_replica == B // 2:
+                yield x, y
+            else:
+                yield np.concatenate([x, x]), np.concatenate([y, y])
+
+    spec = (tf.TensorSpec((per_replica, 28, 28, 1), tf.float32),
+            tf.TensorSpec((per_replica,), tf.int32))
+    return tf.data.Dataset.from_generator(gen, output_signature=spec).repeat()
 """
+
+# argv: workdir, output .npz, strategy, the step after whose progress record the process dies
+# (0: none).
+WORKER_SCRIPT = (
+    HALVES_DATA
+    + r"""
+import json
+import os
+import sys
+from enas4d_tf.train.config import TrainConfig
+from enas4d_tf.train.trainer import Trainer, train
+
+workdir, out, strategy, die_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+if die_at:
+    log_window = Trainer._log_window
+
+    def log_then_die(self, epoch, phase):
+        log_window(self, epoch, phase)
+        if self.step == die_at:
+            os._exit(9)  # as abrupt as SIGKILL: nothing flushed, nothing cleaned
+
+    Trainer._log_window = log_then_die
+config = TrainConfig(
+    workdir=workdir, preset="tiny", strategy=strategy, epochs=1, batch_size=B,
+    steps_per_epoch=STEPS, eval_every_epochs=0, learning_rate=0.2, warmup_epochs=0.0,
+    clip_norm=1.0, checkpoint_every_steps=2, log_every_steps=1,
+)
+result = train(config, dataset_fn=dataset_fn)
+np.savez(out, *result.net.get_weights())
+summary = {"step": result.step, "resumed_from": result.resumed_from, "traces": result.traces}
+print("RESULT", json.dumps(summary), flush=True)
+"""
+)
 
 
 def _env(**extra):
@@ -133,19 +179,25 @@ def _free_ports(n):
     return ports
 
 
-# About 3 minutes on 2 cores (two processes each trace the step): run with `make test-slow`.
-@pytest.mark.slow
-def test_two_workers_end_with_identical_weights(tmp_path):
-    # Two processes on localhost, 4 steps of the tiny preset: about 60 s on an idle machine.
+def _run_workers(tmp_path, workdir, session, die_at):
+    """Runs the two workers of a fresh cluster; returns their (returncode, stdout, stderr)."""
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    workdir = tmp_path / "run"
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        out = tmp_path / f"{session}_w{index}.npz"
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-c", WORKER_SCRIPT, str(workdir), str(tmp_path / f"w{index}")],
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER_SCRIPT,
+                    str(workdir),
+                    str(out),
+                    "multi_worker",
+                    str(die_at),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -156,22 +208,77 @@ def test_two_workers_end_with_identical_weights(tmp_path):
     outputs = []
     try:
         for p in procs:
-            out, err = p.communicate(timeout=600)
+            out, err = p.communicate(timeout=900)
             outputs.append((p.returncode, out, err))
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+    return outputs
+
+
+# About 5 minutes on 2 cores (five processes each trace the step): run with `make test-slow`.
+@pytest.mark.slow
+def test_two_workers_killed_and_resumed_match_one_worker(tmp_path):
+    """Two workers (MultiWorkerMirroredStrategy on localhost) die after logging step 3 of 4
+    (the checkpoint is of step 2), are started again, resume from step 2 and finish: their
+    weights are identical to each other and match an uninterrupted single-worker run of the
+    same batches, and the log has one record per step (step 3's first record is dropped).
+    """
+    reference = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WORKER_SCRIPT,
+            str(tmp_path / "single"),
+            str(tmp_path / "single.npz"),
+            "default",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_env(),
+        cwd=REPO,
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert json.loads(_result_line(reference.stdout)) == {"step": 4, "resumed_from": 0, "traces": 1}
+
+    workdir = tmp_path / "multi"
+    for rc, _, err in _run_workers(tmp_path, workdir, "killed", die_at=3):
+        assert rc == 9, err[-3000:]
+    assert sorted(f for f in os.listdir(workdir / "checkpoints") if f.endswith(".index")) == [
+        "ckpt-2.index"
+    ]
+    logged = [json.loads(line)["step"] for line in open(workdir / "train_log.jsonl")]
+    assert logged == [1, 2, 3]  # step 3 was logged, not checkpointed
+    outputs = _run_workers(tmp_path, workdir, "resumed", die_at=0)
     for rc, out, err in outputs:
         assert rc == 0, err[-3000:]
-        assert json.loads(_result_line(out)) == {"step": 4, "traces": 1}
-    w0 = np.load(tmp_path / "w0.npz")
-    w1 = np.load(tmp_path / "w1.npz")
-    assert len(w0.files) == len(w1.files) > 50
+        assert json.loads(_result_line(out)) == {"step": 4, "resumed_from": 2, "traces": 1}
+    w0 = np.load(tmp_path / "resumed_w0.npz")
+    w1 = np.load(tmp_path / "resumed_w1.npz")
+    single = np.load(tmp_path / "single.npz")
+    assert len(w0.files) == len(single.files) > 50
+    initial = _initial_weights()
+    moved = max(float(np.max(np.abs(single[f"arr_{i}"] - w))) for i, w in enumerate(initial))
+    assert moved > 1e-2  # training changed the weights...
     for key in w0.files:
-        np.testing.assert_array_equal(w0[key], w1[key])
-    # Only the chief (worker 0) wrote the workdir, and it logged; the other stayed silent.
+        np.testing.assert_array_equal(w0[key], w1[key])  # ...the workers as one...
+        # ...and as one worker did (up to the order of float reductions).
+        np.testing.assert_allclose(w0[key], single[key], atol=1e-4, err_msg=key)
+    # Only the chief (worker 0) wrote the workdir and logged; one record per step.
     assert "ckpt-4.index" in os.listdir(workdir / "checkpoints")
     assert "step 4/4" in outputs[0][1] and "step 4/4" not in outputs[1][1]
     records = [json.loads(line) for line in open(workdir / "train_log.jsonl")]
-    assert [r["kind"] for r in records] == ["train", "train", "eval"]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+
+
+def _initial_weights():
+    # The run's initial weights: train() seeds Keras with config.seed (0) before building.
+    import keras
+
+    from enas4d_tf import SearchSpace, Supernet
+
+    keras.utils.set_random_seed(0)
+    return Supernet(SearchSpace.preset("tiny"), num_classes=10).get_weights()
