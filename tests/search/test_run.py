@@ -328,31 +328,52 @@ def test_search_tool_runs_as_a_user_runs_it(tmp_path):
     assert any(n.startswith(f"static_{format_macs(mid)}_exit") for n in archs), archs
 
 
-def test_recorded_metrics_match_a_fresh_measurement(workdir):
-    """The chosen network's validation metrics are what a fresh BN-recalibrated run gives."""
+def test_recorded_metrics_match_a_fresh_measurement(workdir, tmp_path):
+    """What the search wrote for its chosen network (thresholds, validation accuracy, average
+    MACs, exit rates) is what a fresh, independent measurement of that architecture gives."""
+    import shutil
+
     from enas4d_tf.evaluation import CandidateEvaluator
     from enas4d_tf.workdir import load_supernet
 
-    net, _ = load_supernet(workdir)
-    space = net.space
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(240, 28, 28, 1)).astype(np.float32)
-    labels = rng.integers(0, 10, 240)
-    calib = rng.normal(size=(120, 28, 28, 1)).astype(np.float32)
-    evaluator = CandidateEvaluator(net, images, labels, calib, num_calibration_images=120)
-    arch = space.sample(seed=5)
-    first = evaluator.measure(arch)
-    evaluator.measure(space.largest())  # other statistics in between
-    again = evaluator.measure(arch)
-    np.testing.assert_allclose(first.split.confidence, again.split.confidence, rtol=1e-5)
-    budget = (first.stage_macs[0] + first.stage_macs[-1]) / 2
-    fit = first.fit(budget)
-    assert fit.avg_macs <= budget
-    replay = exit_policy.evaluate_confidences(
-        again.split.confidence, again.split.correct, again.stage_macs, fit.thresholds
+    folder = str(tmp_path / "w")
+    shutil.copytree(workdir, folder, ignore=shutil.ignore_patterns("search"))
+    smallest, largest = tiny_costs()
+    budget = float((smallest[-1] + largest[-1]) // 3)
+    config = small_config(budgets=(budget,), mode="dynamic")
+    data = synthetic_data(config)
+    run_search(folder, config, log=lambda line: None, data=data)
+    paths = Workdir(folder)
+    (name,) = [n for n in os.listdir(paths.search_archs) if n.startswith("dynamic_")]
+    with open(os.path.join(paths.search_archs, name)) as f:
+        recorded = json.load(f)
+
+    net, _ = load_supernet(folder)
+    evaluator = CandidateEvaluator(
+        net,
+        data.val_images,
+        data.val_labels,
+        data.calibration_images,
+        num_calibration_images=config.num_calibration_images,
+        batch_size=config.batch_size,
     )
-    assert replay.accuracy == pytest.approx(fit.accuracy, abs=1 / 240 + 1e-9)
-    assert first.fit(first.stage_macs[0] - 1) is None
+    evaluator.measure(
+        net.space.largest()
+    )  # other BN statistics first: recalibration must undo them
+    fresh = evaluator.measure(Arch.from_dict(recorded["arch"]))
+    fit = fresh.fit(budget)
+    assert fit is not None and fit.avg_macs <= budget
+    assert recorded["thresholds"] == pytest.approx(list(fit.thresholds), abs=1e-6)
+    assert recorded["val_accuracy"] == pytest.approx(fit.accuracy, abs=1e-9)
+    assert recorded["avg_macs"] == pytest.approx(fit.avg_macs, rel=1e-9)
+    assert recorded["exit_rates"] == pytest.approx(list(fit.exit_rates), abs=1e-9)
+    assert recorded["stage_macs"] == list(fresh.stage_macs)
+    # The replayed policy on the fresh confidences gives the recorded accuracy again.
+    replay = exit_policy.evaluate_confidences(
+        fresh.split.confidence, fresh.split.correct, fresh.stage_macs, recorded["thresholds"]
+    )
+    assert replay.accuracy == pytest.approx(recorded["val_accuracy"], abs=1e-9)
+    assert fresh.fit(fresh.stage_macs[0] - 1) is None
 
 
 BAD_INPUTS = [
