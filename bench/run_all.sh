@@ -3,7 +3,8 @@
 # Outputs: the workdir (runs/bench/ unless WORKDIR is set) and bench/results/, the files
 # BENCHMARKS.md and BUILD_NOTES.md link to: supernet_step.md, conv_variants.md,
 # train_benchmark.md, search_benchmark.md|json, pareto.png|json (the search plot and fronts),
-# export_benchmark.md|json.
+# export_benchmark.md|json, claim/claim.json|md|png (the benchmark of record, bench/claim.py:
+# about 8 more hours; run it again with the same command to resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -36,3 +37,6 @@ dyn=$(ls -d "$W"/export/dynamic_* | paste -sd, -)
 static=$($PY -c "import glob,json,sys; d=sorted(glob.glob(sys.argv[1]+'/export/static_*/manifest.json'), key=lambda p: json.load(open(p))['stage_macs'][-1]); print(d[-1].rsplit('/',1)[0])" "$W")
 $PY -m bench.export_benchmark --export_dirs="$dyn" --static_dir="$static" --max_images=2000 \
     --out="$R/export_benchmark.json" | tee "$R/export_benchmark.md"
+
+echo "== the benchmark of record (issue 16): baselines trained from scratch for T and T/k (hours; resumable)"
+$PY -m bench.claim --workdir="$W" --out="$R/claim"

@@ -259,8 +259,13 @@ def test_choices_are_written_once_and_a_changed_search_is_refused(tmp_path):
     assert os.path.exists(paths.arch("dynamic_2M"))
     before = os.stat(paths.choices).st_mtime_ns
     assert st.stage_choices(c) == choices and os.stat(paths.choices).st_mtime_ns == before
-    with open(w.pareto_json, "a") as f:
-        f.write(" ")  # any change to the search report after the choices
+    with open(w.pareto_json) as f:
+        pareto = json.load(f)
+    pareto["stats"] = {"wall_seconds": 3.0}  # the same search run again: the same choices
+    write_json_atomic(w.pareto_json, pareto)
+    assert st.stage_choices(c) == choices
+    pareto["fronts"]["static"][0]["val_accuracy"] = 0.81  # another search
+    write_json_atomic(w.pareto_json, pareto)
     with pytest.raises(ClaimError, match="changed after the choices were made"):
         st.stage_choices(c)
 
