@@ -22,6 +22,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_transforms as _d8,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.graph_transformations import (
+    model_transformer,
+)
 
 _tfmot_q = tfmot.quantization.keras
 
@@ -250,16 +256,83 @@ def _annotate(layer):
     return _tfmot_q.quantize_annotate_layer(layer)
 
 
+class _LayoutTransform(_tfmot_q.default_8bit.Default8BitQuantizeLayoutTransform):
+    """tfmot's default 8-bit layout transforms without its `ConcatTransform*`.
+
+    `ConcatTransform` rebuilds a `Concatenate` whose inputs are a model input and a layer
+    output with its inputs swapped (tensorflow/model-optimization issue 1061, open): a stage
+    that concatenates a hand-off with its own features then computes another function, and
+    exits 2 and later fell to chance after QAT. Without the transform the registry quantises
+    each concat input and its output, which TFLite's int8 CONCATENATION rescales.
+    """
+
+    def apply(self, model, layer_quantize_map):
+        transforms = [
+            _d8.InputLayerQuantize(),
+            _d8.SeparableConv1DQuantize(),
+            _d8.SeparableConvQuantize(),
+            _d8.Conv2DReshapeBatchNormReLUQuantize(),
+            _d8.Conv2DReshapeBatchNormActivationQuantize(),
+            _d8.Conv2DBatchNormReLUQuantize(),
+            _d8.Conv2DBatchNormActivationQuantize(),
+            _d8.Conv2DReshapeBatchNormQuantize(),
+            _d8.Conv2DBatchNormQuantize(),
+            _d8.DenseBatchNormQuantize(),
+            _d8.DenseBatchNormReLUQuantize(),
+            _d8.DenseBatchNormActivationQuantize(),
+            _d8.LayerReLUQuantize(),
+            _d8.LayerReluActivationQuantize(),
+        ]
+        return model_transformer.ModelTransformer(
+            model, transforms, set(layer_quantize_map.keys()), layer_quantize_map
+        ).transform()
+
+
+class _Scheme(_tfmot_q.default_8bit.Default8BitQuantizeScheme):
+    """The default 8-bit scheme with `_LayoutTransform`."""
+
+    def get_layout_transformer(self):
+        return _LayoutTransform()
+
+
+def _producers(layer) -> list[str]:
+    """Names of the layers feeding `layer`'s last call, tfmot's wrappers seen through."""
+    node = layer._inbound_nodes[-1]
+    names = []
+    for inbound in tf.nest.flatten(node.inbound_layers):
+        while type(inbound).__name__ == "QuantizeLayer":
+            inbound = inbound._inbound_nodes[-1].inbound_layers
+        names.append(inbound.name.removeprefix("quant_"))
+    return names
+
+
+def _check_wiring(model: tf_keras.Model, quantized: tf_keras.Model) -> None:
+    """Raises ValueError when a multi-input layer of `quantized` reads its inputs in
+    another order than in `model` (the defect `_LayoutTransform` avoids)."""
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.InputLayer) or len(_producers(layer)) < 2:
+            continue
+        twin = quantized.get_layer("quant_" + layer.name)
+        if _producers(twin) != _producers(layer):
+            raise ValueError(
+                f"quantize_apply rewired layer {layer.name}: inputs {_producers(twin)}, "
+                f"expected {_producers(layer)}"
+            )
+
+
 def quantize_stage(model: tf_keras.Model) -> tf_keras.Model:
-    """A fake-quantised (QAT) copy of a tf_keras stage model (tfmot default 8-bit scheme).
+    """A fake-quantised (QAT) copy of a tf_keras stage model (tfmot's 8-bit scheme, without
+    its Concatenate transform: see `_LayoutTransform`).
 
     Raises:
-      ValueError: tfmot refuses a layer.
+      ValueError: tfmot refuses a layer, or its copy computes another graph.
     """
     annotated = tf_keras.models.clone_model(model, clone_function=_annotate)
     annotated.set_weights(model.get_weights())
     with _tfmot_q.quantize_scope(CUSTOM_OBJECTS):
-        return _tfmot_q.quantize_apply(annotated)
+        quantized = _tfmot_q.quantize_apply(annotated, scheme=_Scheme())
+    _check_wiring(model, quantized)
+    return quantized
 
 
 def qat_cascade(stages: list[tf_keras.Model], image_shape: tuple) -> tf_keras.Model:
