@@ -103,6 +103,9 @@ def test_smoke_run_and_rerun_says_finished(smoke_workdir):
     assert not os.path.exists(os.path.join(workdir, ".lock"))  # released by both
 
 
+# Slow (two smoke trainings, over 2 min on 2 idle cores); the fast suite keeps the resume of
+# tests/train/test_trainer.py and the one-record-per-step check of tests/train/test_logs.py.
+@pytest.mark.slow
 def test_killed_run_resumes_and_finishes_like_an_uninterrupted_one(smoke_workdir, tmp_path):
     full_workdir, _ = smoke_workdir
     workdir = str(tmp_path / "run")

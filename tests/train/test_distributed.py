@@ -152,6 +152,8 @@ def _result_line(stdout):
     return lines[-1][len("RESULT ") :]
 
 
+# Slow (about 4.5 min on 2 idle cores: two strategies, each traced); make test-slow runs it.
+@pytest.mark.slow
 def test_mirrored_two_replicas_match_default_strategy(tmp_path):
     # Two traces of the tiny step (default, then mirrored): about 60 s on an idle machine.
     proc = subprocess.run(
