@@ -55,6 +55,8 @@ def _weights(network):
     return [np.asarray(w) for w in network.model().weights]
 
 
+# Slow (three trainings: a reference, a budget-stopped one and a killed one).
+@pytest.mark.slow
 def test_a_stopped_and_a_killed_run_resume_to_the_same_weights(tmp_path):
     reference = train_baseline(BaselineConfig(workdir=str(tmp_path / "a"), **SMALL), log=_quiet)
     config = BaselineConfig(workdir=str(tmp_path / "b"), **SMALL)

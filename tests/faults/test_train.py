@@ -183,6 +183,9 @@ def test_refusals_before_tensorflow_do_not_import_it(tmp_path):
     assert "other settings" in proc.stderr
 
 
+# Slow (a real training runs while the second starts); the held lock's one line is covered
+# fast by test_workdir_in_use and tests/test_locking.py.
+@pytest.mark.slow
 def test_second_training_refused_while_the_first_runs(tmp_path):
     workdir = tmp_path / "run"
     first = subprocess.Popen(

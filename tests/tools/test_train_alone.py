@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from enas4d_tf.space import SearchSpace
 from tests.faults.harness import run_program
 
@@ -36,6 +38,8 @@ def _search_file(path, arch, exit: int) -> str:
     return str(path)
 
 
+# Slow (a training and an export in subprocesses); tests/train/test_alone.py covers the mode fast.
+@pytest.mark.slow
 def test_a_cut_tiny_architecture_trains_alone_and_exports_with_one_exit_at_its_cost(tmp_path):
     import keras
 
