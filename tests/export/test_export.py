@@ -209,6 +209,7 @@ def test_subnet_keras_loads_and_fine_tunes(exported):
     assert after < before - 0.05, (before, after)
 
 
+@pytest.mark.slow
 def test_finetune_tool_trains_and_writes_a_loadable_model(exported, tmp_path):
     out = str(tmp_path / "ft.keras")
     done = run_tool(

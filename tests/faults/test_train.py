@@ -220,6 +220,9 @@ def test_second_training_refused_while_the_first_runs(tmp_path):
 # -- with TensorFlow -------------------------------------------------------------------------
 
 
+# Slow (a real diverging training); the step's non-finite flags are covered fast in
+# tests/train/test_step.py and the guard in tests/train/test_guard.py.
+@pytest.mark.slow
 def test_diverging_run_stops_and_keeps_a_finite_checkpoint(tmp_path):
     """A learning rate of 1e6 with strong weight decay multiplies the weights by about 1e6
     per step: the run must stop on the first NaN or Inf, and every kept checkpoint (the last

@@ -7,7 +7,14 @@ from enas4d_tf.model.subnet import extract_truncated
 
 
 @pytest.mark.parametrize(
-    "name, num_sampled", [("tiny", 10), ("fashion_mnist", 10), ("imagenet_mbv3", 2)]
+    "name, num_sampled",
+    [
+        ("tiny", 10),
+        ("fashion_mnist", 2),
+        # The larger samples build many Keras models: with the slow tests.
+        pytest.param("fashion_mnist", 10, marks=pytest.mark.slow),
+        pytest.param("imagenet_mbv3", 2, marks=pytest.mark.slow),
+    ],
 )
 def test_stage_macs_equal_a_count_of_the_extracted_layers(name, num_sampled):
     space = e4.SearchSpace.preset(name)

@@ -113,6 +113,7 @@ def test_demo_table_compares_dynamic_with_static_networks_cut_at_any_exit():
     assert "budget 2.00M: dynamic 80.00% at 1.80M, static (exit 2) 76.00% at 1.50M" in table
 
 
+@pytest.mark.slow
 def test_readme_api_example_runs(tmp_path):
     (snippet,) = [b for b in _readme_python_blocks() if "e4.SearchSpace.preset" in b]
     script = tmp_path / "api_example.py"

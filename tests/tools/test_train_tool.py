@@ -56,6 +56,8 @@ def test_bad_input_ends_with_one_line(tmp_path, args, expected):
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
+# Slow, with the other tests that need the smoke training fixture.
+@pytest.mark.slow
 def test_corrupt_checkpoint_ends_with_one_line_and_is_left_alone(smoke_workdir, tmp_path):
     workdir = str(tmp_path / "run")
     shutil.copytree(smoke_workdir[0], workdir)
@@ -86,6 +88,7 @@ def smoke_workdir(tmp_path_factory):
     return workdir, proc.stdout
 
 
+@pytest.mark.slow
 def test_smoke_run_and_rerun_says_finished(smoke_workdir):
     workdir, stdout = smoke_workdir
     assert "step 24/24" in stdout and "validation accuracy" in stdout
@@ -157,6 +160,7 @@ def _checkpoint_weights(workdir):
     }
 
 
+@pytest.mark.slow
 def test_train_benchmark_reports_every_exit(smoke_workdir):
     workdir, _ = smoke_workdir
     proc = subprocess.run(

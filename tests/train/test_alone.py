@@ -237,6 +237,7 @@ def test_a_fixed_architecture_run_changes_only_the_weights_its_network_uses(tmp_
     assert changed_any["head/head/classifier_kernel_g1"]
 
 
+@pytest.mark.slow
 def test_a_run_stops_at_its_time_budget_checkpoints_and_stays_stopped(tmp_path):
     from enas4d_tf.train.config import TrainConfig
     from enas4d_tf.train.logs import read_train_log

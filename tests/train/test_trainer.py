@@ -174,6 +174,7 @@ def test_workdir_of_an_older_version_resumes(tmp_path):
         assert json.load(f)["train"]["num_calibration_images"] == 500
 
 
+@pytest.mark.slow
 def test_progressive_schedule_walks_the_phases_in_one_trace(tmp_path):
     # 4 epochs of 2 steps: one epoch per phase (starts 0, 1/4, 1/2, 3/4), about 15 s.
     config = _small_config(
@@ -191,6 +192,7 @@ def test_progressive_schedule_walks_the_phases_in_one_trace(tmp_path):
     assert [r["phase"] for r in records] == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_random_subnets_every_n_steps_trains_them_on_those_steps_only(tmp_path, monkeypatch):
     # 8 steps, random architectures on steps 0, 2, 4, 6: two traces (3 and 2 architectures).
     calls = []
