@@ -76,8 +76,14 @@ class ClaimPaths:
         return self._path("test", f"{name}.json")
 
 
+# Settings a resumed run may spell differently: the workdir holds the claim folder itself, so
+# `runs/bench` and its absolute path are the same run.
+RESUMABLE_SETTINGS = ("workdir",)
+
+
 def check_settings(paths: ClaimPaths, settings: dict) -> None:
-    """Writes the run's settings on its first start; later, refuses other settings.
+    """Writes the run's settings on its first start; later, refuses other settings (but for
+    `RESUMABLE_SETTINGS`).
 
     Raises:
       ClaimError: `settings.json` holds other settings (each difference named).
@@ -89,7 +95,7 @@ def check_settings(paths: ClaimPaths, settings: dict) -> None:
     diff = [
         f"{k} {old.get(k)!r} -> {settings.get(k)!r}"
         for k in sorted(set(old) | set(settings))
-        if old.get(k) != settings.get(k)
+        if old.get(k) != settings.get(k) and k not in RESUMABLE_SETTINGS
     ]
     if diff:
         raise ClaimError(

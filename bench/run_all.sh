@@ -4,7 +4,7 @@
 # BENCHMARKS.md and BUILD_NOTES.md link to: supernet_step.md, conv_variants.md,
 # train_benchmark.md, search_benchmark.md|json, pareto.png|json (the search plot and fronts),
 # export_benchmark.md|json, claim/claim.json|md|png (the benchmark of record, bench/claim.py:
-# about 8 more hours; run it again with the same command to resume).
+# about 8-9 more hours on 2 idle cores; run it again with the same command to resume).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python

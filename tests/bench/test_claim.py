@@ -207,10 +207,10 @@ def test_a_step_runs_once_and_a_failed_step_runs_again(tmp_path):
 
 def test_settings_are_kept_and_other_settings_refused(tmp_path):
     paths = ClaimPaths(str(tmp_path))
-    check_settings(paths, {"population": 12, "generations": 5})
-    check_settings(paths, {"population": 12, "generations": 5})
+    check_settings(paths, {"workdir": "runs/w", "population": 12, "generations": 5})
+    check_settings(paths, {"workdir": "/abs/runs/w", "population": 12, "generations": 5})
     with pytest.raises(ClaimError, match="population 12 -> 4"):
-        check_settings(paths, {"population": 4, "generations": 5})
+        check_settings(paths, {"workdir": "runs/w", "population": 4, "generations": 5})
 
 
 def _fake_workdir(root):
