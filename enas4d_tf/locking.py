@@ -29,7 +29,7 @@ LOCK_FILE = ".lock"
 _SETTLE_S = 1.0
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether process `pid` exists on this host (one of another user counts as alive)."""
     if pid <= 0:
         return False
@@ -138,7 +138,7 @@ class WorkdirLock:
 
     @staticmethod
     def _stale(holder: dict) -> bool:
-        return holder.get("host") == socket.gethostname() and not _pid_alive(holder["pid"])
+        return holder.get("host") == socket.gethostname() and not pid_alive(holder["pid"])
 
     def _remove_stale(self, holder: dict) -> None:
         """Removes the stale lock `holder`, unless another process replaced it meanwhile.

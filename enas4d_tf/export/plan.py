@@ -29,6 +29,7 @@ from enas4d_tf.errors import ExportDirError, ExportError
 from enas4d_tf.export import formats
 from enas4d_tf.export.formats import ArchSpec
 from enas4d_tf.files import check_writable_dir
+from enas4d_tf.locking import pid_alive
 from enas4d_tf.space import SearchSpace
 from enas4d_tf.workdir import ExportDir, Workdir, read_run_config
 
@@ -204,22 +205,9 @@ def _stale_writer(marker: str) -> dict | None:
         return None  # being written, or not ours: leave it
     if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
         return None
-    if record.get("host") != socket.gethostname() or _process_alive(record["pid"]):
+    if record.get("host") != socket.gethostname() or pid_alive(record["pid"]):
         return None
     return record
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process `pid` exists on this host (one of another user counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clean_stale_temporaries(out: str, log: Log = print) -> list[str]:
