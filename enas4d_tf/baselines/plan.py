@@ -20,6 +20,7 @@ from enas4d_tf.baselines.backbone import BackboneSpec
 from enas4d_tf.baselines.config import BaselineConfig, BaselineWorkdir
 from enas4d_tf.errors import TrainError, WorkdirError
 from enas4d_tf.files import write_bytes_atomic
+from enas4d_tf.train.config import steps_per_epoch as config_steps_per_epoch
 
 # Training data: `fn(epoch)` -> an endless dataset of `(images, labels)` batches of that epoch.
 DatasetFn = Callable[[int], tf.data.Dataset]
@@ -64,14 +65,7 @@ def make_plan(config: BaselineConfig) -> Plan:
             f"dataset {config.dataset!r} has {info.image_channels}-channel images but preset "
             f"{config.preset!r} expects {spec.image_channels}"
         )
-    num_train = info.num_train
-    if config.max_train_examples is not None:
-        num_train = min(num_train, config.max_train_examples)
-    steps_per_epoch = config.steps_per_epoch or num_train // config.batch_size
-    if steps_per_epoch < 1:
-        raise TrainError(
-            f"batch_size {config.batch_size} is larger than the {num_train} training examples"
-        )
+    steps_per_epoch = config_steps_per_epoch(config, info)
     return Plan(spec, info, steps_per_epoch, steps_per_epoch * config.epochs)
 
 

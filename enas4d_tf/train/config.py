@@ -241,3 +241,24 @@ class TrainConfig:
         """Exit weights summing to 1 (equal when `exit_weights` is None)."""
         w = np.ones(num_stages) if self.exit_weights is None else np.asarray(self.exit_weights)
         return (w / w.sum()).astype(np.float32)
+
+
+def steps_per_epoch(config, info) -> int:
+    """Optimizer steps per epoch of a run on the dataset `info` describes.
+
+    `config` is any training config with `batch_size`, `steps_per_epoch` (None: one pass over
+    the training split, at most `max_train_examples` of it) and `max_train_examples`, such as
+    `TrainConfig` or the early-exit baseline's `BaselineConfig`.
+
+    Raises:
+      TrainError: the batch is larger than the training examples.
+    """
+    num_train = info.num_train
+    if config.max_train_examples is not None:
+        num_train = min(num_train, config.max_train_examples)
+    steps = config.steps_per_epoch or num_train // config.batch_size
+    if steps < 1:
+        raise TrainError(
+            f"batch_size {config.batch_size} is larger than the {num_train} training examples"
+        )
+    return steps

@@ -32,6 +32,7 @@ from enas4d_tf.space import Arch, SearchSpace
 from enas4d_tf.train import sampling
 from enas4d_tf.train.budget import TimeBudget, fit_epochs, seconds_before
 from enas4d_tf.train.config import TrainConfig
+from enas4d_tf.train.config import steps_per_epoch as config_steps_per_epoch
 from enas4d_tf.train.distribution import DatasetFn, distributed_epoch, is_chief, make_strategy
 from enas4d_tf.train.evaluate import Evaluator, _evaluate
 from enas4d_tf.train.fixed_arch import RUN_CONFIG_KEY, FixedArch, read_fixed_arch
@@ -139,14 +140,7 @@ def _plan(config: TrainConfig, strategy: tf.distribute.Strategy) -> _Plan:
         raise TrainError(
             f"batch_size {config.batch_size} is not divisible by the {replicas} replicas"
         )
-    num_train = info.num_train
-    if config.max_train_examples is not None:
-        num_train = min(num_train, config.max_train_examples)
-    steps_per_epoch = config.steps_per_epoch or num_train // config.batch_size
-    if steps_per_epoch < 1:
-        raise TrainError(
-            f"batch_size {config.batch_size} is larger than the {num_train} training examples"
-        )
+    steps_per_epoch = config_steps_per_epoch(config, info)
     fixed = None if config.arch_file is None else read_fixed_arch(config.arch_file, space)
     return _Plan(space, info, steps_per_epoch, steps_per_epoch * config.epochs, fixed)
 

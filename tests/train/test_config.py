@@ -59,3 +59,20 @@ def test_fixed_architecture_and_budget_fields_are_validated():
         with pytest.raises(TrainError, match=needle):
             config.validate()
     TrainConfig(**{**good.to_dict(), "fit_epochs_to_budget": True}).validate()
+
+
+def test_steps_per_epoch_of_a_config_on_a_dataset():
+    import types
+
+    from enas4d_tf.train.config import steps_per_epoch
+
+    info = types.SimpleNamespace(num_train=1000)
+    run = types.SimpleNamespace(batch_size=64, steps_per_epoch=None, max_train_examples=None)
+    assert steps_per_epoch(run, info) == 15  # whole batches only
+    assert (
+        steps_per_epoch(types.SimpleNamespace(**{**vars(run), "max_train_examples": 200}), info)
+        == 3
+    )
+    assert steps_per_epoch(types.SimpleNamespace(**{**vars(run), "steps_per_epoch": 7}), info) == 7
+    with pytest.raises(TrainError, match="batch_size 2000 is larger than the 1000"):
+        steps_per_epoch(types.SimpleNamespace(**{**vars(run), "batch_size": 2000}), info)
