@@ -1,9 +1,10 @@
 """Host-side early-exit cascade over exported stage graphs (LiteRT interpreter).
 
 Runs images one at a time (batch 1, as on a phone) through the stage graphs of an export
-folder with the manifest's thresholds: stage 1 on the image; if exit 1 is not confident
-enough, stage 2 on the image and the hand-offs stage 1 produced; and so on. Nothing is
-recomputed: each stage reads the cached hand-offs of earlier stages.
+folder with the thresholds the manifest records for those graphs' quantisation: stage 1 on
+the image; if exit 1 is not confident enough, stage 2 on the image and the hand-offs stage 1
+produced; and so on. Nothing is recomputed: each stage reads the cached hand-offs of earlier
+stages.
 
 Example:
   cascade = Cascade("runs/demo/export/net0", quantization="int8", num_threads=1)
@@ -19,7 +20,7 @@ import numpy as np
 
 from enas4d_tf import exit_policy
 from enas4d_tf.errors import ExportDirError
-from enas4d_tf.export.formats import read_manifest
+from enas4d_tf.export.formats import manifest_thresholds, read_manifest
 from enas4d_tf.export.integrity import check_graph_files
 from enas4d_tf.export.litert import StageRunner
 
@@ -76,7 +77,8 @@ class Cascade:
       export_dir: a folder written by `tools/export.py` (manifest.json + .tflite files).
       quantization: which set of stage graphs to run (a key of the manifest's files).
       num_threads: LiteRT interpreter threads per stage.
-      thresholds: exit thresholds; default the manifest's.
+      thresholds: exit thresholds; default the manifest's for `quantization`'s graphs
+        (`formats.manifest_thresholds`).
 
     Raises:
       ExportDirError: bad folder or manifest (`formats.read_manifest`), unknown
@@ -98,8 +100,8 @@ class Cascade:
         # The exit each stage graph ends in, from 1: 1..S, or [s] for a truncated network.
         self.exits = [int(stage["exit"]) for stage in self.manifest["stages"]]
         self.num_stages = len(self.manifest["stages"])
-        if thresholds is None:
-            self.thresholds = list(self.manifest["thresholds"])
+        if thresholds is None:  # those fitted on these graphs (older manifests: the float ones)
+            self.thresholds = manifest_thresholds(self.manifest, quantization)
         else:
             self.thresholds = check_thresholds(thresholds, self.num_stages)
         self.resolution = int(self.manifest["preprocessing"]["resolution"])

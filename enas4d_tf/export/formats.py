@@ -27,6 +27,7 @@ An older file is refused with one line that says how to write it again.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import os
 import platform
@@ -55,6 +56,11 @@ ARCH_FILE_KEYS = (
     "exit_rates",
     "budget_macs",
 )
+# Optional fields, written when a record has them: a search run with `--cost=latency` records
+# `"cost": "latency"` and its budget, average and cumulative stage costs in milliseconds
+# (`budget_ms`, `avg_ms`, `stage_ms`) beside the MACs ones; without them the cost is MACs.
+LATENCY_KEYS = ("cost", "budget_ms", "avg_ms", "stage_ms")
+COSTS = ("macs", "latency")
 MODES = ("dynamic", "static")
 # The manifest names files relative to its folder; ExportDir owns the names.
 _SUBNET_FILE = os.path.basename(ExportDir("").subnet)
@@ -153,9 +159,11 @@ def check_exit(exit, num_stages: int, mode: str = "static") -> int:
 
 def write_arch_file(path: str, record: dict) -> None:
     """Writes an architecture file atomically: `format_version` and the `ARCH_FILE_KEYS`
-    fields of `record` (other keys, such as the search's `key`, are left out), and `exit`
-    when the record has one that is not None (a truncated network)."""
+    fields of `record` (other keys, such as the search's `key`, are left out), the
+    `LATENCY_KEYS` it has, and `exit` when the record has one that is not None (a truncated
+    network)."""
     public = {k: record[k] for k in ARCH_FILE_KEYS}
+    public.update((k, record[k]) for k in LATENCY_KEYS if k in record)
     if record.get("exit") is not None:
         public["exit"] = record["exit"]
     write_json_atomic(path, {"format_version": ARCH_FILE_VERSION, **public})
@@ -243,10 +251,22 @@ def _spec_from_record(data: dict, space: SearchSpace, default_name: str) -> Arch
             f"a network truncated at exit {exit} has no earlier exit to leave at: its "
             f"thresholds must be [null, ..., null, 0.0], got {thresholds}"
         )
+    _check_latency_fields(data)
     skip = ("format_version", "arch", "thresholds", "name", "exit")
     search = {k: v for k, v in data.items() if k not in skip}
     name = data.get("name", default_name)
     return ArchSpec(name, arch, tuple(thresholds), mode, search, "", exit)
+
+
+def _check_latency_fields(data: dict) -> None:
+    """`cost` is "macs" or "latency"; `budget_ms` is null or a positive finite number."""
+    cost = data.get("cost", "macs")
+    if cost not in COSTS:
+        raise ValueError(f"cost must be 'macs' or 'latency', got {cost!r}")
+    budget = data.get("budget_ms")
+    ok = isinstance(budget, numbers.Real) and not isinstance(budget, bool)
+    if budget is not None and not (ok and math.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget_ms must be a positive number of ms or null, got {budget!r}")
 
 
 # -- manifest.json ---------------------------------------------------------------------------
@@ -343,20 +363,24 @@ def build_manifest(
     stages: Sequence[dict],
     quantizations: Sequence[str],
     subnet_sha256: str,
+    per_quantization: dict | None = None,
 ) -> dict:
     """The manifest of an export (JSON-safe).
 
     Keys: format_version, name, mode, exit (None, or the one exit `s` of a network truncated
     there), arch, space, num_classes, num_stages (stage graphs: S, or 1 for a truncated
-    network), thresholds (one per stage graph), exit_policy (in words), stage_macs (cumulative
-    MACs to each stage graph's exit), quantization (list),
-    preprocessing (`preprocessing_record`), stages (`stage_record` per exit: exit number from
-    1, inputs and outputs with shapes and dtypes, reads = hand-offs it takes, hands_on =
-    hand-offs it returns, files per quantisation with sha256, size, ops and XNNPACK
-    delegation), subnet (file and sha256), search (fields of the search result), source,
-    versions. The exporter adds export_seconds.
+    network), thresholds (one per stage graph: the search's, fitted on the float network),
+    exit_policy (in words), stage_macs (cumulative MACs to each stage graph's exit),
+    quantization (list), preprocessing (`preprocessing_record`), stages (`stage_record` per
+    exit: exit number from 1, inputs and outputs with shapes and dtypes, reads = hand-offs it
+    takes, hands_on = hand-offs it returns, files per quantisation with sha256, size, ops and
+    XNNPACK delegation), subnet (file and sha256), search (fields of the search result),
+    source, versions, and, when given, per_quantization: `{quantization:
+    policies.policy_record(...)}`, the thresholds, exit rates, validation accuracy and
+    average cost of that quantisation's own graphs (read thresholds with
+    `manifest_thresholds`). The exporter adds export_seconds.
     """
-    return {
+    manifest = {
         "format_version": MANIFEST_VERSION,
         "name": spec.name,
         "mode": spec.mode,
@@ -367,7 +391,8 @@ def build_manifest(
         "num_stages": len(stages),
         "thresholds": [stage["threshold"] for stage in stages],
         "exit_policy": "leave at the first exit s whose max softmax probability >= "
-        "thresholds[s]; null = never leave there; the last exit takes the rest",
+        "thresholds[s] (per_quantization[q].thresholds[s] for the graphs of quantisation q, "
+        "when present); null = never leave there; the last exit takes the rest",
         "stage_macs": [int(stage["cumulative_macs"]) for stage in stages],
         "quantization": list(quantizations),
         "preprocessing": preprocessing,
@@ -377,6 +402,36 @@ def build_manifest(
         "source": spec.source,
         "versions": versions(),
     }
+    if per_quantization is not None:
+        manifest["per_quantization"] = {q: per_quantization[q] for q in quantizations}
+    return manifest
+
+
+def manifest_thresholds(manifest: dict, quantization: str) -> list:
+    """The exit thresholds of one quantisation's stage graphs (one per stage graph).
+
+    An export records, per quantisation, thresholds refitted on that quantisation's graphs
+    (`manifest["per_quantization"][q]["thresholds"]`). A manifest written before exports did
+    that has no `per_quantization`: its float thresholds (`manifest["thresholds"]`, fitted
+    by the search on the float network) are returned for every quantisation, as that
+    version's cascade used them.
+
+    Args:
+      manifest: a manifest checked by `read_manifest`.
+      quantization: which stage graphs.
+
+    Raises:
+      ExportDirError: the quantisation was not exported.
+    """
+    available = manifest["quantization"]
+    if quantization not in available:
+        raise ExportDirError(
+            f"quantisation {quantization!r} was not exported; available: {', '.join(available)}"
+        )
+    per_quantization = manifest.get("per_quantization")
+    if per_quantization is None:
+        return list(manifest["thresholds"])
+    return list(per_quantization[quantization]["thresholds"])
 
 
 def write_manifest(export_dir: str, manifest: dict) -> None:

@@ -110,6 +110,8 @@ def check_manifest(manifest, path: str) -> None:
         if n != 1:
             v.fail("stages", f"of a network truncated at exit {exit_number} must be one")
     _check_preprocessing(v, v.get(manifest, "preprocessing"))
+    if manifest.get("per_quantization") is not None:
+        _check_per_quantization(v, manifest["per_quantization"], quantizations, n)
     previous = 0
     for s, stage in enumerate(stages):
         number = v.integer(v.get(stage, "exit", f"stages[{s}]."), f"stages[{s}].exit", low=1)
@@ -131,6 +133,47 @@ def _check_preprocessing(v: _Schema, pre) -> None:
             v.fail(where + key, "is empty")
         for c in values:
             v.number(c, where + key, positive=key == "std")
+
+
+# How a quantisation's thresholds were chosen (`enas4d_tf.export.policies`).
+ORIGINS = ("refit", "search", "static", "arch_file")
+
+
+def _check_per_quantization(v: _Schema, block, quantizations, n: int) -> None:
+    """`per_quantization`: one policy record per exported quantisation, none other."""
+    if not isinstance(block, dict):
+        v.fail("per_quantization", "is not a JSON object")
+    extra = sorted(set(block) - set(quantizations))
+    if extra:
+        v.fail(f"per_quantization.{extra[0]}", "names a quantisation that was not exported")
+    for q in quantizations:
+        where = f"per_quantization.{q}."
+        record = v.get(block, q, "per_quantization.")
+        thresholds = v.listing(v.get(record, "thresholds", where), where + "thresholds", n)
+        for s, t in enumerate(thresholds):
+            v.threshold(t, f"{where}thresholds[{s}]")
+        if thresholds[-1] != 0.0:
+            v.fail(where + "thresholds", f"must end in 0.0 (the last exit), got {thresholds}")
+        origin = v.get(record, "origin", where)
+        if origin not in ORIGINS:
+            v.fail(where + "origin", f"must be one of {', '.join(ORIGINS)}, got {origin!r}")
+        if v.get(record, "cost", where) not in ("macs", "latency"):
+            v.fail(where + "cost", f"must be 'macs' or 'latency', got {record['cost']!r}")
+        if v.get(record, "budget", where) is not None:
+            v.number(record["budget"], where + "budget", positive=True)
+        v.integer(v.get(record, "num_images", where), where + "num_images", low=1)
+        accuracy = v.number(v.get(record, "val_accuracy", where), where + "val_accuracy")
+        if not 0.0 <= accuracy <= 1.0:
+            v.fail(where + "val_accuracy", f"must be in [0, 1], got {accuracy}")
+        rates = v.listing(v.get(record, "exit_rates", where), where + "exit_rates", n)
+        for r in rates:
+            if not 0.0 <= v.number(r, where + "exit_rates") <= 1.0:
+                v.fail(where + "exit_rates", f"must be in [0, 1], got {r}")
+        if abs(sum(rates) - 1.0) > 1e-6:
+            v.fail(where + "exit_rates", f"must sum to 1, got {rates}")
+        v.number(v.get(record, "avg_macs", where), where + "avg_macs", positive=True)
+        if v.get(record, "avg_ms", where) is not None:
+            v.number(record["avg_ms"], where + "avg_ms", positive=True)
 
 
 def _check_stage_files(v: _Schema, stage: dict, s: int, quantizations) -> None:
