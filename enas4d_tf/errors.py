@@ -42,3 +42,8 @@ class ConversionError(ExportError):
 
 class ExportDirError(ExportError):
     """An export folder that cannot be run: missing files, bad manifest, wrong version."""
+
+
+class LatencyError(Enas4dError):
+    """A latency table that cannot be used: missing, corrupt, of another target or space, or
+    lacking a key an architecture needs (the message names it)."""
