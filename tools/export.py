@@ -6,7 +6,10 @@
       --out=exports
 
 Writes `<out>/<name>/`: subnet.keras (fine-tunable Keras model), stage{n}_{q}.tflite (one
-early-exit graph per exit n = 1, 2, ... and quantisation) and manifest.json; an architecture
+early-exit graph per exit n = 1, 2, ... and quantisation) and manifest.json, which holds per
+quantisation the exit thresholds refitted on that quantisation's graphs over validation
+images for the network's budget (--cost=macs, or --cost=latency with --latency_table) and
+their exit rates, accuracy and average cost; an architecture
 file with `"exit": s` (a truncated static network) gives one graph, stage{s}_{q}.tflite, and
 a one-output subnet.keras. Each folder is built under a temporary name and renamed when
 complete; the temporary folders of killed exports in --out are removed. The tool holds the
@@ -61,6 +64,26 @@ flags.DEFINE_integer(
 flags.DEFINE_float(
     "qat_learning_rate", 1e-4, "Adam learning rate of QAT fine-tuning.", lower_bound=0.0
 )
+flags.DEFINE_integer(
+    "threshold_images",
+    5000,
+    "Validation images each quantisation's stage graphs run on to refit its exit thresholds "
+    "for the network's budget (at most the validation split).",
+    lower_bound=1,
+)
+flags.DEFINE_enum(
+    "cost",
+    "macs",
+    ["macs", "latency"],
+    "The unit of the budget thresholds are refitted for: average MACs, or average latency "
+    "predicted by --latency_table.",
+)
+flags.DEFINE_list(
+    "latency_table",
+    [],
+    "With --cost=latency: latency table files (python -m tools.latency_table), one per "
+    "exported quantisation (an int8 table also serves int8_qat).",
+)
 
 FLAGS = flags.FLAGS
 
@@ -81,10 +104,11 @@ def _plan():
             plan.ExportConfig,
             out=FLAGS.out or Workdir(FLAGS.workdir).exports,
             quantizations=quantizations,
+            latency_tables=tuple(FLAGS.latency_table),
         )
         files = plan.search_arch_files(FLAGS.workdir) if FLAGS.from_search else [FLAGS.arch]
         plan.plan_export(FLAGS.workdir, files, config)
-    except Enas4dError as e:  # ExportError, ExportDirError, WorkdirError
+    except Enas4dError as e:  # ExportError, ExportDirError, WorkdirError, LatencyError
         fail("export", str(e))
     return config, files
 
@@ -94,6 +118,8 @@ def main(argv: list[str]) -> None:
         fail("export", "--workdir is required: the training workdir to export from", code=2)
     if bool(FLAGS.arch) == FLAGS.from_search:
         fail("export", "give exactly one of --arch=<file> and --from_search", code=2)
+    if FLAGS.latency_table and FLAGS.cost != "latency":
+        fail("export", "--latency_table is read only with --cost=latency", code=2)
     config, files = _plan()
     from enas4d_tf.errors import Enas4dError
     from enas4d_tf.locking import WorkdirLock

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from enas4d_tf.errors import ExportDirError, ExportError
-from enas4d_tf.export import formats
+from enas4d_tf.export import formats, policies
 from enas4d_tf.export.cascade import preprocess
 from enas4d_tf.export.formats import ArchSpec
 from enas4d_tf.export.plan import (
@@ -79,6 +79,8 @@ class ExportData:
       mean, std: per-channel normalisation of the dataset (for the manifest).
       dataset: the dataset name.
       input_size: the side the dataset pipeline yields (before the network's resize).
+      val_images, val_labels: validation images (normalised) and labels each quantisation's
+        stage graphs run on to refit its thresholds (`policies`); empty: no refit.
     """
 
     images: np.ndarray
@@ -87,10 +89,15 @@ class ExportData:
     std: tuple
     dataset: str
     input_size: int
+    val_images: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 1, 1, 1)))
+    val_labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
 
-def load_export_data(dataset: str, data_dir: str | None, num_images: int) -> ExportData:
-    """Loads the training images an export needs through `enas4d_tf.data`.
+def load_export_data(
+    dataset: str, data_dir: str | None, num_images: int, num_val_images: int = 0
+) -> ExportData:
+    """Loads the training images an export needs through `enas4d_tf.data`, and the first
+    `num_val_images` validation images (at most the split; none when 0).
 
     Raises:
       DataError: the dataset cannot be read.
@@ -99,7 +106,7 @@ def load_export_data(dataset: str, data_dir: str | None, num_images: int) -> Exp
 
     info = dataset_info(dataset, data_dir)
     images, labels = load_arrays(dataset, "train", data_dir=data_dir, max_examples=num_images)
-    return ExportData(
+    data = ExportData(
         images=images,
         labels=labels,
         mean=tuple(info.mean),
@@ -107,6 +114,11 @@ def load_export_data(dataset: str, data_dir: str | None, num_images: int) -> Exp
         dataset=info.name,
         input_size=int(info.image_size),
     )
+    if num_val_images > 0:
+        data.val_images, data.val_labels = load_arrays(
+            dataset, "validation", data_dir=data_dir, max_examples=num_val_images
+        )
+    return data
 
 
 def run_export(
@@ -131,7 +143,7 @@ def run_export(
       ExportError, ExportDirError, WorkdirError, DataError: one-line messages; ExportError
         also for a supernet whose weights are not all finite.
     """
-    specs = plan_export(workdir, arch_files, config).specs
+    plan = plan_export(workdir, arch_files, config)
     net, run_config = load_supernet(workdir)
     check_finite(net.weights, f"the supernet of {workdir} (newest checkpoint)")
     clean_stale_temporaries(config.out, log)
@@ -139,8 +151,10 @@ def run_export(
         run_config.get("dataset", "fashion_mnist"),
         config.data_dir or run_config.get("data_dir") or None,
         config.num_calibration_images,
+        config.threshold_images,
     )
-    return [export_network(net, spec, data, config, log) for spec in specs]
+    models = plan.latency_models
+    return [export_network(net, spec, data, config, log, models) for spec in plan.specs]
 
 
 def check_finite(variables, what: str) -> None:
@@ -157,16 +171,25 @@ def check_finite(variables, what: str) -> None:
 
 
 def export_network(
-    net: Supernet, spec: ArchSpec, data: ExportData, config: ExportConfig, log: Log = print
+    net: Supernet,
+    spec: ArchSpec,
+    data: ExportData,
+    config: ExportConfig,
+    log: Log = print,
+    latency_models: dict | None = None,
 ) -> str:
-    """Recalibrates BN, extracts and converts one network, writes its export folder.
+    """Recalibrates BN, extracts and converts one network, refits each quantisation's
+    thresholds on its graphs (`policies`), writes its export folder.
 
     Args:
       net: the trained supernet (its BN statistics of `spec.arch`'s channels are replaced).
       spec: the network (`formats.read_arch_file`).
-      data: training data and preprocessing facts.
+      data: training and validation data and preprocessing facts; without validation
+        images the manifest gets no per-quantisation thresholds.
       config: where and how to export.
       log: progress messages.
+      latency_models: `{quantization: LatencyModel}` (`plan.ExportPlan`), needed when
+        `config.cost` is "latency".
 
     Returns:
       The export folder.
@@ -176,6 +199,7 @@ def export_network(
         network's weights are not all finite.
       ExportDirError: a write failed (one line saying what was kept).
       ConversionError: a graph failed to convert to builtin ops.
+      LatencyError: a latency table lacks a part the network needs.
     """
     out_dir = config.export_dir(spec.name).root
     check_output_folder(out_dir, config.overwrite)
@@ -191,7 +215,8 @@ def export_network(
         folder = ExportDir(tmp)
         save_model_atomic(subnet, folder.subnet, ExportDirError)
         files = _write_stage_graphs(stages, spec, data, folder, config, log)
-        manifest = _manifest(net, spec, data, config, files, macs, folder)
+        per_quantization = _policies(spec, data, config, folder, macs, latency_models or {}, log)
+        manifest = _manifest(net, spec, data, config, files, macs, folder, per_quantization)
         manifest["export_seconds"] = round(time.time() - started, 1)
         write_json_atomic(folder.manifest, manifest, sort_keys=False, error=ExportDirError)
         _move_into_place(tmp, out_dir, config.overwrite)
@@ -268,8 +293,8 @@ def _move_into_place(tmp: str, out_dir: str, overwrite: bool) -> None:
         raise ExportDirError(f"cannot move the export into {out_dir}: {e.strerror or e}") from None
 
 
-def _manifest(net, spec: ArchSpec, data: ExportData, config, files, macs, folder: ExportDir):
-    """The manifest of an export whose files are in `folder`."""
+def _manifest(net, spec: ArchSpec, data: ExportData, config, files, macs, folder, per_q):
+    """The manifest of an export whose files are in `folder` (an `ExportDir`)."""
     exits = graph_exits(spec, net.space.num_stages)
     thresholds = list(spec.thresholds) if spec.exit is None else [0.0]
     stage_entries = [
@@ -286,7 +311,34 @@ def _manifest(net, spec: ArchSpec, data: ExportData, config, files, macs, folder
         stage_entries,
         config.quantizations,
         formats.sha256(folder.subnet),
+        per_q,
     )
+
+
+def _policies(spec: ArchSpec, data: ExportData, config, folder, macs, models: dict, log):
+    """`{quantization: policies.policy_record(...)}`: each quantisation's stage graphs run on
+    the validation images and its thresholds chosen; None without validation images."""
+    if len(data.val_images) == 0:
+        return None
+    exits = graph_exits(spec, len(macs))
+    x = preprocess(data.val_images, spec.arch.resolution)
+    records = {}
+    for q in config.quantizations:
+        paths = [folder.stage_graph(e, q) for e in exits]
+        outputs = policies.graph_outputs(paths, x, data.val_labels)
+        ms = policies.graph_ms(models[q], spec) if config.cost == "latency" else None
+        costs = policies.GraphCosts(tuple(macs), ms)
+        r = policies.policy_record(spec, q, config.cost, outputs, costs)
+        shown = ", ".join("-" if t is None else f"{t:.4f}" for t in r["thresholds"])
+        log(
+            f"[{spec.name}] {q}: thresholds [{shown}] ({r['origin']}) on {r['num_images']} "
+            f"validation images: accuracy {r['val_accuracy']:.4f}, average MACs "
+            f"{r['avg_macs']:.4g}"
+            + ("" if r["avg_ms"] is None else f", {r['avg_ms']:.4g} ms")
+            + f", exit rates {[round(v, 3) for v in r['exit_rates']]}"
+        )
+        records[q] = r
+    return records
 
 
 def _write_stage_graphs(stages, spec: ArchSpec, data: ExportData, folder: ExportDir, config, log):

@@ -25,9 +25,15 @@ import shutil
 import socket
 from collections.abc import Callable, Sequence
 
-from enas4d_tf.errors import ExportDirError, ExportError
+from enas4d_tf.errors import Enas4dError, ExportDirError, ExportError
 from enas4d_tf.export import formats
 from enas4d_tf.export.formats import ArchSpec
+from enas4d_tf.export.policies import (
+    COSTS,
+    DEFAULT_THRESHOLD_IMAGES,
+    graph_ms,
+    latency_models,
+)
 from enas4d_tf.files import check_writable_dir
 from enas4d_tf.locking import pid_alive
 from enas4d_tf.space import SearchSpace
@@ -73,9 +79,14 @@ class ExportConfig:
       qat_steps: optimizer steps of quantisation-aware fine-tuning ("int8_qat").
       qat_learning_rate: its Adam learning rate.
       check_xnnpack: record whether each graph runs fully on XNNPACK.
+      threshold_images: validation images each quantisation's stage graphs run on to refit
+        its thresholds (`enas4d_tf.export.policies`; at most the split).
+      cost: "macs" or "latency": the unit of the budget thresholds are refitted for.
+      latency_tables: with cost "latency", latency table files (`enas4d_tf.latency`), one
+        for each exported quantisation's target (int8_qat may use the int8 one).
 
     Raises:
-      ExportError: an unknown quantisation.
+      ExportError: an unknown quantisation or cost, or a bad threshold_images.
     """
 
     out: str
@@ -87,9 +98,17 @@ class ExportConfig:
     qat_steps: int = 200
     qat_learning_rate: float = 1e-4
     check_xnnpack: bool = True
+    threshold_images: int = DEFAULT_THRESHOLD_IMAGES
+    cost: str = "macs"
+    latency_tables: tuple = ()
 
     def __post_init__(self):
         object.__setattr__(self, "quantizations", tuple(self.quantizations))
+        object.__setattr__(self, "latency_tables", tuple(self.latency_tables))
+        if self.cost not in COSTS:
+            raise ExportError(f"unknown cost {self.cost!r}; choose from {','.join(COSTS)}")
+        if self.threshold_images < 1:
+            raise ExportError(f"threshold_images must be >= 1, got {self.threshold_images}")
         for q in self.quantizations:
             if q not in QUANTIZATIONS:
                 raise ExportError(
@@ -103,11 +122,13 @@ class ExportConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ExportPlan:
-    """The checked input of an export: the run config, its space and the networks."""
+    """The checked input of an export: the run config, its space, the networks and, with
+    cost "latency", `{quantization: LatencyModel}` (else empty)."""
 
     run_config: dict
     space: SearchSpace
     specs: list
+    latency_models: dict = dataclasses.field(default_factory=dict)
 
 
 def search_arch_files(workdir: str) -> list[str]:
@@ -140,6 +161,8 @@ def plan_export(workdir: str, arch_files: Sequence[str], config: ExportConfig) -
       ExportError: a bad architecture file, two files naming one export, an existing export
         folder without `config.overwrite`.
       ExportDirError: `config.out` is a file or cannot be written.
+      LatencyError: with cost "latency", a latency table that is missing, corrupt, of
+        another target or lacking a key a network needs (`policies.latency_models`).
     """
     run_config = read_run_config(workdir)
     space = SearchSpace.from_dict(run_config["space"])
@@ -151,7 +174,17 @@ def plan_export(workdir: str, arch_files: Sequence[str], config: ExportConfig) -
     check_writable_dir(config.out, "--out folder", ExportDirError)
     for spec in specs:
         check_output_folder(config.export_dir(spec.name).root, config.overwrite)
-    return ExportPlan(run_config, space, specs)
+    models = {}
+    if config.cost == "latency":
+        num_classes = int(run_config["num_classes"])
+        models = latency_models(config.latency_tables, config.quantizations, space, num_classes)
+        for spec in specs:  # every key each network needs is in its tables
+            for q, model in models.items():
+                try:
+                    graph_ms(model, spec)
+                except Enas4dError as e:  # LatencyError, or SpaceError
+                    raise type(e)(f"network {spec.name}, {q} graphs: {e}") from None
+    return ExportPlan(run_config, space, specs, models)
 
 
 # -- temporary folders -----------------------------------------------------------------------

@@ -7,15 +7,15 @@ validation images through LiteRT, the interpreter the cascade uses (`graph_outpu
 `policy_record` gives that quantisation its thresholds and what they do on those images:
 
 * a static or truncated network has nothing to fit (origin "static");
+* float32 under `--cost=macs`, for a network searched with MACs, keeps its file's
+  thresholds (origin "search"; "arch_file" when the file records no budget): the search
+  fitted them with the same fitter, for the same budget, on the same network (BN
+  recalibrated on the same training images) over the validation split, and the float32
+  graphs reproduce that network's outputs to ~1e-5; a refit would repeat the search's fit,
+  on fewer images when `--threshold_images` is smaller, and only move the thresholds by
+  sampling noise away from what the search reported;
 * a dynamic network with neither a budget nor the search's exit rates (a file written by
-  hand) keeps its file's thresholds (origin "arch_file");
-* float32 under `--cost=macs`, for a network the search chose for a MACs budget, keeps the
-  search's thresholds (origin "search"): the search fitted them with the same fitter, for
-  the same budget, on the same network (BN recalibrated on the same training images) over
-  the validation split, and the float32 graphs reproduce that network's outputs to ~1e-5;
-  a refit would repeat the search's fit, on fewer images when `--threshold_images` is
-  smaller, and only move the thresholds by sampling noise away from what the search
-  reported;
+  hand) keeps its file's thresholds in every quantisation (origin "arch_file");
 * everything else is refitted (origin "refit") with the search's fitter
   (`thresholds.fit_thresholds`) for the network's budget in the export's cost: under
   `--cost=latency` float32 too, since the latency table is the export's and need not be the
@@ -129,6 +129,61 @@ def snap_thresholds(thresholds: Sequence, confidence: np.ndarray) -> list:
     return snapped + [thresholds[-1]]
 
 
+def latency_models(paths: Sequence[str], quantizations: Sequence[str], space, num_classes: int):
+    """`{quantization: LatencyModel}` for every exported quantisation, each from the table
+    measured for its graphs (`enas4d_tf.latency`; reads JSON, no TensorFlow). int8_qat
+    graphs use an int8 table when none is of int8_qat: they run the same int8 kernels.
+
+    Raises:
+      LatencyError: no table given, a table missing or corrupt, two tables of one
+        quantisation, none for an exported quantisation, or one of another space or class
+        count (one line naming the file).
+    """
+    from enas4d_tf.errors import LatencyError
+    from enas4d_tf.latency.model import LatencyModel
+    from enas4d_tf.latency.table import LatencyTable
+
+    if not paths:
+        raise LatencyError(
+            "--cost=latency needs --latency_table=PATH[,PATH...]: one table per "
+            "exported quantisation (python -m tools.latency_table writes them)"
+        )
+    tables: dict = {}
+    for path in paths:
+        table = LatencyTable.load(path)
+        q = table.target.quantization
+        if q in tables:
+            raise LatencyError(f"latency tables {tables[q][0]} and {path} are both of {q} graphs")
+        tables[q] = (path, table)
+    models = {}
+    for q in quantizations:
+        found = tables.get(q) or (tables.get("int8") if q == "int8_qat" else None)
+        if found is None:
+            raise LatencyError(
+                f"no latency table of {q} graphs among --latency_table (tables of: "
+                f"{', '.join(sorted(tables))}); measure one with python -m tools.latency_table "
+                f"--quantization={q}"
+            )
+        path, table = found
+        try:
+            models[q] = LatencyModel(table, space, num_classes, table.target.quantization)
+        except LatencyError as e:
+            raise LatencyError(f"latency table {path}: {e}") from None
+    return models
+
+
+def graph_ms(model, spec: ArchSpec) -> tuple:
+    """Cumulative predicted ms to the exit of each stage graph of `spec`'s export: the
+    model's `cumulative`, or for a network truncated at exit `s` its one graph's time.
+
+    Raises:
+      LatencyError: the model's table lacks a part the network needs (named).
+    """
+    if spec.exit is None:
+        return tuple(model.cumulative(spec.arch))
+    return (model.truncated(spec.arch)[spec.exit - 1],)
+
+
 def is_dynamic(spec: ArchSpec) -> bool:
     """Whether the network has thresholds to fit: multi-exit and chosen as dynamic."""
     return spec.exit is None and spec.mode == "dynamic"
@@ -151,12 +206,11 @@ def _choose(spec: ArchSpec, quantization: str, cost: str, outputs: tuple, costs:
     if not is_dynamic(spec):
         return (list(spec.thresholds) if spec.exit is None else [0.0]), "static", None
     budget = budget_of(spec, cost, costs)
-    if budget is None:
-        return list(spec.thresholds), "arch_file", None
     searched_for_macs = spec.search.get("cost", "macs") == "macs"
-    if quantization == "float32" and cost == "macs" and searched_for_macs:
-        if spec.search.get("budget_macs") is not None:
-            return list(spec.thresholds), "search", budget
+    keep = quantization == "float32" and cost == "macs" and searched_for_macs
+    if budget is None or keep:
+        searched = keep and spec.search.get("budget_macs") is not None
+        return list(spec.thresholds), "search" if searched else "arch_file", budget
     c = costs.of(cost)
     if budget < c[0]:
         unit = "MACs" if cost == "macs" else "ms"
