@@ -4,7 +4,8 @@ the expected exit code, and the export folder and an existing --report unchanged
 
 The export folder is `fake_export`'s: the manifest schema the exporter writes, with stand-in
 graph files whose sizes and SHA-256 it records. The cascade checks the schema and the hashes
-before importing TensorFlow or LiteRT, so those cases take about a second; the last case,
+before importing TensorFlow or LiteRT, so those cases take about a second (a malformed
+per-quantisation block of thresholds, exit rates and costs among them); the last case,
 a graph whose hash matches but which is no TFLite model, reaches LiteRT's loader (slow).
 """
 
@@ -71,6 +72,73 @@ def test_bad_threshold(export, bad):
     manifest = dict(export["manifest"], thresholds=[bad, 0.45, 0.0])
     _write_manifest(export, manifest)
     _check(export, [], "thresholds[0]", "number in [0, 1] or null")
+
+
+def _per_quantization(**changes):
+    """A well-formed per-quantisation record of the fake export's float32 graphs, changed."""
+    record = {
+        "thresholds": [0.6, 0.45, 0.0],
+        "origin": "refit",
+        "cost": "macs",
+        "budget": 2000.0,
+        "num_images": 100,
+        "val_accuracy": 0.8,
+        "exit_rates": [0.5, 0.3, 0.2],
+        "avg_macs": 1700.0,
+        "avg_ms": None,
+    }
+    record.update(changes)
+    return {"float32": record}
+
+
+def test_a_well_formed_per_quantization_block_passes_the_checks(export):
+    # The fault cases below differ from this manifest in one value each: it gets as far as
+    # the --quantization check, past the schema and the hashes.
+    manifest = dict(export["manifest"], per_quantization=_per_quantization())
+    _write_manifest(export, manifest)
+    _check(export, ["--quantization=int8"], "'int8' was not exported")
+
+
+@pytest.mark.parametrize(
+    "block, needles",
+    [
+        ("not an object", ("per_quantization", "not a JSON object")),
+        ({}, ("per_quantization.float32", "is missing")),
+        (
+            dict(_per_quantization(), int8=_per_quantization()["float32"]),
+            ("per_quantization.int8", "not exported"),
+        ),
+        (
+            _per_quantization(thresholds=[0.6, 0.0]),
+            ("per_quantization.float32.thresholds", "list of 3"),
+        ),
+        (
+            _per_quantization(thresholds=[0.6, float("nan"), 0.0]),
+            ("thresholds[1]", "number in [0, 1]"),
+        ),
+        (_per_quantization(thresholds=[0.6, 0.45, 0.3]), ("thresholds", "must end in 0.0")),
+        (_per_quantization(exit_rates=[0.5, 0.3, 0.3]), ("exit_rates", "must sum to 1")),
+        (_per_quantization(exit_rates=[1.5, -0.3, -0.2]), ("exit_rates", "in [0, 1]")),
+        (_per_quantization(val_accuracy=1.2), ("val_accuracy", "in [0, 1]")),
+        (_per_quantization(origin="guessed"), ("origin", "must be one of")),
+        (_per_quantization(cost="joules"), ("cost", "'macs' or 'latency'")),
+        (_per_quantization(budget=-1.0), ("budget", "positive")),
+        (_per_quantization(num_images=0), ("num_images", "int >= 1")),
+        (_per_quantization(avg_macs="many"), ("avg_macs", "positive finite number")),
+        (_per_quantization(avg_ms=float("inf")), ("avg_ms", "positive finite number")),
+    ],
+)
+def test_malformed_per_quantization_block(export, block, needles):
+    manifest = dict(export["manifest"], per_quantization=block)
+    _write_manifest(export, manifest)
+    _check(export, [], *needles, "re-export")
+
+
+def test_per_quantization_record_without_thresholds(export):
+    block = _per_quantization()
+    del block["float32"]["thresholds"]
+    _write_manifest(export, dict(export["manifest"], per_quantization=block))
+    _check(export, [], "per_quantization.float32.thresholds is missing")
 
 
 def test_stage_graph_file_outside_the_folder(export):
