@@ -215,6 +215,45 @@ flags.DEFINE_bool(
     "With --max_train_minutes: time a few steps first and plan the most epochs (at most "
     "--epochs) whose schedule ends within the budget.",
 )
+flags.DEFINE_enum(
+    "arch_sampling",
+    _DEFAULTS.arch_sampling,
+    list(sampling.ARCH_SAMPLINGS),
+    "How random architectures are drawn: uniform: every gene uniform (their MACs bunch in "
+    "the middle of the space); macs: a MACs target log-uniform over the space, then the "
+    "closest of a few draws (every cost range trains).",
+)
+flags.DEFINE_float(
+    "student_batch_fraction",
+    _DEFAULTS.student_batch_fraction,
+    "The smallest and random architectures train on this fraction of each batch, in (0, 1]; "
+    "the largest sees all of it.",
+    lower_bound=1e-6,
+    upper_bound=1.0,
+)
+flags.DEFINE_list(
+    "student_exit_weights",
+    None,
+    "Loss weight of each exit for the smallest and random architectures, comma-separated "
+    "(normalised); by default --exit_weights.",
+)
+flags.DEFINE_bool(
+    "zero_init_residual",
+    _DEFAULTS.zero_init_residual,
+    "Start the last batch norm gamma of every residual block at 0.",
+)
+flags.DEFINE_float(
+    "min_learning_rate",
+    _DEFAULTS.min_learning_rate,
+    "The learning rate the cosine decay ends at (below --learning_rate).",
+    lower_bound=0.0,
+)
+flags.DEFINE_integer(
+    "eval_spread_archs",
+    _DEFAULTS.eval_spread_archs,
+    "Evaluations also measure this many fixed architectures spread over the space's MACs.",
+    lower_bound=0,
+)
 
 FLAGS = flags.FLAGS
 
@@ -234,6 +273,7 @@ def _config() -> TrainConfig:
     return config_from_flags(
         TrainConfig,
         exit_weights=_floats("exit_weights", FLAGS.exit_weights),
+        student_exit_weights=_floats("student_exit_weights", FLAGS.student_exit_weights),
         phase_starts=_floats("phase_starts", FLAGS.phase_starts),
         # Absolute, so that a resume from another folder names the same file.
         arch_file=os.path.abspath(FLAGS.arch_file) if FLAGS.arch_file else None,

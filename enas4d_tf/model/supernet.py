@@ -158,6 +158,19 @@ class Supernet(keras.Model):
             out += block.expand_bns + block.depthwise_bns + block.project_bns
         return out + list(self.head.bns)
 
+    def zero_residual_gammas(self) -> int:
+        """Sets the gamma of every residual block's last batch norm (its projection's, every
+        group) to 0, so each residual block computes the identity until it learns otherwise;
+        a deep architecture then starts as the shallow one it contains. Returns how many
+        batch norms were set."""
+        count = 0
+        for block in self.blocks:
+            if block.residual:
+                for bn in block.project_bns:
+                    bn.gamma.assign(tf.zeros_like(bn.gamma))
+                    count += 1
+        return count
+
     def get_config(self):
         return {"space": self.space.to_dict(), "num_classes": self.num_classes, "name": self.name}
 

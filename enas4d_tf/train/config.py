@@ -37,6 +37,7 @@ _LOWER_BOUNDS = (
     ("num_calibration_images", 1),
     ("cpu_replicas", 1),
     ("seed", 0),
+    ("eval_spread_archs", 0),
 )
 
 
@@ -93,6 +94,25 @@ class TrainConfig:
         (every session's, evaluations excluded) reaches this many minutes, save a
         checkpoint, and record how far it got in train_summary.json. None: no budget. The
         learning-rate schedule is still planned for `epochs`.
+      arch_sampling: how a step's random architectures are drawn: "uniform" (every gene
+        uniform over its choices, so the MACs of the draws bunch around the middle of the
+        space) or "macs" (a MACs target uniform between the phase's smallest and largest
+        network, then the closest of a few gene-uniform draws: every cost range trains about
+        equally often; `sampling.sample_arch_by_macs`).
+      student_batch_fraction: the smallest and the random architectures train on this
+        fraction of each replica's batch (its first examples); the largest always sees all
+        of it. Below 1 it buys a random architecture on more steps at the same cost.
+      student_exit_weights: loss weight of each exit for the smallest and the random
+        architectures (normalised); None: `exit_weights`. The networks the search picks
+        send most images out at their first exits, which a last-exit-heavy weighting
+        chosen for the largest network trains less.
+      zero_init_residual: start the last batch norm's gamma of every residual block at 0, so
+        each residual block starts as the identity and a deep network starts as the
+        shallow one it contains.
+      min_learning_rate: the cosine decay ends at this learning rate instead of 0.
+      eval_spread_archs: besides the largest and the smallest, training-time evaluation
+        measures this many fixed architectures spread over the space's MACs
+        (`sampling.spread_archs`), so the log watches the whole space.
       fit_epochs_to_budget: choose `epochs` so that the planned schedule ends within
         `max_train_minutes`: a fresh run first times a few steps in a scratch folder, then
         plans the largest number of epochs (at most `epochs`) that fits. A resumed run keeps
@@ -131,6 +151,12 @@ class TrainConfig:
     arch_file: str | None = None
     max_train_minutes: float | None = None
     fit_epochs_to_budget: bool = False
+    arch_sampling: str = "uniform"
+    student_batch_fraction: float = 1.0
+    student_exit_weights: tuple[float, ...] | None = None
+    zero_init_residual: bool = False
+    min_learning_rate: float = 0.0
+    eval_spread_archs: int = 0
 
     def __post_init__(self):
         if self.arch_file is not None:
@@ -138,8 +164,10 @@ class TrainConfig:
             object.__setattr__(self, "num_random_subnets", 0)
             object.__setattr__(self, "random_subnets_every", 1)
             object.__setattr__(self, "kd_ratio", 0.0)
-        if self.exit_weights is not None:
-            object.__setattr__(self, "exit_weights", tuple(float(w) for w in self.exit_weights))
+        for name in ("exit_weights", "student_exit_weights"):
+            weights = getattr(self, name)
+            if weights is not None:
+                object.__setattr__(self, name, tuple(float(w) for w in weights))
         object.__setattr__(self, "phase_starts", tuple(float(f) for f in self.phase_starts))
 
     @classmethod
@@ -190,8 +218,11 @@ class TrainConfig:
             self.warmup_epochs <= self.epochs,
             f"warmup_epochs ({self.warmup_epochs}) must not exceed epochs ({self.epochs})",
         )
-        if self.exit_weights is not None:
-            self._validate_exit_weights(SearchSpace.preset(self.preset).num_stages)
+        num_stages = SearchSpace.preset(self.preset).num_stages
+        for name in ("exit_weights", "student_exit_weights"):
+            if getattr(self, name) is not None:
+                self._validate_exit_weights(name, num_stages)
+        self._validate_recipe()
         if self.schedule == "progressive":
             sampling.check_phase_starts(self.phase_starts)
         self._validate_alone_and_budget()
@@ -217,16 +248,30 @@ class TrainConfig:
         if self.fit_epochs_to_budget and minutes is None:
             raise TrainError("fit_epochs_to_budget needs max_train_minutes")
 
-    def _validate_exit_weights(self, num_stages: int) -> None:
-        w = self.exit_weights
+    def _validate_exit_weights(self, name: str, num_stages: int) -> None:
+        w = getattr(self, name)
         if len(w) != num_stages:
             raise TrainError(
-                f"exit_weights needs {num_stages} numbers (one per exit of preset "
+                f"{name} needs {num_stages} numbers (one per exit of preset "
                 f"{self.preset!r}), got {len(w)}"
             )
         if not (all(x >= 0 and math.isfinite(x) for x in w) and sum(w) > 0):
+            raise TrainError(f"{name} must be non-negative with a positive sum, got {list(w)}")
+
+    def _validate_recipe(self) -> None:
+        if self.arch_sampling not in sampling.ARCH_SAMPLINGS:
             raise TrainError(
-                f"exit_weights must be non-negative with a positive sum, got {list(w)}"
+                f"unknown arch_sampling {self.arch_sampling!r}; use one of "
+                f"{list(sampling.ARCH_SAMPLINGS)}"
+            )
+        fraction = self.student_batch_fraction
+        if not (0 < fraction <= 1):
+            raise TrainError(f"student_batch_fraction must be in (0, 1], got {fraction}")
+        floor = self.min_learning_rate
+        if not (0 <= floor < self.learning_rate):
+            raise TrainError(
+                f"min_learning_rate must be >= 0 and below learning_rate "
+                f"({self.learning_rate}), got {floor}"
             )
 
     def to_dict(self) -> dict:
@@ -240,6 +285,13 @@ class TrainConfig:
     def normalized_exit_weights(self, num_stages: int) -> np.ndarray:
         """Exit weights summing to 1 (equal when `exit_weights` is None)."""
         w = np.ones(num_stages) if self.exit_weights is None else np.asarray(self.exit_weights)
+        return (w / w.sum()).astype(np.float32)
+
+    def normalized_student_exit_weights(self, num_stages: int) -> np.ndarray:
+        """The students' exit weights summing to 1 (`exit_weights`' when not set)."""
+        if self.student_exit_weights is None:
+            return self.normalized_exit_weights(num_stages)
+        w = np.asarray(self.student_exit_weights)
         return (w / w.sum()).astype(np.float32)
 
 

@@ -121,6 +121,7 @@ class MetricWindow:
             "correct": np.zeros((K, S)),
         }
         self.count = 0.0  # examples
+        self.student_count = 0.0  # examples the students saw (all but the largest network)
         self.records = 0  # steps added
         self.archs = 0  # architectures trained, over all steps added
         self.timing = Timing()
@@ -133,6 +134,7 @@ class MetricWindow:
             # A step without the random architectures fills only the first rows.
             total[: len(out[k])] += out[k]
         self.count += float(out["count"])
+        self.student_count += float(out.get("student_count", out["count"]))
         self.records += 1
         self.archs += num_archs
 
@@ -142,7 +144,9 @@ def progress_record(
 ) -> dict:
     """The `train_log.jsonl` record of a window: means per example, per step and per
     architecture, and the window's speed (NaN when none of its steps was timed)."""
-    count = max(window.count, 1.0)
+    # Row 0 (the largest) saw every example; the students' rows saw `student_count`.
+    count = np.full((len(window.sums["loss"]), 1), max(window.student_count, 1.0))
+    count[0] = max(window.count, 1.0)
     mean_loss = window.sums["loss"] / count
     accuracy = window.sums["correct"] / count
     timing = window.timing
@@ -153,6 +157,9 @@ def progress_record(
     )
     # The mean number of architectures a step of the window trained.
     num_subnets = window.archs / window.records
+    # Images through a network per step: the largest's batch plus the students' share.
+    student_share = window.student_count / max(window.count, 1.0)
+    subnet_images = 1.0 + (num_subnets - 1.0) * student_share
     return {
         "kind": "train",
         "step": step,
@@ -162,7 +169,7 @@ def progress_record(
         # Mean over the window's steps and the step's architectures.
         "objective": float(np.sum(window.sums["objective"]) / num_subnets / max(window.records, 1)),
         "images_per_s": rate,
-        "subnet_images_per_s": rate * num_subnets,
+        "subnet_images_per_s": rate * subnet_images,
         "largest": {"loss": mean_loss[0].tolist(), "accuracy": accuracy[0].tolist()},
         "smallest": {"loss": mean_loss[1].tolist(), "accuracy": accuracy[1].tolist()},
     }

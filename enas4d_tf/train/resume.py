@@ -31,6 +31,7 @@ RESUMABLE_FIELDS = frozenset(
         "eval_every_epochs",
         "max_eval_examples",
         "num_calibration_images",
+        "eval_spread_archs",
     }
 )
 # Top-level run config entries compared on a resume ("data_dir" may move; "total_steps"

@@ -18,10 +18,12 @@ resolution), the order every sampler of the space uses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.space import Arch, SearchSpace
 from enas4d_tf.space.genes import build
 from enas4d_tf.space.ops import random_choice
@@ -33,6 +35,11 @@ FULL_PHASE = NUM_PHASES - 1
 # Epoch fractions at which phases 0..3 start in the progressive schedule by default.
 DEFAULT_PHASE_STARTS = (0.0, 0.25, 0.5, 0.75)
 SCHEDULES = ("sandwich", "progressive")
+ARCH_SAMPLINGS = ("uniform", "macs")
+# Gene-uniform draws per MACs target: enough that the closest one is near any target of the
+# space (the draws' MACs bunch around the middle; 16 reach its tails), cheap on the host
+# (a MACs count takes ~0.25 ms).
+MACS_SAMPLING_DRAWS = 16
 
 
 def elastic_genes(phase: int) -> frozenset[str]:
@@ -68,6 +75,73 @@ def sample_arch(space: SearchSpace, rng: np.random.Generator, phase: int = FULL_
     return build(space, pick)
 
 
+def last_exit_macs(space: SearchSpace, arch: Arch) -> int:
+    """MACs of `arch` up to its last exit (classifiers excluded: they do not depend on the
+    architecture's genes more than its widths, and the sampler needs no class count)."""
+    return int(stage_macs(space, arch)[-1])
+
+
+def _scaled_draw(space: SearchSpace, rng: np.random.Generator, phase: int, scale: float) -> Arch:
+    """An architecture whose elastic genes sit around the fraction `scale` (0: smallest
+    choice, 1: largest) of their sorted choices, with a spread of about one choice."""
+    elastic = elastic_genes(phase)
+
+    def pick(gene):
+        choices = sorted(gene.choices)
+        if gene.name not in elastic:
+            return choices[-1]
+        position = scale * (len(choices) - 1) + rng.normal(0.0, 0.6)
+        return choices[int(np.clip(np.rint(position), 0, len(choices) - 1))]
+
+    return build(space, pick)
+
+
+def sample_arch_by_macs(
+    space: SearchSpace, rng: np.random.Generator, phase: int = FULL_PHASE
+) -> Arch:
+    """A random architecture whose MACs are spread evenly over the phase's range (in log).
+
+    Draws a MACs target log-uniform between the phase's smallest and largest network, then
+    `MACS_SAMPLING_DRAWS` architectures at scales stratified over [0, 1] (each gene near that
+    fraction of its choices), and returns the one closest to the target. Gene-uniform
+    sampling (`sample_arch`) trains only the middle of the space: its draws' MACs bunch
+    between about a seventh and a third of the largest network's, and the costly half of
+    the space is never trained.
+
+    Raises:
+      ValueError: `phase` is out of range.
+    """
+    low = math.log(last_exit_macs(space, smallest_arch(space, phase)))
+    high = math.log(last_exit_macs(space, space.largest()))
+    target = rng.uniform(low, high)
+    scales = (np.arange(MACS_SAMPLING_DRAWS) + rng.uniform(size=MACS_SAMPLING_DRAWS)) / (
+        MACS_SAMPLING_DRAWS
+    )
+    draws = [_scaled_draw(space, rng, phase, float(u)) for u in scales]
+    return min(draws, key=lambda a: abs(math.log(last_exit_macs(space, a)) - target))
+
+
+def spread_archs(space: SearchSpace, count: int, seed: int = 0) -> list[Arch]:
+    """`count` fixed architectures spread over the space's MACs, cheapest first.
+
+    Targets log-spaced strictly between the smallest and the largest network (which
+    training-time evaluation measures anyway); for each, the closest of 64 stratified draws
+    (as `sample_arch_by_macs` makes them), seeded by `seed`. The same arguments give the
+    same list on every run.
+    """
+    if count <= 0:
+        return []
+    rng = np.random.default_rng([int(seed), 17])
+    low = math.log(last_exit_macs(space, space.smallest()))
+    high = math.log(last_exit_macs(space, space.largest()))
+    archs = []
+    for i in range(count):
+        target = low + (i + 1) / (count + 1) * (high - low)
+        draws = [_scaled_draw(space, rng, FULL_PHASE, (j + rng.uniform()) / 64) for j in range(64)]
+        archs.append(min(draws, key=lambda a: abs(math.log(last_exit_macs(space, a)) - target)))
+    return archs
+
+
 def smallest_arch(space: SearchSpace, phase: int = FULL_PHASE) -> Arch:
     """The smallest architecture of `phase`: elastic genes smallest, the others largest.
 
@@ -81,7 +155,12 @@ def smallest_arch(space: SearchSpace, phase: int = FULL_PHASE) -> Arch:
 
 
 def step_archs(
-    space: SearchSpace, seed: int, step: int, num_random: int, phase: int = FULL_PHASE
+    space: SearchSpace,
+    seed: int,
+    step: int,
+    num_random: int,
+    phase: int = FULL_PHASE,
+    arch_sampling: str = "uniform",
 ) -> list[Arch]:
     """The architectures trained in one step: the sandwich rule.
 
@@ -91,14 +170,21 @@ def step_archs(
       step: the global step number (0-based).
       num_random: how many random architectures besides the largest and the smallest.
       phase: progressive-shrinking phase (3: every gene elastic).
+      arch_sampling: "uniform" (`sample_arch`) or "macs" (`sample_arch_by_macs`).
 
     Returns:
       `[largest, smallest of the phase, num_random random ones]`; the same arguments give the
       same list on every replica, worker and restart.
+
+    Raises:
+      ValueError: unknown `arch_sampling`.
     """
+    if arch_sampling not in ARCH_SAMPLINGS:
+        raise ValueError(f"unknown arch_sampling {arch_sampling!r}; use one of {ARCH_SAMPLINGS}")
+    sampler = sample_arch_by_macs if arch_sampling == "macs" else sample_arch
     rng = np.random.default_rng([int(seed), int(step)])
     archs = [space.largest(), smallest_arch(space, phase)]
-    archs += [sample_arch(space, rng, phase) for _ in range(num_random)]
+    archs += [sampler(space, rng, phase) for _ in range(num_random)]
     return archs
 
 

@@ -67,7 +67,8 @@ class TrainStep:
     stacked size arrays of the step's architectures (`sampling.stack_arch_tensors`,
     largest first). Returns a dict of numpy arrays summed over replicas: `objective` (K,)
     global-batch mean training loss of each architecture, `loss` (K, S) summed per-exit
-    label cross-entropy, `correct` (K, S) correct predictions, `count` () examples, and the
+    label cross-entropy, `correct` (K, S) correct predictions, `count` () examples,
+    `student_count` () of them the students (every architecture but the largest) saw, and the
     guard's flags (non-zero: NaN or Inf seen on some replica): `nonfinite_loss` (K, S) for
     each architecture's loss terms at each exit, `nonfinite_grad` () for the gradient's
     global norm (of all architectures together). The flags come back with the metrics the
@@ -99,6 +100,12 @@ class TrainStep:
             if exit_weights is None
             else np.asarray(exit_weights, np.float32)
         )
+        self.student_exit_weights = (
+            config.normalized_student_exit_weights(self.num_stages)
+            if exit_weights is None
+            else self.exit_weights
+        )
+        self.student_batch_fraction = float(config.student_batch_fraction)
         self.kd_ratio = float(config.kd_ratio)
         self.label_smoothing = float(config.label_smoothing)
         self.clip_norm = float(config.clip_norm)
@@ -120,9 +127,16 @@ class TrainStep:
             for k, v in out.items()
         }
 
+    def _student_count(self, images) -> tf.Tensor:
+        """How many of the replica's examples the students train on (at least 1)."""
+        n = tf.cast(tf.shape(images)[0], tf.float32) * self.student_batch_fraction
+        return tf.maximum(tf.cast(tf.math.ceil(n), tf.int32), 1)
+
     def _replica_step(self, images, labels, archs):
         K = int(archs["resolution"].shape[0])
-        exit_weights = tf.constant(self.exit_weights)[:, None]
+        teacher_weights = tf.constant(self.exit_weights)[:, None]
+        student_weights = tf.constant(self.student_exit_weights)[:, None]
+        n_students = self._student_count(images)
         variables = self.variables
         grads = [tf.zeros_like(v) for v in variables]
         teacher = tf.zeros([tf.shape(images)[0], self.num_classes], tf.float32)
@@ -131,15 +145,19 @@ class TrainStep:
         # executor can run the students' passes side by side once the teacher's is done.
         for i in range(K):
             arch = {k: v[i] for k, v in archs.items()}
+            # The students (i > 0) may train on the first part of the batch only.
+            x, y = (images, labels) if i == 0 else (images[:n_students], labels[:n_students])
             with tf.GradientTape() as tape:
-                logits = self.net(images, arch=arch, training=True, num_stages=self.forward_stages)
+                logits = self.net(x, arch=arch, training=True, num_stages=self.forward_stages)
                 logits = [tf.cast(z, tf.float32) for z in logits]
                 ce, kd = exit_losses(
-                    logits, labels, teacher, self.label_smoothing, self.num_classes
+                    logits, y, teacher[: tf.shape(x)[0]], self.label_smoothing, self.num_classes
                 )
                 # The largest network (i == 0) learns from the labels alone.
                 exit_terms = ce if i == 0 else ce + self.kd_ratio * kd
-                per_example = tf.reduce_sum(exit_weights * exit_terms, 0)
+                weights = teacher_weights if i == 0 else student_weights
+                per_example = tf.reduce_sum(weights * exit_terms, 0)
+                # Averaged over the global number of examples this network saw.
                 loss = tf.nn.compute_average_loss(per_example)
             step_grads = tape.gradient(loss, variables)
             grads = [
@@ -153,7 +171,7 @@ class TrainStep:
             exit_loss.append(tf.reduce_sum(ce, axis=1))
             # The guard reads terms the loss computed anyway: one flag per exit, (S,).
             nonfinite.append(_nonfinite(tf.reduce_sum(exit_terms, axis=1)))
-            correct.append(tf.stack([_num_correct(z, labels) for z in logits]))
+            correct.append(tf.stack([_num_correct(z, y) for z in logits]))
         if self.clip_norm > 0:
             # Clip the global gradient, not each replica's: sum over replicas first, then
             # hand the optimizer 1/N of it (it sums over replicas again).
@@ -169,6 +187,7 @@ class TrainStep:
             "loss": tf.stack(exit_loss),
             "correct": tf.stack(correct),
             "count": tf.cast(tf.shape(images)[0], tf.float32),
+            "student_count": tf.cast(n_students, tf.float32),
             "nonfinite_loss": tf.stack(nonfinite),
             "nonfinite_grad": _nonfinite(grad_norm),
         }

@@ -225,6 +225,8 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             self.net = Supernet(plan.space, num_classes=plan.info.num_classes)
+            if config.zero_init_residual:
+                self.net.zero_residual_gammas()
             self.schedule = warmup_cosine(config, plan.total_steps, plan.steps_per_epoch)
             self.optimizer = make_optimizer(config, self.net.trainable_variables, self.schedule)
         self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -323,7 +325,14 @@ class Trainer:
             config.dataset, "validation", config.data_dir, max_examples=config.max_eval_examples
         )
         num_classes = self.plan.info.num_classes
-        return Evaluator(self.plan.space, num_classes, calibration, val_images, val_labels)
+        return Evaluator(
+            self.plan.space,
+            num_classes,
+            calibration,
+            val_images,
+            val_labels,
+            spread=config.eval_spread_archs,
+        )
 
     def _train_epoch(self, epoch: int, dataset_fn: DatasetFn) -> None:
         config, steps_per_epoch = self.config, self.plan.steps_per_epoch
@@ -348,7 +357,9 @@ class Trainer:
     def _step_archs(self, step: int, phase: int) -> list[Arch]:
         """The architectures step `step` trains: the sandwich rule."""
         num_random = random_subnets_at(self.config, step)
-        return sampling.step_archs(self.plan.space, self.config.seed, step, num_random, phase)
+        return sampling.step_archs(
+            self.plan.space, self.config.seed, step, num_random, phase, self.config.arch_sampling
+        )
 
     def _arch_names(self, num_archs: int) -> list[str]:
         return arch_names(num_archs)

@@ -194,3 +194,21 @@ def test_supernet_requires_an_architecture():
     net = e4.Supernet(e4.SearchSpace.preset("tiny"))
     with pytest.raises(ValueError, match="architecture"):
         net(np.zeros((1, 28, 28, 1), "float32"))
+
+
+def test_zero_residual_gammas_make_deep_networks_start_as_shallow_ones():
+    space = e4.SearchSpace.preset("tiny")
+    net = e4.Supernet(space, num_classes=10)
+    deep = space.largest()
+    shallow = dataclasses.replace(
+        deep, depth=tuple(tuple(min(space.depth_choices) for _ in u) for u in deep.depth)
+    )
+    side, channels = space.native_resolution, space.image_channels
+    images = np.random.default_rng(0).normal(size=(4, side, side, channels)).astype(np.float32)
+    before = [z.numpy() for z in net(images, arch=deep)]
+    assert net.zero_residual_gammas() > 0
+    deep_out = [z.numpy() for z in net(images, arch=deep)]
+    shallow_out = [z.numpy() for z in net(images, arch=shallow)]
+    for d, s, b in zip(deep_out, shallow_out, before, strict=True):
+        np.testing.assert_allclose(d, s, rtol=1e-5, atol=1e-5)
+        assert not np.allclose(d, b)  # the residual blocks did contribute before

@@ -18,6 +18,11 @@ def test_config_validation_names_the_bad_field():
         "learning_rate": 0.0,
         "warmup_epochs": 20.0,
         "random_subnets_every": 0,
+        "arch_sampling": "flops",
+        "student_batch_fraction": 0.0,
+        "student_exit_weights": (1.0, -1.0, 1.0),
+        "min_learning_rate": 0.1,  # not below learning_rate (0.1)
+        "eval_spread_archs": -1,
     }
     for field, value in bad.items():
         config = TrainConfig(**{**good.to_dict(), field: value})

@@ -87,3 +87,21 @@ def test_summaries_that_cannot_be_written_are_one_line(tmp_path):
         f"cannot write TensorBoard summaries to {tmp_path}/tensorboard: Not a directory; "
         "nothing was trained in this session"
     )
+
+
+def test_students_accuracy_is_over_the_examples_they_saw():
+    # The largest saw 8 examples, the students (rows 1-2) 4 of them.
+    window = MetricWindow(max_archs=3, num_stages=1)
+    out = {
+        "objective": np.array([1.0, 1.0, 1.0]),
+        "loss": np.array([[8.0], [4.0], [2.0]]),
+        "correct": np.array([[6.0], [3.0], [1.0]]),
+        "count": np.float32(8),
+        "student_count": np.float32(4),
+    }
+    window.add(out, num_archs=3, seconds=1.0)
+    record = progress_record(window, step=1, epoch=0, phase=3, learning_rate=0.1, batch_size=8)
+    assert record["largest"] == {"loss": [1.0], "accuracy": [0.75]}
+    assert record["smallest"] == {"loss": [1.0], "accuracy": [0.75]}
+    # 8 images a second through the largest, 4 + 4 through the students.
+    assert record["subnet_images_per_s"] == pytest.approx(16.0)

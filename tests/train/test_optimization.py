@@ -40,3 +40,14 @@ def test_weight_decay_spares_batch_norm_and_biases():
             decayed += 1
     assert decayed > 10 and spared > 10
     assert isinstance(opt, keras.optimizers.SGD) and opt.nesterov
+
+
+def test_warmup_cosine_ends_at_its_floor():
+    lr = WarmupCosine(0.4, total_steps=110, warmup_steps=10, floor=0.04)
+    values = [float(lr(s)) for s in (9, 10, 60, 110, 200)]
+    # After warm-up: 0.04 + 0.18 * (1 + cos(pi * (s - 10) / 100)).
+    assert values == pytest.approx([0.4, 0.4, 0.22, 0.04, 0.04], abs=1e-6)
+    config = TrainConfig(workdir="unused", preset="tiny", min_learning_rate=0.01)
+    schedule = warmup_cosine(config, total_steps=50, steps_per_epoch=10)
+    assert float(schedule(50)) == pytest.approx(0.01)
+    assert WarmupCosine.from_config(schedule.get_config()).floor == 0.01

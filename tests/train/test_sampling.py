@@ -67,3 +67,49 @@ def test_stacked_arch_tensors_have_one_row_per_arch():
     assert stacked["resolution"].tolist() == [a.resolution for a in archs]
     assert stacked["hidden"].shape == (4, 3, 2, 2)  # (K, S, U, D) of the tiny space
     assert stacked["hidden"].dtype == np.int32
+
+
+def _log_macs(archs):
+    return np.log([sampling.last_exit_macs(FMNIST, a) for a in archs])
+
+
+def test_macs_sampling_trains_every_cost_range_of_the_space():
+    low, high = _log_macs([FMNIST.smallest(), FMNIST.largest()])
+    edges = np.linspace(low, high, 5)  # four equal ranges of log-MACs
+    rng = np.random.default_rng(0)
+    by_macs = np.histogram(
+        _log_macs([sampling.sample_arch_by_macs(FMNIST, rng) for _ in range(200)]), edges
+    )[0]
+    uniform = np.histogram(
+        _log_macs([sampling.sample_arch(FMNIST, rng) for _ in range(200)]), edges
+    )[0]
+    # Gene-uniform draws never reach the costliest quarter; MACs-targeted ones fill each
+    # quarter with about a fourth of the draws.
+    assert uniform[-1] <= 2
+    assert by_macs.min() >= 30, by_macs
+    a = sampling.step_archs(FMNIST, 3, 17, 2, arch_sampling="macs")
+    assert a == sampling.step_archs(FMNIST, 3, 17, 2, arch_sampling="macs")
+    assert a[2:] != sampling.step_archs(FMNIST, 3, 17, 2)[2:]
+    with pytest.raises(ValueError, match="arch_sampling"):
+        sampling.step_archs(FMNIST, 3, 17, 2, arch_sampling="flops")
+
+
+def test_macs_sampling_keeps_genes_not_yet_elastic_at_largest():
+    rng = np.random.default_rng(1)
+    largest = FMNIST.largest()
+    for _ in range(10):
+        arch = sampling.sample_arch_by_macs(FMNIST, rng, phase=0)
+        for gene in ("depth", "expand", "width"):
+            np.testing.assert_array_equal(_flat(arch, gene), _flat(largest, gene))
+
+
+def test_spread_architectures_rise_over_the_whole_range():
+    archs = sampling.spread_archs(FMNIST, 10)
+    assert archs == sampling.spread_archs(FMNIST, 10)
+    macs = _log_macs(archs)
+    low, high = _log_macs([FMNIST.smallest(), FMNIST.largest()])
+    assert np.all(np.diff(macs) > 0) and low < macs[0] and macs[-1] < high
+    # Each near its log-spaced target: within a tenth of the range.
+    targets = low + np.arange(1, 11) / 11 * (high - low)
+    assert np.max(np.abs(macs - targets)) < 0.1 * (high - low)
+    assert sampling.spread_archs(FMNIST, 0) == []

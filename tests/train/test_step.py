@@ -83,3 +83,52 @@ def test_nonfinite_message_reads_the_gradient_flag_last():
     )
     out["objective"][2] = np.nan
     assert nonfinite_message(out, arch_names(3)) == "the loss of the random network 1 is NaN or Inf"
+
+
+def _student_outputs(fraction, labels, student_exit_weights=None):
+    keras.utils.set_random_seed(0)  # the same initial weights in every call
+    net = TwoExitNet()
+    images = np.random.default_rng(1).normal(size=(8, 2, 2, 1)).astype(np.float32)
+    net(images, arch={"gain": np.float32(1.0)})
+    config = TrainConfig(
+        workdir="/unused",
+        preset="tiny",
+        kd_ratio=0.0,
+        student_batch_fraction=fraction,
+        exit_weights=(1.0, 3.0),
+        student_exit_weights=student_exit_weights,
+    )
+    step = TrainStep(tf.distribute.get_strategy(), net, keras.optimizers.SGD(0.0), config)
+    archs = {"gain": np.asarray([1.0, 0.5], np.float32), "resolution": np.zeros(2, np.int32)}
+    return step((images, np.asarray(labels, np.int32)), archs)
+
+
+def test_students_train_on_their_fraction_of_the_batch():
+    labels = [0, 1, 2, 0, 1, 2, 0, 1]
+    flipped = labels[:4] + [(y + 1) % 3 for y in labels[4:]]  # only the second half differs
+    half, half_flipped = _student_outputs(0.5, labels), _student_outputs(0.5, flipped)
+    # The student (row 1) saw the first 4 examples only: the second half's labels do not
+    # change its loss; the largest (row 0) saw all 8 and its loss changes.
+    np.testing.assert_allclose(half["loss"][1], half_flipped["loss"][1], rtol=1e-6)
+    assert not np.allclose(half["loss"][0], half_flipped["loss"][0])
+    assert float(half["student_count"]) == 4.0 and float(half["count"]) == 8.0
+    # Its summed per-exit loss is the full-batch student's over the first 4 examples.
+    full = _student_outputs(1.0, labels)
+    assert float(full["student_count"]) == 8.0
+    assert not np.allclose(full["loss"][1], half["loss"][1])
+    # Its objective is a mean over the 4 examples it saw, not over 8.
+    per_example = half["loss"][1] / 4.0
+    w = np.array([0.25, 0.75])
+    assert float(half["objective"][1]) == pytest.approx(float(w @ per_example), rel=1e-5)
+
+
+def test_student_exit_weights_weigh_only_the_students():
+    labels = [0, 1, 2, 0, 1, 2, 0, 1]
+    same = _student_outputs(1.0, labels)
+    equal = _student_outputs(1.0, labels, student_exit_weights=(1.0, 1.0))
+    assert float(equal["objective"][0]) == pytest.approx(float(same["objective"][0]), rel=1e-6)
+    per_example = equal["loss"][1] / 8.0
+    assert float(equal["objective"][1]) == pytest.approx(float(per_example.mean()), rel=1e-5)
+    assert float(same["objective"][1]) == pytest.approx(
+        float(np.array([0.25, 0.75]) @ per_example), rel=1e-5
+    )

@@ -1,0 +1,219 @@
+"""Screening of training-recipe changes on the validation split (issue: every subnet good).
+
+Each variant is the benchmark config (`configs/train_benchmark.cfg`) shortened to
+`--epochs` epochs, plus the variant's flags, trained into `<workdir>/<variant>/` by
+`tools.train`. Its last training-time evaluation (validation split, BN recalibrated) measures
+the largest, the smallest and `--spread` fixed architectures spread over the space's MACs
+(`enas4d_tf.train.sampling.spread_archs`). The report ranks the variants on what the recipe
+must deliver: no spread architecture below the smallest at any exit, MACs-accuracy rank
+correlation at every exit, and the largest and smallest networks' last exits.
+
+  python -m bench.recipe_screen --workdir=runs/screen --out=bench/results/recipe_screen \\
+      --variants=base,every_step,macs
+
+Resumable: run the same command again; a finished variant is read, an interrupted one
+resumes from its checkpoint. The test split is not read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from enas4d_tf.files import write_bytes_atomic, write_json_atomic
+from tools._cli import fail, flags_parser
+
+# Flags each variant adds to the shortened benchmark config. Cumulative where the name
+# says so: a change is kept only if it beats the variant it was added to.
+VARIANTS = {
+    # Today's benchmark recipe: a random architecture every 4th step, gene-uniform.
+    "base": [],
+    # A random architecture every step, paid for by students on half the batch.
+    "every_step": ["--random_subnets_every=1", "--student_batch_fraction=0.5"],
+    # ... with random architectures drawn evenly over the space's MACs.
+    "macs": [
+        "--random_subnets_every=1",
+        "--student_batch_fraction=0.5",
+        "--arch_sampling=macs",
+    ],
+    # ... with every residual block starting as the identity.
+    "macs_zero": [
+        "--random_subnets_every=1",
+        "--student_batch_fraction=0.5",
+        "--arch_sampling=macs",
+        "--zero_init_residual",
+    ],
+    # ... with the students' exits weighted equally (the largest keeps 1,1,3).
+    "macs_studentw": [
+        "--random_subnets_every=1",
+        "--student_batch_fraction=0.5",
+        "--arch_sampling=macs",
+        "--student_exit_weights=1,1,1",
+    ],
+    # ... with a learning-rate floor of 2.5% of the peak.
+    "macs_floor": [
+        "--random_subnets_every=1",
+        "--student_batch_fraction=0.5",
+        "--arch_sampling=macs",
+        "--min_learning_rate=0.005",
+    ],
+}
+
+flags.DEFINE_string("workdir", None, "Where each variant's training workdir goes.")
+flags.DEFINE_string("out", None, "Output prefix: writes <out>.json and <out>.md.")
+flags.DEFINE_list("variants", ["base", "every_step", "macs"], "Variants to run, in order.")
+flags.DEFINE_integer("epochs", 3, "Epochs of each screening run.", lower_bound=1)
+flags.DEFINE_integer("spread", 10, "Spread architectures measured at the end.", lower_bound=2)
+flags.DEFINE_string("config", "configs/train_benchmark.cfg", "The config the variants shorten.")
+FLAGS = flags.FLAGS
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    import numpy as np
+
+    def ranks(v):
+        v = np.asarray(v, float)
+        order = np.argsort(v, kind="mergesort")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        for value in np.unique(v):  # ties share their mean rank
+            tied = v == value
+            r[tied] = r[tied].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = float(np.sqrt((rx**2).sum() * (ry**2).sum()))
+    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def _last_eval(workdir: str) -> dict | None:
+    path = os.path.join(workdir, "train_log.jsonl")
+    if not os.path.exists(path):
+        return None
+    last = None
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("kind") == "eval":
+                last = record
+    return last
+
+
+def _train_seconds(workdir: str) -> float | None:
+    path = os.path.join(workdir, "train_summary.json")
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return summary.get("train_seconds")
+
+
+def summarize(name: str, record: dict, spread_macs: list[float], end_macs: dict) -> dict:
+    """One variant's row: per exit, the accuracies, how many spread architectures fall below
+    the smallest, and the Spearman correlation of last-exit MACs and accuracy over the
+    smallest, the spread architectures and the largest."""
+    spread = sorted(k for k in record if k.startswith("spread_"))
+    spread.sort(key=lambda k: int(k.split("_")[1]))
+    smallest = record["smallest"]["accuracy"]
+    largest = record["largest"]["accuracy"]
+    S = len(smallest)
+    names = ["smallest", *spread, "largest"]
+    macs = [end_macs["smallest"], *spread_macs[: len(spread)], end_macs["largest"]]
+    rows = {n: record[n]["accuracy"] for n in names}
+    below = [sum(rows[n][s] < smallest[s] for n in spread) for s in range(S)]
+    rho = [spearman(macs, [rows[n][s] for n in names]) for s in range(S)]
+    return {
+        "variant": name,
+        "flags": VARIANTS[name],
+        "step": record.get("step"),
+        "largest": largest,
+        "smallest": smallest,
+        "spread": [rows[n] for n in spread],
+        "spread_below_smallest": below,
+        "spearman": rho,
+        "spread_mean_last": sum(rows[n][-1] for n in spread) / max(len(spread), 1),
+    }
+
+
+def markdown(rows: list[dict], epochs: int) -> str:
+    head = (
+        "| variant | largest exits (%) | smallest exits (%) | spread mean, last exit (%) | "
+        "spread below smallest per exit | Spearman per exit | train min |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pct = "/".join(f"{100 * a:.2f}" for a in r["largest"])
+        small = "/".join(f"{100 * a:.2f}" for a in r["smallest"])
+        minutes = "-" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f}"
+        lines.append(
+            f"| {r['variant']} | {pct} | {small} | {100 * r['spread_mean_last']:.2f} | "
+            f"{'/'.join(str(b) for b in r['spread_below_smallest'])} | "
+            f"{'/'.join(f'{x:.2f}' for x in r['spearman'])} | {minutes} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Validation split (5,000 images), after {epochs} epochs of the benchmark config; "
+        "train min is wall time on a shared machine (not comparable across rows)."
+    )
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    if not FLAGS.workdir or not FLAGS.out:
+        fail("recipe_screen", "--workdir and --out are required", code=2)
+    unknown = [v for v in FLAGS.variants if v not in VARIANTS]
+    if unknown:
+        fail("recipe_screen", f"unknown variants {unknown}; use some of {list(VARIANTS)}", code=2)
+    from enas4d_tf.space import SearchSpace
+    from enas4d_tf.train import sampling
+
+    space = SearchSpace.preset("fashion_mnist")
+    spread_macs = [sampling.last_exit_macs(space, a) for a in sampling.spread_archs(space, 10)]
+    end_macs = {
+        "smallest": sampling.last_exit_macs(space, space.smallest()),
+        "largest": sampling.last_exit_macs(space, space.largest()),
+    }
+    rows = []
+    for name in FLAGS.variants:
+        workdir = os.path.join(FLAGS.workdir, name)
+        command = [
+            sys.executable,
+            "-m",
+            "tools.train",
+            f"--flagfile={FLAGS.config}",
+            f"--workdir={workdir}",
+            f"--epochs={FLAGS.epochs}",
+            f"--eval_every_epochs={FLAGS.epochs}",
+            f"--eval_spread_archs={FLAGS.spread}",
+            *VARIANTS[name],
+        ]
+        t0 = time.time()
+        print(f"[recipe_screen] {name}: {' '.join(command[2:])}", flush=True)
+        if subprocess.run(command).returncode != 0:
+            fail("recipe_screen", f"variant {name} failed; run the same command to resume")
+        record = _last_eval(workdir)
+        if record is None or "spread_1" not in record:
+            fail("recipe_screen", f"variant {name} has no evaluation with spread architectures")
+        row = summarize(name, record, spread_macs, end_macs)
+        row["train_seconds"] = _train_seconds(workdir)
+        row["wall_seconds_this_call"] = time.time() - t0
+        rows.append(row)
+        print(f"[recipe_screen] {name}: {json.dumps(row)}", flush=True)
+    write_json_atomic(FLAGS.out + ".json", {"epochs": FLAGS.epochs, "rows": rows})
+    write_bytes_atomic(FLAGS.out + ".md", (markdown(rows, FLAGS.epochs) + "\n").encode())
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=flags_parser("recipe_screen"))
