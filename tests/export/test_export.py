@@ -88,6 +88,7 @@ def exported(tmp_path_factory):
             "--from_search",
             f"--out={out}",
             "--num_calibration_images=500",
+            "--threshold_images=100",
         ]
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -153,6 +154,13 @@ def test_manifest_records_macs_tensors_preprocessing_and_hashes(exported):
     assert pre["std"] == pytest.approx(list(info.std))
     assert m["format_version"] == formats.MANIFEST_VERSION
     assert m["search"]["exit_rates"] == [0.5, 0.3, 0.2] and "format_version" not in m["search"]
+    # float32 graphs keep the search's thresholds; no budget recorded, so the budget they are
+    # held to is the search policy's average MACs. Their outcome is measured on 100
+    # validation images.
+    float32 = m["per_quantization"]["float32"]
+    assert float32["thresholds"] == THRESHOLDS and float32["origin"] == "arch_file"
+    assert float32["budget"] == pytest.approx(float(np.dot([0.5, 0.3, 0.2], m["stage_macs"])))
+    assert float32["num_images"] == 100 and sum(float32["exit_rates"]) == pytest.approx(1.0)
     assert m["subnet"]["sha256"] == formats.sha256(os.path.join(exported["dir"], "subnet.keras"))
     handed_on = set()
     for s, stage in enumerate(m["stages"]):
@@ -297,6 +305,8 @@ def test_cascade_tool_reports_the_numbers_of_the_keras_network(exported, tmp_pat
     folder = str(tmp_path / "net0")
     shutil.copytree(exported["dir"], folder)
     manifest = dict(exported["manifest"], thresholds=thresholds)
+    float32 = dict(manifest["per_quantization"]["float32"], thresholds=thresholds)
+    manifest["per_quantization"] = {"float32": float32}
     stages = zip(manifest["stages"], thresholds, strict=True)
     manifest["stages"] = [dict(stage, threshold=t) for stage, t in stages]
     with open(os.path.join(folder, "manifest.json"), "w") as f:
@@ -471,6 +481,14 @@ def test_truncated_export_is_one_graph_with_one_exit_and_its_macs(exported):
     expected = truncated_macs(space, arch, 2, 10)
     assert (m["mode"], m["exit"], m["num_stages"]) == ("static", 2, 1)
     assert m["thresholds"] == [0.0] and m["stage_macs"] == [expected]
+    # Nothing to fit: every image leaves at its one exit, at its cost.
+    float32 = m["per_quantization"]["float32"]
+    assert (float32["origin"], float32["thresholds"], float32["exit_rates"]) == (
+        "static",
+        [0.0],
+        [1.0],
+    )
+    assert float32["avg_macs"] == expected and float32["budget"] is None
     assert expected < e4.stage_macs(space, arch, 10)[1]  # exit 1's classifier is not in it
     (stage,) = m["stages"]
     assert stage["exit"] == 2 and stage["reads"] == [] and stage["hands_on"] == []
