@@ -3,7 +3,7 @@ the expected exit code, and the files it guards unchanged (tests/faults/harness.
 workdir (checkpoint, run config, search files) and any export folder already there.
 
 Every case but one is refused before TensorFlow is imported (flags, workdir, lock,
-architecture files, output locations) and takes about a second. The non-finite supernet
+architecture files, output locations, --cost=latency's tables) and takes about a second. The non-finite supernet
 needs its checkpoint read (TensorFlow, a few seconds); it is the only end-to-end cover of
 the export's NaN guard, so it stays in the fast suite.
 """
@@ -187,6 +187,78 @@ def test_workdir_in_use(work):
     args = [f"--workdir={work['workdir']}", f"--arch={_net0(work)}", f"--out={out}"]
     _check(work, args, "in use by train", f"pid {os.getpid()}")
     assert not os.path.exists(out)
+
+
+# -- --cost=latency: the latency tables are read and checked before TensorFlow -------------
+
+
+def latency_table(path, quantization="float32", preset="tiny", drop=None):
+    """Writes a latency table of every part the `tiny` space needs (made-up times, in ms,
+    that grow with the key's numbers), without the part `drop` when given."""
+    from enas4d_tf.latency.coverage import space_keys
+    from enas4d_tf.latency.table import LatencyTable, Target
+
+    keys = sorted(space_keys(e4.SearchSpace.preset("tiny"), 10))
+    entries = {k: 1e-3 * (1 + sum(map(ord, k)) % 7) for k in keys if k != drop}
+    target = Target("host", "test", "made up", 1, quantization)
+    LatencyTable(target, preset, 10, entries).save(str(path))
+    return str(path)
+
+
+def _latency(work, *tables, quantization="float32"):
+    return [
+        f"--workdir={work['workdir']}",
+        f"--arch={_net0(work)}",
+        f"--out={work['out']}/new",
+        f"--quantization={quantization}",
+        "--cost=latency",
+        *([f"--latency_table={','.join(tables)}"] if tables else []),
+    ]
+
+
+def test_latency_table_without_latency_cost(work):
+    table = latency_table(work["tmp"] / "t.json")
+    args = [f"--workdir={work['workdir']}", f"--arch={_net0(work)}", f"--latency_table={table}"]
+    _check(work, args, "--latency_table is read only with --cost=latency", code=2)
+
+
+def test_latency_cost_without_a_table(work):
+    _check(work, _latency(work), "--cost=latency needs --latency_table")
+
+
+def test_missing_latency_table(work):
+    _check(work, _latency(work, "/nonexistent/t.json"), "/nonexistent/t.json", "not found")
+
+
+def test_latency_table_not_json(work):
+    path = work["tmp"] / "t.json"
+    path.write_text('{"format": ')
+    _check(work, _latency(work, str(path)), "t.json", "JSON")
+
+
+def test_no_latency_table_of_an_exported_quantization(work):
+    table = latency_table(work["tmp"] / "t.json")
+    args = _latency(work, table, quantization="float32,int8")
+    _check(work, args, "no latency table of int8 graphs", "tables of: float32")
+
+
+def test_two_latency_tables_of_one_quantization(work):
+    a = latency_table(work["tmp"] / "a.json")
+    b = latency_table(work["tmp"] / "b.json")
+    _check(work, _latency(work, a, b), "a.json", "b.json", "both of float32")
+
+
+def test_latency_table_of_another_space(work):
+    table = latency_table(work["tmp"] / "t.json", preset="fashion_mnist")
+    _check(work, _latency(work, table), "t.json", "search space 'fashion_mnist'")
+
+
+def test_latency_table_lacking_a_part_the_network_needs(work, base):
+    from enas4d_tf.latency.parts import stage_parts
+
+    needed = stage_parts(base["space"], base["arch"], 1, 10)[0]
+    table = latency_table(work["tmp"] / "t.json", drop=needed)
+    _check(work, _latency(work, table), "network net0, float32 graphs", needed)
 
 
 def test_non_finite_supernet_is_refused(base, work):
