@@ -36,9 +36,12 @@ class GraphIO:
     outputs: dict
 
     @property
-    def num_tensors(self) -> int:
-        """Inputs and outputs together."""
-        return len(self.inputs) + len(self.outputs)
+    def num_inputs(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.outputs)
 
     @property
     def kib(self) -> float:

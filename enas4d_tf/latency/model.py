@@ -5,7 +5,8 @@ A stage graph's time is predicted as the sum of its parts' measured times
 inputs and reading its outputs costs (`enas4d_tf.latency.handoffs`):
 
   stage_ms(s) = scale * sum(entries[p] for p in parts(s))
-                + fixed_ms + per_tensor_ms * tensors(s) + per_kib_ms * kib(s)
+                + fixed_ms + per_input_ms * inputs(s) + per_output_ms * outputs(s)
+                + per_kib_ms * kib(s)
 
 Example:
   >>> table = LatencyTable.load("runs/latency/host_float32.json")
@@ -21,7 +22,7 @@ from __future__ import annotations
 from enas4d_tf.errors import LatencyError
 from enas4d_tf.latency.handoffs import GraphIO, stage_io, truncated_io
 from enas4d_tf.latency.parts import stage_parts, truncated_parts
-from enas4d_tf.latency.table import LatencyTable
+from enas4d_tf.latency.table import LatencyTable, graph_ms
 from enas4d_tf.space import Arch, SearchSpace
 
 
@@ -75,7 +76,7 @@ class LatencyModel:
         self._truncated: dict = {}
 
     def _graph_ms(self, parts: list[str], io: GraphIO) -> float:
-        entries, fit = self.table.entries, self.table.fit
+        entries = self.table.entries
         total = 0.0
         for key in parts:
             if key not in entries:
@@ -84,12 +85,7 @@ class LatencyModel:
                     f"python -m tools.latency_table --preset={self.space.name})"
                 )
             total += entries[key]
-        return (
-            fit["scale"] * total
-            + fit["fixed_ms"]
-            + fit["per_tensor_ms"] * io.num_tensors
-            + fit["per_kib_ms"] * io.kib
-        )
+        return graph_ms(self.table.fit, total, io.num_inputs, io.num_outputs, io.kib)
 
     def stage_ms(self, arch: Arch) -> list[float]:
         """Predicted time of each stage graph alone (stage `s` computes group `s` only),

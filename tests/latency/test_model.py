@@ -11,7 +11,7 @@ from enas4d_tf.latency.coverage import space_keys
 from enas4d_tf.latency.handoffs import stage_io
 from enas4d_tf.latency.model import LatencyModel
 from enas4d_tf.latency.parts import parse_key, part_key, stage_parts, truncated_parts
-from enas4d_tf.latency.table import LatencyTable, Target
+from enas4d_tf.latency.table import IDENTITY_FIT, LatencyTable, Target
 from enas4d_tf.space import SearchSpace
 from tests.helpers import REPO
 
@@ -89,7 +89,7 @@ def test_space_keys_cover_sampled_architectures():
 
 def _table(entries, fit=None, preset="tiny", quantization="float32", threads=1):
     target = Target("host", "test", "none", threads, quantization)
-    fit = fit or {"scale": 1.0, "fixed_ms": 0.0, "per_tensor_ms": 0.0, "per_kib_ms": 0.0}
+    fit = fit or IDENTITY_FIT
     return LatencyTable(target=target, preset=preset, num_classes=10, entries=entries, fit=fit)
 
 
@@ -103,14 +103,20 @@ def test_stage_ms_sums_the_parts_and_the_fit():
     arch = TINY.smallest()
     # SMALLEST_STAGE1: 8 convs and 6 other parts.
     assert _model().stage_ms(arch)[0] == pytest.approx(8 * 0.01 + 6 * 0.001)
-    fit = {"scale": 2.0, "fixed_ms": 0.5, "per_tensor_ms": 0.1, "per_kib_ms": 0.25}
+    fit = {
+        "scale": 2.0,
+        "fixed_ms": 0.5,
+        "per_input_ms": 0.1,
+        "per_output_ms": 0.03,
+        "per_kib_ms": 0.25,
+    }
     io = stage_io(TINY, arch, 10)[0]
-    expected = 2.0 * 0.086 + 0.5 + 0.1 * io.num_tensors + 0.25 * io.kib
+    expected = 2.0 * 0.086 + 0.5 + 0.1 * 1 + 0.03 * io.num_outputs + 0.25 * io.kib
     assert _model(fit).stage_ms(arch)[0] == pytest.approx(expected)
 
 
 def test_cumulative_and_truncated():
-    model = _model({"scale": 1.0, "fixed_ms": 0.5, "per_tensor_ms": 0.0, "per_kib_ms": 0.0})
+    model = _model(IDENTITY_FIT | {"fixed_ms": 0.5})
     arch = TINY.sample(seed=1)
     stages = model.stage_ms(arch)
     assert model.cumulative(arch) == pytest.approx([stages[0], stages[0] + stages[1], sum(stages)])

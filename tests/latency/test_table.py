@@ -15,7 +15,13 @@ def _table(**overrides) -> LatencyTable:
         preset="tiny",
         num_classes=10,
         entries={"add:c=8,side=5": 0.002, "fc:cin=16,cout=10": 0.001},
-        fit={"scale": 0.9, "fixed_ms": 0.02, "per_tensor_ms": 0.003, "per_kib_ms": 0.0001},
+        fit={
+            "scale": 0.9,
+            "fixed_ms": 0.02,
+            "per_input_ms": 0.003,
+            "per_output_ms": 0.001,
+            "per_kib_ms": 0.0001,
+        },
         meta={"num_runs": 50},
     )
     fields.update(overrides)
@@ -35,7 +41,13 @@ def test_a_table_without_fit_reads_as_the_identity(tmp_path):
     d = _table().to_dict()
     del d["fit"]
     table = LatencyTable.from_dict(d)
-    assert table.fit == {"scale": 1.0, "fixed_ms": 0.0, "per_tensor_ms": 0.0, "per_kib_ms": 0.0}
+    assert table.fit == {
+        "scale": 1.0,
+        "fixed_ms": 0.0,
+        "per_input_ms": 0.0,
+        "per_output_ms": 0.0,
+        "per_kib_ms": 0.0,
+    }
 
 
 def _write(tmp_path, obj) -> str:

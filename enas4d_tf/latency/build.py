@@ -1,0 +1,150 @@
+"""Measuring a latency table on this host (imports TensorFlow and LiteRT when called).
+
+`measure_table` converts one graph per part key (`part_graphs`), times them all with the
+LiteRT interpreter (`timing`, invokes only, less the invoke of a null graph), then times the
+stage graphs of a few architectures as the host cascade does and fits how whole graphs
+relate to their parts (`calibrate`). `tools/latency_table.py` is its command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+from collections.abc import Callable, Sequence
+
+from enas4d_tf.latency.calibrate import calibration_rows, fit_graph_costs
+from enas4d_tf.latency.coverage import space_keys
+from enas4d_tf.latency.parts import stage_parts, truncated_parts
+from enas4d_tf.latency.table import IDENTITY_FIT, LatencyTable, Target, graph_ms
+from enas4d_tf.latency.timing import TimingSettings, time_invokes, time_stage_graphs
+from enas4d_tf.space import Arch, SearchSpace
+
+
+def _row(r: dict) -> tuple:
+    """A calibration row as `fit_graph_costs` reads it."""
+    return (r["parts_ms"], r["inputs"], r["outputs"], r["kib"], r["measured_ms"], r["invoke_ms"])
+
+
+# Part graphs loaded at once while timing (each interpreter holds its packed weights).
+BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class TableRequest:
+    """What to measure.
+
+    Attributes:
+      space: the search space.
+      num_classes: classifier outputs.
+      quantization: which graphs (one of the export's quantisations).
+      timing: threads, rounds and runs.
+      key_archs: None: every key of the space (`coverage.space_keys`); else only the keys
+        these architectures need (smoke runs and tests).
+      calibration_archs: architectures whose stage graphs fit the table's `fit`; none: the
+        identity fit.
+    """
+
+    space: SearchSpace
+    num_classes: int
+    quantization: str = "float32"
+    timing: TimingSettings = TimingSettings()
+    key_archs: Sequence[Arch] | None = None
+    calibration_archs: Sequence[Arch] = ()
+
+
+def keys_of(space: SearchSpace, archs: Sequence[Arch], num_classes: int) -> set[str]:
+    """Every part key the stage graphs and truncated graphs of `archs` need."""
+    keys: set[str] = set()
+    for arch in archs:
+        for s in range(space.num_stages):
+            keys.update(stage_parts(space, arch, s, num_classes))
+            keys.update(truncated_parts(space, arch, s + 1, num_classes))
+    return keys
+
+
+def host_target(quantization: str, num_threads: int) -> Target:
+    """This machine as a table target (CPU model from /proc/cpuinfo where there is one)."""
+    from importlib.metadata import version
+
+    device = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            device = f"{names[0]} ({len(names)} logical CPUs)"
+    except OSError:
+        pass
+    runtime = f"ai-edge-litert {version('ai-edge-litert')} interpreter, XNNPACK"
+    return Target("host", device, runtime, int(num_threads), quantization)
+
+
+def time_parts(
+    keys: Sequence[str],
+    quantization: str,
+    timing: TimingSettings,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[dict, float]:
+    """Converts and times every part graph; returns `(key -> ms less the null graph's,
+    the null graph's ms)`."""
+    from enas4d_tf.latency.part_graphs import NULL_KEY, convert_part
+
+    keys = sorted(keys)
+    raw: dict[str, float] = {}
+    null_times = []
+    for start in range(0, len(keys), BATCH):
+        batch = keys[start : start + BATCH]
+        graphs = {NULL_KEY: convert_part(NULL_KEY, quantization)}
+        for key in batch:
+            graphs[key] = convert_part(key, quantization)
+        times = time_invokes(graphs, timing)
+        null_times.append(times.pop(NULL_KEY))
+        raw.update(times)
+        progress(f"timed {min(start + BATCH, len(keys))}/{len(keys)} part graphs")
+    null = min(null_times)
+    return {k: max(0.0, t - null) for k, t in raw.items()}, null
+
+
+def measure_table(
+    request: TableRequest, progress: Callable[[str], None] = lambda _: None
+) -> LatencyTable:
+    """Measures a latency table on this host (see the module docstring).
+
+    Returns:
+      The table; its `meta` records the settings, the null graph's time and, per
+      calibration stage graph, the measured and predicted times.
+    """
+    space, n = request.space, request.num_classes
+    if request.key_archs is None:
+        keys = space_keys(space, n)
+    else:
+        keys = keys_of(space, [*request.key_archs, *request.calibration_archs], n)
+    progress(f"{len(keys)} part keys to measure")
+    entries, null_ms = time_parts(sorted(keys), request.quantization, request.timing, progress)
+    fit, rows = dict(IDENTITY_FIT), []
+    if request.calibration_archs:
+        from enas4d_tf.latency.calibrate import stage_graphs
+
+        archs = list(request.calibration_archs)
+        graphs = stage_graphs(space, archs, n, request.quantization)
+        progress(f"timing {len(graphs)} stage graphs for the fit")
+        measured = time_stage_graphs(graphs, request.timing)
+        rows = calibration_rows(space, archs, n, entries, measured)
+        fit = fit_graph_costs([_row(r) for r in rows])
+        for r in rows:
+            r["predicted_ms"] = graph_ms(fit, r["parts_ms"], r["inputs"], r["outputs"], r["kib"])
+    meta = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timing": dataclasses.asdict(request.timing),
+        "keys": "space" if request.key_archs is None else "of given architectures",
+        "null_graph_ms": null_ms,
+        "calibration": rows,
+    }
+    return LatencyTable(
+        target=host_target(request.quantization, request.timing.num_threads),
+        preset=space.name,
+        num_classes=n,
+        entries=entries,
+        fit=fit,
+        meta=meta,
+    )

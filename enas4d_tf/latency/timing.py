@@ -1,0 +1,130 @@
+"""Timing LiteRT graphs on this host, robustly on a shared machine.
+
+Every graph is loaded once; then `rounds` rounds each time every graph in turn (`runs`
+back-to-back invokes, averaged), so a burst of load from another process hits all graphs
+alike instead of a few. A graph's time is the lowest of its rounds' averages: on a shared
+machine a round is slowed by whatever else runs and never sped up, so the fastest round is
+the best estimate of the graph's time on a machine of its own (on an idle machine it is
+within noise of the median).
+
+`time_invokes` times the interpreter's `invoke()` alone (inputs set once): the time of the
+ops, for part graphs. `time_stage_graphs` times a signature runner called with its
+inputs, as the host cascade (`enas4d_tf.export.cascade`) times a stage graph: the ops plus
+feeding the inputs and reading the outputs, and, in the same rounds, its invokes alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingSettings:
+    """How graphs are timed.
+
+    Attributes:
+      num_threads: interpreter threads.
+      rounds: rounds over all graphs; each graph's time is the lowest of its rounds.
+      runs: invokes per graph per round, averaged.
+      warmup: invokes per graph before the first round.
+    """
+
+    num_threads: int = 1
+    rounds: int = 7
+    runs: int = 20
+    warmup: int = 5
+
+
+def _interpreter(flatbuffer: bytes, num_threads: int):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=flatbuffer, num_threads=num_threads)
+
+
+def _random_input(detail: dict, rng) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    shape = tuple(int(d) for d in detail["shape"])
+    if np.issubdtype(dtype, np.integer):
+        return rng.integers(-100, 100, shape).astype(dtype)
+    return rng.normal(0.0, 1.0, shape).astype(dtype)
+
+
+def time_invokes(graphs: Mapping[str, bytes], settings: TimingSettings) -> dict[str, float]:
+    """Ms of one `invoke()` of each graph, inputs random and set once.
+
+    Args:
+      graphs: name -> flatbuffer.
+      settings: threads, rounds, runs.
+
+    Returns:
+      name -> milliseconds.
+    """
+    rng = np.random.default_rng(0)
+    loaded = {}
+    for name, flatbuffer in graphs.items():
+        it = _interpreter(flatbuffer, settings.num_threads)
+        it.allocate_tensors()
+        for detail in it.get_input_details():
+            it.set_tensor(detail["index"], _random_input(detail, rng))
+        for _ in range(settings.warmup):
+            it.invoke()
+        loaded[name] = it
+    samples: dict[str, list] = {name: [] for name in loaded}
+    for _ in range(settings.rounds):
+        for name, it in loaded.items():
+            start = time.perf_counter()
+            for _ in range(settings.runs):
+                it.invoke()
+            samples[name].append((time.perf_counter() - start) * 1e3 / settings.runs)
+    return {name: float(np.min(v)) for name, v in samples.items()}
+
+
+def time_stage_graphs(
+    graphs: Mapping[str, bytes], settings: TimingSettings
+) -> dict[str, tuple[float, float]]:
+    """Each graph's ms of one signature-runner call with random float32 inputs (what
+    the host cascade's `StageRunner.timed` measures: the ops plus feeding the inputs and
+    reading the outputs) and of one `invoke()` alone (the ops), timed in the same rounds.
+
+    Args:
+      graphs: name -> flatbuffer with a serving signature (exported stage graphs).
+      settings: threads, rounds, runs.
+
+    Returns:
+      name -> `(runner ms, invoke ms)`.
+    """
+    rng = np.random.default_rng(0)
+    loaded = {}
+    for name, flatbuffer in graphs.items():
+        runner = _interpreter(flatbuffer, settings.num_threads).get_signature_runner()
+        feed = {n: _random_input(d, rng) for n, d in runner.get_input_details().items()}
+        # A second interpreter for invokes alone: the runner keeps views of its tensors,
+        # which LiteRT refuses to invoke under.
+        it = _interpreter(flatbuffer, settings.num_threads)
+        it.allocate_tensors()
+        for detail in it.get_input_details():
+            it.set_tensor(detail["index"], _random_input(detail, rng))
+        for _ in range(settings.warmup):
+            runner(**feed)
+            it.invoke()
+        loaded[name] = (it, runner, feed)
+    calls: dict[str, list] = {name: [] for name in loaded}
+    invokes: dict[str, list] = {name: [] for name in loaded}
+    for _ in range(settings.rounds):
+        for name, (it, runner, feed) in loaded.items():
+            total = 0.0
+            for _ in range(settings.runs):
+                # Timed call by call, as StageRunner.timed does.
+                start = time.perf_counter()
+                runner(**feed)
+                total += time.perf_counter() - start
+            calls[name].append(total * 1e3 / settings.runs)
+            start = time.perf_counter()
+            for _ in range(settings.runs):
+                it.invoke()
+            invokes[name].append((time.perf_counter() - start) * 1e3 / settings.runs)
+    return {name: (float(np.min(calls[name])), float(np.min(invokes[name]))) for name in loaded}
