@@ -16,6 +16,8 @@ import re
 import shlex
 from collections.abc import Sequence
 
+from enas4d_tf.export.formats import manifest_thresholds
+
 DEVICE_DIR = "/data/local/tmp/enas4d"
 DEVICE_BINARY = "/data/local/tmp/benchmark_model"
 
@@ -171,26 +173,47 @@ def expected_latency(stage_ms: Sequence[float], exit_rates: Sequence[float]) -> 
     }
 
 
-def exit_rates_from(manifest: dict, cascade_report: dict | None = None) -> tuple[list, str]:
-    """Exit rates for the combination: a cascade report's, else the search result's.
+def exit_rates_from(
+    manifest: dict, cascade_report: dict | None = None, quantization: str | None = None
+) -> tuple[list, str]:
+    """Exit rates for the combination: a cascade report's, else those the manifest records
+    for `quantization`'s graphs with their own thresholds (`per_quantization`), else the
+    search result's (a manifest written before thresholds were refitted per quantisation,
+    or no `quantization` given).
 
     Returns:
       `(rates, source)`.
 
     Raises:
-      ValueError: neither has exit rates.
+      ValueError: neither has exit rates, or the cascade report ran another quantisation.
     """
     num_stages = len(manifest["stages"])
     if cascade_report is not None:
         if not isinstance(cascade_report, dict) or "exit_rates" not in cascade_report:
             raise ValueError("the cascade report has no exit_rates (tools/cascade.py writes it)")
+        ran = cascade_report.get("quantization")
+        if quantization is not None and ran is not None and ran != quantization:
+            raise ValueError(
+                f"the cascade report ran the {ran} graphs, not the {quantization} graphs timed "
+                f"here: their thresholds and exit rates differ (run tools/cascade.py "
+                f"--quantization={quantization})"
+            )
         return check_rates(cascade_report["exit_rates"], num_stages), "cascade report"
     if manifest.get("exit") is not None:
         return [1.0], f"truncated network (every image leaves at exit {manifest['exit']})"
+    record = (manifest.get("per_quantization") or {}).get(quantization)
+    if record:
+        where = f"{record['num_images']} validation images"
+        return check_rates(record["exit_rates"], num_stages), f"manifest ({quantization}, {where})"
     rates = (manifest.get("search") or {}).get("exit_rates")
     if rates:
         return check_rates(rates, num_stages), "manifest (validation split, search)"
-    if manifest.get("mode") == "static" or all(t is None for t in manifest["thresholds"][:-1]):
+    thresholds = (
+        manifest["thresholds"]
+        if quantization is None
+        else manifest_thresholds(manifest, quantization)
+    )
+    if manifest.get("mode") == "static" or all(t is None for t in thresholds[:-1]):
         return [0.0] * (num_stages - 1) + [1.0], "static network"
     raise ValueError("no exit rates: pass --cascade_report (tools/cascade.py's JSON output)")
 

@@ -163,3 +163,24 @@ def test_manifest_thresholds_per_quantization_and_the_fallback_of_older_manifest
     assert formats.manifest_thresholds(_manifest(), "int8") == [0.8, 0.7, 0.0]
     with pytest.raises(ExportDirError, match="'float16' was not exported"):
         formats.manifest_thresholds(_manifest(per_q), "float16")
+
+
+def test_android_kit_combines_stage_times_with_the_rates_of_the_graphs_it_times():
+    from enas4d_tf.export import android_kit
+
+    per_q = {
+        "float32": {"exit_rates": [0.5, 0.3, 0.2], "num_images": 100},
+        "int8": {"exit_rates": [0.2, 0.3, 0.5], "num_images": 100},
+    }
+    manifest = dict(_manifest(per_q), stages=[{}, {}, {}], search={"exit_rates": [0.9, 0.1, 0]})
+    rates, source = android_kit.exit_rates_from(manifest, None, "int8")
+    assert rates == [0.2, 0.3, 0.5] and "int8" in source
+    # A manifest written before: the search's (float) rates.
+    old = dict(manifest)
+    del old["per_quantization"]
+    assert android_kit.exit_rates_from(old, None, "int8")[0] == [0.9, 0.1, 0.0]
+    # A cascade report of other graphs than those timed is refused.
+    report = {"quantization": "float32", "exit_rates": [0.5, 0.3, 0.2]}
+    with pytest.raises(ValueError, match="ran the float32 graphs, not the int8"):
+        android_kit.exit_rates_from(manifest, report, "int8")
+    assert android_kit.exit_rates_from(manifest, report, "float32")[1] == "cascade report"
