@@ -1,272 +1,49 @@
 """The two files that cross from one step to the next: architecture files and manifest.json.
 
-Both schemas are written and read here, nowhere else.
-
-An *architecture file* (`<workdir>/search/archs/<name>.json`, README.md "Search") is what the
-search hands the exporter: one chosen network and its exit thresholds.
-
-  {"format_version": 2, "name": "dynamic_2M", "mode": "dynamic" | "static",
-   "arch": Arch.to_dict(), "thresholds": [t_1, ..., t_S] (null = never leave there),
-   "stage_macs": [...], "avg_macs": ..., "val_accuracy": ..., "exit_rates": [...],
-   "budget_macs": ... | null, "exit": s}
-
-`"exit": s` (an int, numbered from 1) marks a *truncated* static network: the architecture's
-groups `<= s` and exit `s` alone (every image leaves there; its cost is
-`enas4d_tf.model.macs.truncated_macs`). Its thresholds are `[null, ..., null, 0.0]` with `s`
-entries. Without the key (or with null) the file is a multi-exit network with `S` thresholds.
-The exporter also takes a bare `Arch.to_dict()` (exported as a static network).
+Both schemas are written and read in this package, nowhere else: architecture files in
+`enas4d_tf.export.arch_files` (its public names are re-exported here, where callers have
+always found them), the manifest here.
 
 A *manifest* (`<export dir>/manifest.json`, README.md "Export and deployment") is what a
-runtime needs to run an export's stage graphs as an early-exit cascade: see `build_manifest`.
+runtime needs to run an export's stage graphs as an early-exit cascade: see `build_manifest`;
+`manifest_thresholds` reads the thresholds of one quantisation's graphs.
 
 Format history: version 2 of both numbers exits from 1 in the names a user sees (stage graph
 files `stage1_<q>.tflite`, ...; a manifest stage's `exit`); version 1 numbered them from 0.
-An older file is refused with one line that says how to write it again.
+An older file is refused with one line that says how to write it again. A version 2
+manifest written before exports refitted thresholds per quantisation has no
+`per_quantization`; it is read as it was (`manifest_thresholds` falls back to its float
+thresholds).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import numbers
 import os
 import platform
 from collections.abc import Sequence
 
-from enas4d_tf import exit_policy
-from enas4d_tf.errors import ExportDirError, ExportError
+from enas4d_tf.errors import ExportDirError
 from enas4d_tf.export import litert
+from enas4d_tf.export.arch_files import (  # noqa: F401  (re-exported, see the docstring)
+    ARCH_FILE_KEYS,
+    ARCH_FILE_VERSION,
+    COSTS,
+    LATENCY_KEYS,
+    MODES,
+    ArchSpec,
+    arch_file_record,
+    check_exit,
+    read_arch_file,
+    write_arch_file,
+)
 from enas4d_tf.export.integrity import check_manifest, sha256
 from enas4d_tf.files import read_json, write_json_atomic
-from enas4d_tf.space import Arch, SearchSpace
+from enas4d_tf.space import SearchSpace
 from enas4d_tf.workdir import ExportDir
 
-ARCH_FILE_VERSION = 2
 MANIFEST_VERSION = 2
-
-# The fields of an architecture file besides `format_version`, in the order they are listed.
-ARCH_FILE_KEYS = (
-    "name",
-    "mode",
-    "arch",
-    "thresholds",
-    "stage_macs",
-    "avg_macs",
-    "val_accuracy",
-    "exit_rates",
-    "budget_macs",
-)
-# Optional fields, written when a record has them: a search run with `--cost=latency` records
-# `"cost": "latency"` and its budget, average and cumulative stage costs in milliseconds
-# (`budget_ms`, `avg_ms`, `stage_ms`) beside the MACs ones; without them the cost is MACs.
-LATENCY_KEYS = ("cost", "budget_ms", "avg_ms", "stage_ms")
-COSTS = ("macs", "latency")
-MODES = ("dynamic", "static")
 # The manifest names files relative to its folder; ExportDir owns the names.
 _SUBNET_FILE = os.path.basename(ExportDir("").subnet)
-
-
-# -- architecture files ----------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ArchSpec:
-    """A network to export: architecture, exit thresholds and where it came from.
-
-    Attributes:
-      name: folder name of the export.
-      arch: the architecture.
-      thresholds: S thresholds (None = never exit there; the last is 0.0).
-      mode: "dynamic" or "static".
-      search: the search result fields (val_accuracy, avg_macs, ...) or {} for a bare arch.
-      source: the file it was read from (absolute path).
-      exit: for a truncated static network, the one exit it keeps (numbered from 1; its
-        thresholds are then `exit` entries, `[None, ..., None, 0.0]`); None for a multi-exit
-        network.
-    """
-
-    name: str
-    arch: Arch
-    thresholds: tuple
-    mode: str
-    search: dict
-    source: str
-    exit: int | None = None
-
-
-def arch_file_record(
-    name: str,
-    mode: str,
-    arch: Arch,
-    result: exit_policy.PolicyResult,
-    stage_macs: Sequence[int],
-    budget_macs: float | None = None,
-    exit: int | None = None,
-) -> dict:
-    """The fields of an architecture file for one measured network (JSON-safe).
-
-    The search also keeps these records (with its own extra keys) in pareto.json;
-    `write_arch_file` writes the architecture-file fields of one.
-
-    Args:
-      name: the network's name (the export folder's name).
-      mode: "dynamic" or "static".
-      arch: the architecture.
-      result: its exit policy on the validation split (thresholds, avg_macs, accuracy,
-        exit_rates).
-      stage_macs: cumulative MACs to each exit.
-      budget_macs: the budget it was chosen for, or None.
-      exit: None for a multi-exit network; for a truncated static network (mode "static"),
-        its one exit `s` in `1..S` (S = len(stage_macs)): the record gets `"exit": s` and the
-        thresholds `[None] * (s - 1) + [0.0]` (every image leaves at exit s), whatever
-        `result.thresholds` says. `stage_macs` stays the architecture's `S` cumulative costs.
-
-    Raises:
-      ValueError: `exit` not an int in `1..S`, or given with a mode other than "static".
-    """
-    record = {
-        "name": name,
-        "mode": mode,
-        "arch": arch.to_dict(),
-        "thresholds": list(result.thresholds),
-        "stage_macs": [int(c) for c in stage_macs],
-        "avg_macs": float(result.avg_macs),
-        "val_accuracy": float(result.accuracy),
-        "exit_rates": list(result.exit_rates),
-        "budget_macs": None if budget_macs is None else float(budget_macs),
-    }
-    if exit is not None:
-        exit = check_exit(exit, len(record["stage_macs"]), mode)
-        record["exit"] = exit
-        record["thresholds"] = exit_policy.static_thresholds(exit)
-    return record
-
-
-def check_exit(exit, num_stages: int, mode: str = "static") -> int:
-    """Validates the `exit` of a truncated network: an int in `1..num_stages`, mode "static".
-
-    Raises:
-      ValueError: anything else.
-    """
-    if isinstance(exit, bool) or not isinstance(exit, numbers.Integral):
-        raise ValueError(f"exit must be an int in 1..{num_stages} or null, got {exit!r}")
-    if not 1 <= exit <= num_stages:
-        raise ValueError(f"exit {exit} is outside 1..{num_stages} (exits are numbered from 1)")
-    if mode != "static":
-        raise ValueError(f"a network truncated at exit {exit} is static, not {mode!r}")
-    return int(exit)
-
-
-def write_arch_file(path: str, record: dict) -> None:
-    """Writes an architecture file atomically: `format_version` and the `ARCH_FILE_KEYS`
-    fields of `record` (other keys, such as the search's `key`, are left out), the
-    `LATENCY_KEYS` it has, and `exit` when the record has one that is not None (a truncated
-    network)."""
-    public = {k: record[k] for k in ARCH_FILE_KEYS}
-    public.update((k, record[k]) for k in LATENCY_KEYS if k in record)
-    if record.get("exit") is not None:
-        public["exit"] = record["exit"]
-    write_json_atomic(path, {"format_version": ARCH_FILE_VERSION, **public})
-
-
-def _valid_name(name) -> bool:
-    return (
-        isinstance(name, str)
-        and bool(name)
-        and name not in (".", "..")
-        and "/" not in name
-        and "\\" not in name
-    )
-
-
-def _old_arch_file(path: str, version) -> ExportError:
-    return ExportError(
-        f"architecture file {path} is format {version!r}, this version reads format "
-        f"{ARCH_FILE_VERSION}; write it again by re-running the search that wrote it "
-        "(python -m tools.search --workdir=<workdir> ..., which reuses what it measured)"
-    )
-
-
-def read_arch_file(path: str, space: SearchSpace) -> ArchSpec:
-    """Reads an architecture file or a bare `Arch.to_dict()` JSON.
-
-    Args:
-      path: the JSON file.
-      space: the supernet's search space (the architecture is validated against it).
-
-    Returns:
-      The ArchSpec. A bare architecture is static: thresholds [None, ..., None, 0.0], its
-      name the file name without `.json`.
-
-    Raises:
-      ExportError: missing file, malformed JSON, an older format, a bad architecture or bad
-        thresholds.
-    """
-    if not os.path.exists(path):
-        raise ExportError(f"architecture file {path} does not exist")
-    data = read_json(path, ExportError, "architecture file")
-    default_name = os.path.splitext(os.path.basename(path))[0]
-    try:
-        if isinstance(data, dict) and "arch" in data:
-            version = data.get("format_version", 1)
-            if version != ARCH_FILE_VERSION:
-                raise _old_arch_file(path, version)
-            spec = _spec_from_record(data, space, default_name)
-        else:
-            # A bare architecture, optionally with "exit": s (as tools.train --arch_file reads it).
-            exit = None
-            if isinstance(data, dict) and "exit" in data:
-                data = dict(data)
-                exit = data.pop("exit")
-                exit = None if exit is None else check_exit(exit, space.num_stages)
-            arch = Arch.from_dict(data)
-            space.validate(arch)
-            num_exits = space.num_stages if exit is None else exit
-            thresholds = exit_policy.static_thresholds(num_exits)
-            spec = ArchSpec(default_name, arch, tuple(thresholds), "static", {}, "", exit)
-    except ExportError:
-        raise
-    except (ValueError, TypeError) as e:
-        raise ExportError(f"architecture file {path}: {e}") from None
-    if not _valid_name(spec.name):
-        raise ExportError(f"architecture file {path}: name {spec.name!r} cannot name a folder")
-    return dataclasses.replace(spec, source=os.path.abspath(path))
-
-
-def _spec_from_record(data: dict, space: SearchSpace, default_name: str) -> ArchSpec:
-    arch = Arch.from_dict(data["arch"])
-    space.validate(arch)
-    mode = data.get("mode", "dynamic")
-    if mode not in MODES:
-        raise ValueError(f"mode must be 'dynamic' or 'static', got {mode!r}")
-    exit = data.get("exit")
-    if exit is not None:
-        exit = check_exit(exit, space.num_stages, mode)
-    # A truncated network's exits are 1..exit, of which it keeps only the last.
-    num_exits = space.num_stages if exit is None else exit
-    thresholds = data.get("thresholds", exit_policy.static_thresholds(num_exits))
-    thresholds = exit_policy.check_thresholds(thresholds, num_exits)
-    if exit is not None and any(t is not None for t in thresholds[:-1]):
-        raise ValueError(
-            f"a network truncated at exit {exit} has no earlier exit to leave at: its "
-            f"thresholds must be [null, ..., null, 0.0], got {thresholds}"
-        )
-    _check_latency_fields(data)
-    skip = ("format_version", "arch", "thresholds", "name", "exit")
-    search = {k: v for k, v in data.items() if k not in skip}
-    name = data.get("name", default_name)
-    return ArchSpec(name, arch, tuple(thresholds), mode, search, "", exit)
-
-
-def _check_latency_fields(data: dict) -> None:
-    """`cost` is "macs" or "latency"; `budget_ms` is null or a positive finite number."""
-    cost = data.get("cost", "macs")
-    if cost not in COSTS:
-        raise ValueError(f"cost must be 'macs' or 'latency', got {cost!r}")
-    budget = data.get("budget_ms")
-    ok = isinstance(budget, numbers.Real) and not isinstance(budget, bool)
-    if budget is not None and not (ok and math.isfinite(budget) and budget > 0):
-        raise ValueError(f"budget_ms must be a positive number of ms or null, got {budget!r}")
 
 
 # -- manifest.json ---------------------------------------------------------------------------
