@@ -18,6 +18,7 @@ _EXPORTS = {
     "extract_stage_models": "enas4d_tf.model.subnet",
     "extract_subnet": "enas4d_tf.model.subnet",
     "load_arrays": "enas4d_tf.data",
+    "load_pretrained": "enas4d_tf.pretrained",
     "make_dataset": "enas4d_tf.data",
     "recalibrate_bn": "enas4d_tf.model.bn_calibration",
     "stage_macs": "enas4d_tf.model.macs",

@@ -262,6 +262,8 @@ def restore_model(net: Supernet, path: str) -> None:
 def load_supernet(workdir: str) -> tuple[Supernet, dict]:
     """The supernet of a training workdir with its newest checkpoint's weights.
 
+    `workdir` may name a released supernet, `pretrained:<name>` (`enas4d_tf.pretrained`).
+
     Returns:
       `(net, run_config)`.
 
@@ -270,7 +272,9 @@ def load_supernet(workdir: str) -> tuple[Supernet, dict]:
         holding NaN or Inf weights.
     """
     from enas4d_tf.model.supernet import Supernet
+    from enas4d_tf.pretrained import resolve_workdir
 
+    workdir = resolve_workdir(workdir)
     config = read_run_config(workdir)
     path = latest_checkpoint(workdir)
     if path is None:

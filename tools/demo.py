@@ -4,12 +4,16 @@
   python -m tools.demo --workdir=/tmp/d --smoke       # a reduced run (tests use it)
 
 Each step runs the package's own command line, printed before it runs, so the demo is the
-same thing a user would type:
+same thing a user would type. With a released supernet (`--pretrained=fashion_mnist`, the
+default), the search stands on its weights and the training step is a short run to watch:
 
-  1. python -m tools.train --flagfile=configs/train_quick.cfg --workdir=W
-  2. python -m tools.search --workdir=W --pareto ...
-  3. python -m tools.export --workdir=W --from_search --out=W/export ...
-  4. python -m tools.cascade --export_dir=W/export/<name> --split=test ... (each network)
+  1. python -m tools.train --flagfile=configs/train_quick.cfg --workdir=W/train_watch
+  2. python -m tools.pretrained --name=fashion_mnist --workdir=W/supernet
+  3. python -m tools.search --workdir=W/supernet --pareto ...
+  4. python -m tools.export --workdir=W/supernet --from_search ...
+  5. python -m tools.cascade --export_dir=W/supernet/export/<name> --split=test ...
+
+With `--pretrained=` (empty) the search stands on the supernet step 1 trains, in W itself.
 
 Steps whose outputs exist are not redone (training resumes or says it has finished; the
 search continues from its state; existing export folders are reused), so running the demo
@@ -47,6 +51,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer(
     "max_images", None, "Test images the cascade runs; default all (smoke: 300).", lower_bound=1
+)
+flags.DEFINE_string(
+    "pretrained",
+    "fashion_mnist",
+    "Released supernet to search on (python -m tools.pretrained --list); empty: search on "
+    "the supernet the demo trains. Smoke runs default to empty.",
 )
 
 FLAGS = flags.FLAGS
@@ -191,7 +201,25 @@ def main(argv: list[str]) -> None:
     max_images = FLAGS.max_images or (300 if smoke else None)
     started = time.time()
 
-    _run([sys.executable, "-m", "tools.train", f"--flagfile={config}", f"--workdir={workdir}"])
+    release = FLAGS.pretrained if (not smoke or FLAGS["pretrained"].present) else ""
+    if release:
+        # Training is shown on a short run of its own; the search stands on the release.
+        watch = os.path.join(workdir, "train_watch")
+        _run([sys.executable, "-m", "tools.train", f"--flagfile={config}", f"--workdir={watch}"])
+        supernet = os.path.join(workdir, "supernet")
+        if not os.path.exists(os.path.join(supernet, "run_config.json")):
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "tools.pretrained",
+                    f"--name={release}",
+                    f"--workdir={supernet}",
+                ]
+            )
+        workdir = supernet
+    else:
+        _run([sys.executable, "-m", "tools.train", f"--flagfile={config}", f"--workdir={workdir}"])
     _run([sys.executable, *_search_args(workdir, smoke)])
 
     with quiet_stderr():

@@ -1,0 +1,201 @@
+"""Released supernets: trained weights committed with the package, loaded by name.
+
+A release is the folder `enas4d_tf/released/<name>/`, laid out like a training workdir so
+every reader of a workdir reads it:
+
+  run_config.json     the training run's config (space, dataset, recipe)
+  checkpoints/        one checkpoint of the model's weights (no optimizer state)
+  release.json        how it was made: the command, commit, date, machine, the training
+                      summary and validation results, and the sha256 of every file above
+
+Use it by name:
+
+  >>> net, run_config = enas4d_tf.load_pretrained("fashion_mnist")   # Python
+  $ python -m tools.pretrained --name=fashion_mnist --workdir=runs/fm   # a workdir to search
+
+`load_supernet("pretrained:fashion_mnist")` reads it too. Tools that write into their
+workdir (search, export) take a copy, so the package's files are never written.
+
+Nothing here imports TensorFlow except `make_release` and `load_pretrained`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+from enas4d_tf.errors import WorkdirError
+
+PREFIX = "pretrained:"
+# ENAS4D_RELEASES_DIR points the names at another folder of releases (your own, or a test's).
+RELEASES_DIR = os.environ.get("ENAS4D_RELEASES_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "released"
+)
+RELEASE_FILE = "release.json"
+
+
+def release_names(root: str | None = None) -> list[str]:
+    """Names of the releases this package holds (or `root` holds)."""
+    root = root or RELEASES_DIR
+    if not os.path.isdir(root):
+        return []
+    return sorted(
+        n for n in os.listdir(root) if os.path.exists(os.path.join(root, n, RELEASE_FILE))
+    )
+
+
+def is_pretrained(spec: str) -> bool:
+    """Whether a workdir argument names a release (`pretrained:<name>`)."""
+    return isinstance(spec, str) and spec.startswith(PREFIX)
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files(root: str) -> list[str]:
+    """The release's files besides release.json, relative to `root`, sorted."""
+    out = []
+    for folder, _, names in os.walk(root):
+        for n in names:
+            rel = os.path.relpath(os.path.join(folder, n), root)
+            if rel != RELEASE_FILE:
+                out.append(rel)
+    return sorted(out)
+
+
+def release_dir(name: str, root: str | None = None) -> str:
+    """The folder of release `name` (or of `pretrained:<name>`), its files checked against
+    the sha256 sums of its release.json.
+
+    Raises:
+      WorkdirError: unknown name (the known ones listed), or a file missing or changed.
+    """
+    if is_pretrained(name):
+        name = name[len(PREFIX) :]
+    folder = os.path.join(root or RELEASES_DIR, name)
+    info_path = os.path.join(folder, RELEASE_FILE)
+    if not name or os.sep in name or not os.path.exists(info_path):
+        known = ", ".join(release_names(root)) or "none"
+        raise WorkdirError(f"no released supernet named {name!r}; released: {known}")
+    try:
+        with open(info_path) as f:
+            info = json.load(f)
+        sums = dict(info["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise WorkdirError(f"{info_path} is unreadable or malformed ({e})") from None
+    for rel, expected in sorted(sums.items()):
+        path = os.path.join(folder, rel)
+        if not os.path.isfile(path):
+            raise WorkdirError(f"released supernet {name!r} lacks {rel}: reinstall the package")
+        if _sha256(path) != expected:
+            raise WorkdirError(
+                f"released supernet {name!r}: {rel} does not match its sha256 in "
+                f"{RELEASE_FILE}: reinstall the package"
+            )
+    return folder
+
+
+def resolve_workdir(spec: str) -> str:
+    """A workdir argument as a folder: `pretrained:<name>` becomes the release's (checked)
+    folder; anything else is returned unchanged."""
+    return release_dir(spec) if is_pretrained(spec) else spec
+
+
+def release_info(name: str, root: str | None = None) -> dict:
+    """The release.json of a checked release."""
+    with open(os.path.join(release_dir(name, root), RELEASE_FILE)) as f:
+        return json.load(f)
+
+
+def copy_release(name: str, workdir: str, root: str | None = None) -> str:
+    """Copies a release into `workdir` (absent or empty), ready for search and export.
+
+    The copy is assembled in a scratch folder beside `workdir` and renamed into place, so a
+    workdir that exists holds a whole release.
+
+    Returns:
+      The workdir.
+
+    Raises:
+      WorkdirError: unknown or damaged release, or `workdir` exists and is not empty.
+    """
+    source = release_dir(name, root)
+    workdir = os.path.abspath(workdir)
+    if os.path.exists(workdir) and (not os.path.isdir(workdir) or os.listdir(workdir)):
+        raise WorkdirError(
+            f"{workdir} exists and is not an empty folder: copy the release into a new one"
+        )
+    parent = os.path.dirname(workdir)
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".tmp_release_", dir=parent)
+    try:
+        target = os.path.join(scratch, "release")
+        shutil.copytree(source, target)
+        if os.path.isdir(workdir):
+            os.rmdir(workdir)  # empty
+        os.rename(target, workdir)
+    except OSError as e:
+        raise WorkdirError(f"cannot copy the release into {workdir}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return workdir
+
+
+def load_pretrained(name: str, root: str | None = None):
+    """The released supernet with its weights, and its run config.
+
+    Returns:
+      `(net, run_config)`, as `enas4d_tf.workdir.load_supernet` returns them.
+    """
+    from enas4d_tf.workdir import load_supernet
+
+    return load_supernet(release_dir(name, root))
+
+
+def make_release(workdir: str, folder: str, provenance: dict) -> dict:
+    """Writes a release of a trained workdir into `folder` (which must not exist).
+
+    Keeps the model's weights of the newest checkpoint only (no optimizer state), the run
+    config and `provenance` (JSON-safe: command, commit, date, machine, results), and records
+    every file's sha256 in release.json.
+
+    Returns:
+      The release.json written.
+
+    Raises:
+      WorkdirError: the workdir cannot be loaded, or `folder` exists.
+    """
+    import tensorflow as tf
+
+    from enas4d_tf.workdir import Workdir, load_supernet
+
+    if os.path.exists(folder):
+        raise WorkdirError(f"{folder} exists: a release is never overwritten")
+    net, _ = load_supernet(workdir)
+    scratch = tempfile.mkdtemp(prefix=".tmp_release_", dir=os.path.dirname(folder) or ".")
+    try:
+        shutil.copy(Workdir(workdir).run_config, os.path.join(scratch, "run_config.json"))
+        checkpoints = os.path.join(scratch, "checkpoints")
+        step = int(provenance.get("step", 0))
+        manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=net), checkpoints, 1)
+        name = os.path.basename(manager.save(checkpoint_number=step))
+        # The pointer names the checkpoint relative to its folder, so the release can move.
+        with open(os.path.join(checkpoints, "checkpoint"), "w") as f:
+            f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+        info = dict(provenance)
+        info["sha256"] = {rel: _sha256(os.path.join(scratch, rel)) for rel in _files(scratch)}
+        with open(os.path.join(scratch, RELEASE_FILE), "w") as f:
+            json.dump(info, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.rename(scratch, folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return info

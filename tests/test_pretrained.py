@@ -1,0 +1,99 @@
+"""Released supernets: made from a workdir, checked by sha256, copied, loaded by name."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from enas4d_tf import pretrained
+from enas4d_tf.errors import WorkdirError
+from enas4d_tf.workdir import load_supernet
+from tests.helpers import REPO, make_tiny_workdir
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    root = tmp_path_factory.mktemp("released")
+    workdir = str(tmp_path_factory.mktemp("run"))
+    _, net = make_tiny_workdir(workdir, bn_seed=3)
+    info = pretrained.make_release(
+        workdir, str(root / "tiny_demo"), {"command": "made by a test", "step": 7}
+    )
+    return str(root), net, info
+
+
+def test_a_release_holds_the_weights_and_no_optimizer_state(release):
+    root, net, info = release
+    assert info["command"] == "made by a test"
+    assert set(info["sha256"]) == {
+        "run_config.json",
+        "checkpoints/checkpoint",
+        "checkpoints/ckpt-7.index",
+        "checkpoints/ckpt-7.data-00000-of-00001",
+    }
+    assert pretrained.release_names(root) == ["tiny_demo"]
+    loaded, config = pretrained.load_pretrained("tiny_demo", root)
+    for a, b in zip(net.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(WorkdirError, match="never overwritten"):
+        pretrained.make_release("unused", os.path.join(root, "tiny_demo"), {})
+
+
+def test_pretrained_names_load_where_a_workdir_is_read(release, monkeypatch):
+    root, net, _ = release
+    monkeypatch.setattr(pretrained, "RELEASES_DIR", root)
+    loaded, _ = load_supernet("pretrained:tiny_demo")
+    np.testing.assert_array_equal(net.get_weights()[0], loaded.get_weights()[0])
+    with pytest.raises(WorkdirError, match="no released supernet named 'other'; released: tiny"):
+        load_supernet("pretrained:other")
+
+
+def test_a_changed_release_file_is_refused(release, tmp_path):
+    root, _, _ = release
+    import shutil
+
+    copy_root = tmp_path / "released"
+    shutil.copytree(root, copy_root)
+    data = copy_root / "tiny_demo" / "checkpoints" / "ckpt-7.data-00000-of-00001"
+    good = data.read_bytes()
+    raw = bytearray(good)
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    with pytest.raises(WorkdirError, match="does not match its sha256"):
+        pretrained.release_dir("tiny_demo", str(copy_root))
+    data.write_bytes(good)
+    (copy_root / "tiny_demo" / "run_config.json").unlink()
+    with pytest.raises(WorkdirError, match="lacks run_config.json"):
+        pretrained.release_dir("tiny_demo", str(copy_root))
+
+
+def test_copy_into_a_workdir_then_load_it_as_any_workdir(release, tmp_path):
+    root, net, _ = release
+    workdir = pretrained.copy_release("tiny_demo", str(tmp_path / "fm"), root)
+    loaded, _ = load_supernet(workdir)
+    np.testing.assert_array_equal(net.get_weights()[-1], loaded.get_weights()[-1])
+    # A workdir with anything in it is never written.
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(WorkdirError, match="not an empty folder"):
+        pretrained.copy_release("tiny_demo", str(busy), root)
+    assert os.listdir(busy) == ["notes.txt"]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp_release_")]
+
+
+def test_tool_refuses_an_unknown_release_in_one_line(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "tools.pretrained", "--name=nope", f"--workdir={tmp_path}/w"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1
+    assert (
+        run.stderr.strip().splitlines() == [run.stderr.strip()]
+        and "no released supernet named 'nope'" in run.stderr
+    )
+    assert not os.path.exists(tmp_path / "w")
