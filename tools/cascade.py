@@ -3,11 +3,12 @@
   python -m tools.cascade --export_dir=runs/demo/export/net0 --quantization=int8 \
       --num_threads=1 --max_images=2000 --report=runs/demo/cascade/net0_int8.json
 
-Image by image (batch 1, as on a phone), with the manifest's thresholds, keeping each
-stage's hand-offs for the next. Prints a JSON report: accuracy, exit rates, average MACs,
-measured per-stage and average latency. Bad input ends with one line on stderr, exit 1:
-the manifest's schema, the stage graphs' sizes and SHA-256 and the --report location are
-checked before TensorFlow and LiteRT are imported.
+Image by image (batch 1, as on a phone), with the thresholds the manifest records for the
+graphs of --quantization (refitted on them at export; an older manifest's float ones),
+keeping each stage's hand-offs for the next. Prints a JSON report: accuracy, exit rates,
+average MACs, measured per-stage and average latency. Bad input ends with one line on
+stderr, exit 1: the manifest's schema, the stage graphs' sizes and SHA-256 and the --report
+location are checked before TensorFlow and LiteRT are imported.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@
     stage{exit}_{quantization}.tflite  one graph per exit (numbered from 1) and quantisation
     manifest.json                      what a runtime needs (`formats.build_manifest`)
 
+Each quantisation's stage graphs then run on validation images and get their own thresholds,
+refitted for the network's budget (`policies`; the manifest's `per_quantization`).
+
 A network truncated at exit `s` (`ArchSpec.exit`) is exported as ONE graph per quantisation,
 `stage{s}_{q}.tflite` (image in, exit `s`'s logits out, no other classifier), a one-output
 `subnet.keras`, and a manifest with `"exit": s` and one stage. One graph rather than `s`
