@@ -73,26 +73,6 @@ flags.DEFINE_string("config", "configs/train_benchmark.cfg", "The config the var
 FLAGS = flags.FLAGS
 
 
-def spearman(x, y) -> float:
-    """Spearman's rank correlation (average ranks for ties)."""
-    import numpy as np
-
-    def ranks(v):
-        v = np.asarray(v, float)
-        order = np.argsort(v, kind="mergesort")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v))
-        for value in np.unique(v):  # ties share their mean rank
-            tied = v == value
-            r[tied] = r[tied].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = float(np.sqrt((rx**2).sum() * (ry**2).sum()))
-    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
-
-
 def _last_eval(workdir: str) -> dict | None:
     path = os.path.join(workdir, "train_log.jsonl")
     if not os.path.exists(path):
@@ -120,6 +100,8 @@ def _train_seconds(workdir: str) -> float | None:
 
 
 def summarize(name: str, record: dict, spread_macs: list[float], end_macs: dict) -> dict:
+    from enas4d_tf.train.report import spearman
+
     """One variant's row: per exit, the accuracies, how many spread architectures fall below
     the smallest, and the Spearman correlation of last-exit MACs and accuracy over the
     smallest, the spread architectures and the largest."""
@@ -132,7 +114,7 @@ def summarize(name: str, record: dict, spread_macs: list[float], end_macs: dict)
     macs = [end_macs["smallest"], *spread_macs[: len(spread)], end_macs["largest"]]
     rows = {n: record[n]["accuracy"] for n in names}
     below = [sum(rows[n][s] < smallest[s] for n in spread) for s in range(S)]
-    rho = [spearman(macs, [rows[n][s] for n in names]) for s in range(S)]
+    rho = [spearman(macs, [rows[n][s] for n in names]) for s in range(S)]  # last-exit MACs
     return {
         "variant": name,
         "flags": VARIANTS[name],

@@ -4,9 +4,11 @@ After `python -m tools.train --flagfile=configs/train_benchmark.cfg --workdir=W`
 
   python -m bench.train_benchmark --workdir=W
 
-loads the newest checkpoint of W, recalibrates BN for the largest, the smallest and 3 sampled
-networks (2,000 training images each) and measures every exit on the test split. Prints one
-JSON line, then a markdown table. Training images/s come from W/train_log.jsonl.
+loads the newest checkpoint of W, recalibrates BN for the largest, the smallest and 10 fixed
+architectures spread over the space's MACs (2,000 training images each) and measures every
+exit on the test split. Prints one JSON line, then a markdown table with, over the spread
+architectures, how many fall below the smallest network and the Spearman correlation of MACs
+and accuracy at each exit. Training images/s come from W/train_log.jsonl.
 """
 
 from __future__ import annotations
@@ -23,8 +25,15 @@ from tools._cli import fail, flags_parser  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "The training workdir to measure.")
 flags.DEFINE_integer(
+    "num_spread",
+    10,
+    "Fixed architectures spread over the space's MACs (the ones training-time evaluation "
+    "watches with --eval_spread_archs).",
+    lower_bound=0,
+)
+flags.DEFINE_integer(
     "num_sampled",
-    3,
+    0,
     "Random architectures measured besides the largest and the smallest.",
     lower_bound=0,
 )
@@ -53,6 +62,7 @@ def main(argv):
         report = train_report.benchmark_workdir(
             FLAGS.workdir,
             num_sampled=FLAGS.num_sampled,
+            num_spread=FLAGS.num_spread,
             seed=FLAGS.seed,
             num_calibration_images=FLAGS.num_calibration_images,
             max_test_examples=FLAGS.max_test_examples,

@@ -14,6 +14,7 @@ import numpy as np
 from enas4d_tf import data as data_lib
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.space import SearchSpace
+from enas4d_tf.train import sampling
 from enas4d_tf.train.evaluate import Evaluator
 from enas4d_tf.train.logs import read_train_log
 from enas4d_tf.workdir import Workdir, latest_checkpoint, load_supernet
@@ -45,15 +46,56 @@ def training_speed(workdir: str) -> dict:
     }
 
 
+def spearman(x, y) -> float:
+    """Spearman's rank correlation of two equally long sequences (tied values share their
+    mean rank); NaN when either is constant."""
+
+    def ranks(v):
+        v = np.asarray(v, float)
+        r = np.empty(len(v))
+        r[np.argsort(v, kind="mergesort")] = np.arange(len(v))
+        for value in np.unique(v):
+            tied = v == value
+            r[tied] = r[tied].mean()
+        return r - r.mean()
+
+    rx, ry = ranks(x), ranks(y)
+    denominator = float(np.sqrt((rx**2).sum() * (ry**2).sum()))
+    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def spread_checks(networks: list[dict], key: str = "test_accuracy") -> dict:
+    """What the whole space must show, over the `spread_*` networks of a report: per exit,
+    how many score below the smallest network, and the Spearman correlation of their MACs
+    to that exit (`stage_macs[s]`) with their accuracy there."""
+    by_name = {n["name"]: n for n in networks}
+    spread = [n for n in networks if n["name"].startswith("spread_")]
+    if not spread or "smallest" not in by_name:
+        return {}
+    smallest = by_name["smallest"][key]
+    S = len(smallest)
+    return {
+        "num_spread": len(spread),
+        "below_smallest": [sum(n[key][s] < smallest[s] for n in spread) for s in range(S)],
+        "spearman": [
+            spearman([n["stage_macs"][s] for n in spread], [n[key][s] for n in spread])
+            for s in range(S)
+        ],
+    }
+
+
 def benchmark_workdir(
     workdir: str,
-    num_sampled: int = 3,
+    num_sampled: int = 0,
     seed: int = 0,
     num_calibration_images: int = 2000,
     max_test_examples: int | None = None,
     data_dir: str | None = None,
+    num_spread: int = 10,
 ) -> dict:
-    """Test accuracy of every exit of the largest, the smallest and sampled architectures.
+    """Test accuracy of every exit of the largest, the smallest, `num_spread` fixed
+    architectures spread over the space's MACs (`sampling.spread_archs`, the ones
+    training-time evaluation watches) and `num_sampled` random ones.
 
     Each architecture's BN statistics are recalibrated on `num_calibration_images` training
     images first; the test split is used for nothing else.
@@ -65,11 +107,12 @@ def benchmark_workdir(
       num_calibration_images: training images for BN recalibration.
       max_test_examples: evaluate on the first this many test images only.
       data_dir: override the run's data directory.
+      num_spread: fixed architectures spread over the MACs range.
 
     Returns:
       A JSON-safe dict: workdir, checkpoint, dataset, preset, test_examples, the training
-      speed (`training_speed`), and `networks`: a list of `{"name", "arch", "stage_macs",
-      "test_accuracy" [S], "test_loss" [S]}`.
+      speed (`training_speed`), `networks`: a list of `{"name", "arch", "stage_macs",
+      "test_accuracy" [S], "test_loss" [S]}`, and `spread_checks` (`spread_checks`).
 
     Raises:
       WorkdirError: the workdir or its checkpoint cannot be used.
@@ -85,6 +128,9 @@ def benchmark_workdir(
     evaluator.copy_weights(net)
     rng = np.random.default_rng(seed)
     archs = [("largest", space.largest()), ("smallest", space.smallest())]
+    archs += [
+        (f"spread_{i + 1}", a) for i, a in enumerate(sampling.spread_archs(space, num_spread))
+    ]
     archs += [(f"sampled_{i + 1}", space.sample(rng=rng)) for i in range(num_sampled)]
     networks = []
     for name, arch in archs:
@@ -108,6 +154,7 @@ def benchmark_workdir(
         "training": training_speed(workdir),
         "train_config": config.get("train", {}),
         "networks": networks,
+        "spread_checks": spread_checks(networks),
     }
 
 
@@ -120,6 +167,15 @@ def markdown_table(report: dict) -> str:
         cells = [n["name"], *[f"{100 * a:.2f}" for a in n["test_accuracy"]]]
         cells.append(f"{n['stage_macs'][-1] / 1e6:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
+    checks = report.get("spread_checks")
+    if checks:
+        lines.append("")
+        lines.append(
+            f"Over the {checks['num_spread']} spread architectures, per exit: below the smallest "
+            f"network {'/'.join(str(b) for b in checks['below_smallest'])}; Spearman "
+            f"(MACs to that exit vs accuracy) "
+            f"{'/'.join(f'{r:.2f}' for r in checks['spearman'])}"
+        )
     speed = report["training"]
     rate = speed["images_per_s"]
     log_name = os.path.basename(Workdir(report["workdir"]).train_log)

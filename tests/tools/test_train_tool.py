@@ -171,6 +171,8 @@ def test_train_benchmark_reports_every_exit(smoke_workdir):
             f"--workdir={workdir}",
             "--num_calibration_images=300",
             "--max_test_examples=600",
+            "--num_spread=3",
+            "--num_sampled=1",
         ],
         capture_output=True,
         text=True,
@@ -181,7 +183,10 @@ def test_train_benchmark_reports_every_exit(smoke_workdir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.splitlines()[0])
     names = [n["name"] for n in report["networks"]]
-    assert names == ["largest", "smallest", "sampled_1", "sampled_2", "sampled_3"]
+    assert names == ["largest", "smallest", "spread_1", "spread_2", "spread_3", "sampled_1"]
+    checks = report["spread_checks"]
+    assert checks["num_spread"] == 3 and len(checks["spearman"]) == 3
+    assert "Spearman (MACs to that exit vs accuracy)" in proc.stdout
     for n in report["networks"]:
         assert len(n["test_accuracy"]) == 3
         assert all(0.1 < a <= 1.0 for a in n["test_accuracy"])  # trained: above chance
