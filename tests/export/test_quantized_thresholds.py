@@ -23,6 +23,7 @@ from enas4d_tf.data import FASHION_MNIST_DIR, load_arrays
 from enas4d_tf.export import formats
 from enas4d_tf.export.cascade import Cascade, preprocess
 from tests.export.test_export import run_tool
+from tests.faults.test_export import latency_table
 from tests.helpers import make_tiny_workdir
 
 pytestmark = pytest.mark.slow  # one export with int8 calibration: about a minute here
@@ -75,6 +76,10 @@ def exported(tmp_path_factory):
         for q in ("float32", "int8")
     }
     return {
+        "workdir": workdir,
+        "arch_file": arch_file,
+        "arch": arch,
+        "space": space,
         "dir": export_dir,
         "manifest": manifest,
         "macs": macs,
@@ -168,3 +173,42 @@ def test_a_manifest_without_per_quantization_runs_int8_with_the_float_thresholds
         Cascade(exported["dir"], "int8").thresholds
         == (exported["manifest"]["per_quantization"]["int8"]["thresholds"])
     )
+
+
+def test_latency_cost_refits_float32_to_the_search_policys_average_latency(exported, tmp_path):
+    from enas4d_tf.latency.model import LatencyModel
+    from enas4d_tf.latency.table import LatencyTable
+
+    table = latency_table(tmp_path / "host_float32.json")
+    out = str(tmp_path / "out")
+    done = run_tool(
+        [
+            f"--workdir={exported['workdir']}",
+            f"--arch={exported['arch_file']}",
+            f"--out={out}",
+            "--cost=latency",
+            f"--latency_table={table}",
+            f"--threshold_images={N}",
+            "--num_calibration_images=300",
+        ]
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    export_dir = os.path.join(out, "net0")
+    record = formats.read_manifest(export_dir)["per_quantization"]["float32"]
+    model = LatencyModel(LatencyTable.load(table), exported["space"], 10)
+    ms = model.cumulative(exported["arch"])
+    # The file records a MACs budget only: the latency budget is what the search's policy
+    # (exit rates .5/.3/.2) spends on average by the table.
+    budget = float(np.dot([0.5, 0.3, 0.2], ms))
+    assert (record["origin"], record["cost"]) == ("refit", "latency")
+    assert record["budget"] == pytest.approx(budget)
+    images, labels = load_arrays("fashion_mnist", "validation", max_examples=N)
+    outputs = _graph_outputs(export_dir, "float32", images, labels, exported["arch"].resolution)
+    counts = np.bincount(_exits(outputs, record["thresholds"]), minlength=3)
+    avg_ms = float(np.dot(counts, ms) / N)
+    assert avg_ms <= budget and record["avg_ms"] == pytest.approx(avg_ms)
+    assert record["exit_rates"] == list(counts / N)
+    fit = thresholds.fit_thresholds(
+        exit_policy.ValidationSplit.from_confidences(*outputs), ms, budget
+    )
+    assert record["val_accuracy"] == pytest.approx(fit.accuracy)
