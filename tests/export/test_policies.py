@@ -15,6 +15,8 @@ from enas4d_tf.errors import ExportDirError, ExportError
 from enas4d_tf.export import formats, policies
 from enas4d_tf.export.formats import ArchSpec
 from enas4d_tf.space import SearchSpace
+from tests.export.test_android_kit import fake_export
+from tests.faults.test_cascade import MALFORMED_PER_QUANTIZATION, per_quantization_block
 
 MACS = (1000.0, 2500.0, 6000.0)
 BUDGET = 2600.0
@@ -184,3 +186,20 @@ def test_android_kit_combines_stage_times_with_the_rates_of_the_graphs_it_times(
     with pytest.raises(ValueError, match="ran the float32 graphs, not the int8"):
         android_kit.exit_rates_from(manifest, report, "int8")
     assert android_kit.exit_rates_from(manifest, report, "float32")[1] == "cascade report"
+
+
+@pytest.mark.parametrize("case", range(len(MALFORMED_PER_QUANTIZATION)))
+def test_the_schema_refuses_every_malformed_per_quantization_block(tmp_path, case):
+    block, needles = MALFORMED_PER_QUANTIZATION[case]
+    folder = str(tmp_path / "net0")
+    manifest = dict(fake_export(folder), per_quantization=block)
+    formats.write_manifest(folder, manifest)
+    with pytest.raises(ExportDirError) as raised:
+        formats.read_manifest(folder)
+    message = str(raised.value)
+    assert "\n" not in message and "re-export" in message
+    for needle in needles:
+        assert needle in message, message
+    # The same manifest with a well-formed block reads, and its thresholds are the block's.
+    formats.write_manifest(folder, dict(manifest, per_quantization=per_quantization_block()))
+    assert formats.manifest_thresholds(formats.read_manifest(folder), "float32") == [0.6, 0.45, 0.0]

@@ -74,7 +74,7 @@ def test_bad_threshold(export, bad):
     _check(export, [], "thresholds[0]", "number in [0, 1] or null")
 
 
-def _per_quantization(**changes):
+def per_quantization_block(**changes):
     """A well-formed per-quantisation record of the fake export's float32 graphs, changed."""
     record = {
         "thresholds": [0.6, 0.45, 0.0],
@@ -94,48 +94,51 @@ def _per_quantization(**changes):
 def test_a_well_formed_per_quantization_block_passes_the_checks(export):
     # The fault cases below differ from this manifest in one value each: it gets as far as
     # the --quantization check, past the schema and the hashes.
-    manifest = dict(export["manifest"], per_quantization=_per_quantization())
+    manifest = dict(export["manifest"], per_quantization=per_quantization_block())
     _write_manifest(export, manifest)
     _check(export, ["--quantization=int8"], "'int8' was not exported")
 
 
-@pytest.mark.parametrize(
-    "block, needles",
-    [
-        ("not an object", ("per_quantization", "not a JSON object")),
-        ({}, ("per_quantization.float32", "is missing")),
-        (
-            dict(_per_quantization(), int8=_per_quantization()["float32"]),
-            ("per_quantization.int8", "not exported"),
-        ),
-        (
-            _per_quantization(thresholds=[0.6, 0.0]),
-            ("per_quantization.float32.thresholds", "list of 3"),
-        ),
-        (
-            _per_quantization(thresholds=[0.6, float("nan"), 0.0]),
-            ("thresholds[1]", "number in [0, 1]"),
-        ),
-        (_per_quantization(thresholds=[0.6, 0.45, 0.3]), ("thresholds", "must end in 0.0")),
-        (_per_quantization(exit_rates=[0.5, 0.3, 0.3]), ("exit_rates", "must sum to 1")),
-        (_per_quantization(exit_rates=[1.5, -0.3, -0.2]), ("exit_rates", "in [0, 1]")),
-        (_per_quantization(val_accuracy=1.2), ("val_accuracy", "in [0, 1]")),
-        (_per_quantization(origin="guessed"), ("origin", "must be one of")),
-        (_per_quantization(cost="joules"), ("cost", "'macs' or 'latency'")),
-        (_per_quantization(budget=-1.0), ("budget", "positive")),
-        (_per_quantization(num_images=0), ("num_images", "int >= 1")),
-        (_per_quantization(avg_macs="many"), ("avg_macs", "positive finite number")),
-        (_per_quantization(avg_ms=float("inf")), ("avg_ms", "positive finite number")),
-    ],
-)
-def test_malformed_per_quantization_block(export, block, needles):
+# Every way a per-quantisation block can be malformed; tests/export/test_policies.py checks
+# each against the schema in-process, the tool runs a few of them here (a second each).
+MALFORMED_PER_QUANTIZATION = [
+    ("not an object", ("per_quantization", "not a JSON object")),
+    ({}, ("per_quantization.float32", "is missing")),
+    (
+        dict(per_quantization_block(), int8=per_quantization_block()["float32"]),
+        ("per_quantization.int8", "not exported"),
+    ),
+    (
+        per_quantization_block(thresholds=[0.6, 0.0]),
+        ("per_quantization.float32.thresholds", "list of 3"),
+    ),
+    (
+        per_quantization_block(thresholds=[0.6, float("nan"), 0.0]),
+        ("thresholds[1]", "number in [0, 1]"),
+    ),
+    (per_quantization_block(thresholds=[0.6, 0.45, 0.3]), ("thresholds", "must end in 0.0")),
+    (per_quantization_block(exit_rates=[0.5, 0.3, 0.3]), ("exit_rates", "must sum to 1")),
+    (per_quantization_block(exit_rates=[1.5, -0.3, -0.2]), ("exit_rates", "in [0, 1]")),
+    (per_quantization_block(val_accuracy=1.2), ("val_accuracy", "in [0, 1]")),
+    (per_quantization_block(origin="guessed"), ("origin", "must be one of")),
+    (per_quantization_block(cost="joules"), ("cost", "'macs' or 'latency'")),
+    (per_quantization_block(budget=-1.0), ("budget", "positive")),
+    (per_quantization_block(num_images=0), ("num_images", "int >= 1")),
+    (per_quantization_block(avg_macs="many"), ("avg_macs", "positive finite number")),
+    (per_quantization_block(avg_ms=float("inf")), ("avg_ms", "positive finite number")),
+]
+
+
+@pytest.mark.parametrize("case", [0, 1, 4, 6])
+def test_malformed_per_quantization_block(export, case):
+    block, needles = MALFORMED_PER_QUANTIZATION[case]
     manifest = dict(export["manifest"], per_quantization=block)
     _write_manifest(export, manifest)
     _check(export, [], *needles, "re-export")
 
 
 def test_per_quantization_record_without_thresholds(export):
-    block = _per_quantization()
+    block = per_quantization_block()
     del block["float32"]["thresholds"]
     _write_manifest(export, dict(export["manifest"], per_quantization=block))
     _check(export, [], "per_quantization.float32.thresholds is missing")
