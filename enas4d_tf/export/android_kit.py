@@ -6,12 +6,16 @@ Each stage graph is pushed with `adb push` and timed with TFLite's `benchmark_mo
 `--input_layer_shape`, the signature's names and shapes). The average stage times are
 combined with the exit rates (a cascade report, or the manifest's search result) into the
 expected average latency: `sum_s p_s * (t_1 + ... + t_s)`.
+
+With no phone, the same report comes from this host: `host_commands` times each stage graph
+with ai-edge-litert's `litert-benchmark` (`parse_host_result` reads its JSON results).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import shlex
 from collections.abc import Sequence
@@ -235,3 +239,73 @@ def check_rates(rates, num_stages: int) -> list[float]:
             f"graph), got {rates!r}"[:300]
         )
     return [float(r) for r in rates]
+
+
+# -- the same kit on this host: ai-edge-litert's `litert-benchmark` ---------------------------
+
+HOST_BINARY = "litert-benchmark"
+
+
+def host_binary(name: str = HOST_BINARY) -> str | None:
+    """The path of `litert-benchmark`: beside this Python (a virtual environment's console
+    scripts are not always on the PATH), else on the PATH; None when there is none."""
+    import shutil
+    import sys
+
+    if os.sep not in name:
+        beside = os.path.join(os.path.dirname(sys.executable), name)
+        if os.path.isfile(beside) and os.access(beside, os.X_OK):
+            return beside
+    return shutil.which(name)
+
+
+def host_commands(
+    manifest: dict,
+    quantization: str,
+    export_dir: str,
+    result_dir: str,
+    binary: str,
+    settings: BenchmarkSettings = BenchmarkSettings(),
+) -> list[list[str]]:
+    """One `litert-benchmark` command per stage graph (stage 1 first), each writing its
+    results to `result_dir/stage{k}.json` (k counts the graphs from 1).
+
+    `litert-benchmark` runs the graph's serving signature with LiteRT's CompiledModel API on
+    the CPU accelerator (XNNPACK), inputs from the graph's own shapes: no input flags.
+
+    Raises:
+      ValueError: the quantisation was not exported.
+    """
+    commands = []
+    for k, name in enumerate(stage_files(manifest, quantization), start=1):
+        commands.append(
+            [
+                binary,
+                f"--model={os.path.join(export_dir, name)}",
+                f"--num_threads={settings.num_threads}",
+                f"--num_runs={settings.num_runs}",
+                f"--warmup_runs={settings.warmup_runs}",
+                f"--result_json={os.path.join(result_dir, f'stage{k}.json')}",
+            ]
+        )
+    return commands
+
+
+def parse_host_result(result) -> tuple[float, bool | None]:
+    """`(median ms, fully accelerated)` from a `litert-benchmark --result_json` file's content.
+
+    The median, not the average: on a shared host a few runs slowed by other processes
+    move the average (its JSON also gives avg_ms, min_ms, p95_ms). Times are printed in
+    ms with two decimals, so graphs under ~0.1 ms are timed coarsely.
+
+    Raises:
+      ValueError: no positive latency in it.
+    """
+    latency = result.get("latency") if isinstance(result, dict) else None
+    ms = latency.get("median_ms") if isinstance(latency, dict) else None
+    if isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms == 0:
+        ms = latency.get("avg_ms")  # below the printed resolution
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms <= 0:
+        raise ValueError("litert-benchmark's result has no positive latency.median_ms")
+    accelerated = result.get("fully_accelerated")
+    return float(ms), accelerated if isinstance(accelerated, bool) else None

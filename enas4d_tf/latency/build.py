@@ -148,3 +148,27 @@ def measure_table(
         fit=fit,
         meta=meta,
     )
+
+
+def write_android_kit(
+    request: TableRequest, folder: str, progress: Callable[[str], None] = lambda _: None
+) -> None:
+    """Converts the part graphs (and the calibration networks' stage graphs) of `request`
+    and writes them as a kit folder for a phone (`enas4d_tf.latency.android`)."""
+    from enas4d_tf.latency import android
+    from enas4d_tf.latency.calibrate import stage_graphs
+    from enas4d_tf.latency.part_graphs import NULL_KEY, convert_part
+
+    space, n = request.space, request.num_classes
+    android.check_new_kit_dir(folder)
+    if request.key_archs is None:
+        keys = space_keys(space, n)
+    else:
+        keys = keys_of(space, [*request.key_archs, *request.calibration_archs], n)
+    progress(f"converting {len(keys)} part graphs")
+    parts = {key: convert_part(key, request.quantization) for key in sorted(keys)}
+    archs = list(request.calibration_archs)
+    graphs = stage_graphs(space, archs, n, request.quantization) if archs else {}
+    stages = {name: (data, archs[int(name[4:].split("_")[0])]) for name, data in graphs.items()}
+    header = {"preset": space.name, "num_classes": n, "quantization": request.quantization}
+    android.write_kit(folder, header, parts, convert_part(NULL_KEY, request.quantization), stages)
