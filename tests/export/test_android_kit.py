@@ -10,7 +10,8 @@ recent Android builds print them ("INFO: " prefix, p5/median/p95 on the statisti
 stage 3 as older builds do (no prefix, C++ stream notation 1.1723e+03 for large averages).
 The timings are of the size a mid-range phone gives for these graphs; no phone was attached
 here, so they were not measured on one. benchmark_model_failed.txt is a run that could not
-open its graph.
+open its graph. litert_benchmark_stage2.json is ai-edge-litert 2.3.0's `litert-benchmark
+--result_json` of a tiny export's stage 2 graph, recorded on this host (the `--host` mode).
 """
 
 import hashlib
@@ -179,3 +180,143 @@ def test_a_truncated_network_is_one_graph_every_image_leaves_at_its_exit(tmp_pat
     assert report["exits"] == [2] and report["exit_rates"] == [1.0]
     assert report["expected_avg_ms"] == pytest.approx(0.7186)
     assert "truncated" in report["exit_rates_source"]
+
+
+# -- --host: the same kit on this machine, timed by litert-benchmark --------------------------
+
+
+def test_recorded_litert_benchmark_result_parses_to_its_median():
+    with open(os.path.join(DATA, "litert_benchmark_stage2.json")) as f:
+        result = json.load(f)
+    # Its latency block: avg 0.07, median 0.04 ms (a few slow runs on a shared machine).
+    assert android_kit.parse_host_result(result) == (0.04, True)
+    for bad in ({}, {"latency": {"median_ms": -1}}, {"latency": {"median_ms": "fast"}}):
+        with pytest.raises(ValueError, match="median_ms"):
+            android_kit.parse_host_result(bad)
+    # Under the printed resolution (0.00 ms) the average stands in.
+    assert android_kit.parse_host_result({"latency": {"median_ms": 0.0, "avg_ms": 0.01}})[0] == 0.01
+
+
+def test_host_commands_time_each_stage_file_into_its_own_result(tmp_path):
+    folder = str(tmp_path / "net")
+    manifest = fake_export(folder)
+    settings = android_kit.BenchmarkSettings(num_threads=2, num_runs=30, warmup_runs=3)
+    commands = android_kit.host_commands(manifest, "float32", folder, "/r", "lb", settings)
+    assert commands == [
+        [
+            "lb",
+            f"--model={folder}/stage{s}_float32.tflite",
+            "--num_threads=2",
+            "--num_runs=30",
+            "--warmup_runs=3",
+            f"--result_json=/r/stage{s}.json",
+        ]
+        for s in (1, 2, 3)
+    ]
+
+
+def _fake_litert_benchmark(bin_dir, medians):
+    """A `litert-benchmark` that writes a result with the median given for the stage number
+    in its --model (stage<n>_...)."""
+    os.makedirs(bin_dir, exist_ok=True)
+    path = os.path.join(bin_dir, "fake-litert-benchmark")
+    with open(path, "w") as f:
+        f.write(
+            f"#!{sys.executable}\n"
+            "import json, re, sys\n"
+            "args = dict(a[2:].split('=', 1) for a in sys.argv[1:])\n"
+            "n = int(re.search(r'stage(\\d+)_', args['model']).group(1))\n"
+            f"medians = {medians!r}\n"
+            "result = {'fully_accelerated': n != 3, 'latency': {'median_ms': medians[n - 1]}}\n"
+            "json.dump(result, open(args['result_json'], 'w'))\n"
+        )
+    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_host_mode_reports_the_timed_stage_graphs(tmp_path):
+    folder = str(tmp_path / "net")
+    fake_export(folder)
+    binary = _fake_litert_benchmark(str(tmp_path / "bin"), [0.25, 0.5, 1.0])
+    rates = tmp_path / "cascade.json"
+    rates.write_text(json.dumps({"exit_rates": [0.5, 0.3, 0.2]}))
+    done = _run_kit(
+        [
+            f"--export_dir={folder}",
+            "--host",
+            f"--host_binary={binary}",
+            f"--cascade_report={rates}",
+        ],
+        str(tmp_path / "bin"),
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["stage_ms"] == [0.25, 0.5, 1.0]
+    # 0.5 * 0.25 + 0.3 * 0.75 + 0.2 * 1.75 = 0.7 ms.
+    assert report["expected_avg_ms"] == pytest.approx(0.7)
+    assert report["fully_accelerated"] == [True, True, False]
+    assert report["stage_files"] == [f"stage{s}_float32.tflite" for s in (1, 2, 3)]
+    assert report["target"].startswith("host")
+
+
+def test_host_mode_without_litert_benchmark_is_one_line(tmp_path):
+    folder = str(tmp_path / "net")
+    fake_export(folder, search={"exit_rates": [0.5, 0.3, 0.2]})
+    done = _run_kit(
+        [f"--export_dir={folder}", "--host", "--host_binary=no-such-benchmark"], str(tmp_path)
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "android_benchmark: error: no-such-benchmark not found (it comes with pip install ai-edge-litert)"
+    ]
+
+
+@pytest.mark.slow
+def test_host_mode_end_to_end_on_a_tiny_export_agrees_with_the_host_cascade(tmp_path):
+    """A real tiny export (untrained supernet), timed by the kit with the host's
+    litert-benchmark and run by tools.cascade. The kit times invokes (median), the cascade
+    each call of its Python signature runner (mean over images), which adds tens of
+    microseconds per stage to graphs of tens of microseconds, on a shared machine: the
+    bounds are loose, but a stage's number must come from timing that stage's graph."""
+    import enas4d_tf as e4
+    from enas4d_tf import exit_policy
+    from tests.export.test_export import make_workdir, run_tool
+
+    workdir = str(tmp_path / "work")
+    space, _ = make_workdir(workdir)
+    arch = space.sample(seed=5)
+    record = formats.arch_file_record(
+        "net0",
+        "dynamic",
+        arch,
+        exit_policy.PolicyResult(0.5, [0.5, 0.3, 0.2], 1.0, [0.6, 0.45, 0.0]),
+        e4.stage_macs(space, arch, 10),
+    )
+    arch_file = os.path.join(workdir, "net0.json")
+    formats.write_arch_file(arch_file, record)
+    out = str(tmp_path / "out")
+    done = run_tool(
+        [f"--workdir={workdir}", f"--arch={arch_file}", f"--out={out}", "--threshold_images=100"]
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    export_dir = os.path.join(out, "net0")
+    cascade_json = tmp_path / "cascade.json"
+    done = run_tool(
+        [f"--export_dir={export_dir}", "--max_images=200", f"--report={cascade_json}"],
+        "tools.cascade",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    cascade = json.loads(cascade_json.read_text())
+    done = _run_kit(
+        [f"--export_dir={export_dir}", "--host", f"--cascade_report={cascade_json}"], str(tmp_path)
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["fully_accelerated"] == [True, True, True]
+    assert report["exit_rates"] == cascade["exit_rates"]
+    assert len(report["stage_ms"]) == len(cascade["stage_latency_ms"]) == 3
+    for kit_ms, cascade_ms in zip(report["stage_ms"], cascade["stage_latency_ms"], strict=True):
+        if cascade_ms is None:  # no image reached the stage
+            continue
+        assert kit_ms <= 2.0 * cascade_ms
+        assert cascade_ms <= 10.0 * kit_ms + 0.5
