@@ -239,19 +239,34 @@ def _spec_from_record(data: dict, space: SearchSpace, default_name: str) -> Arch
             f"a network truncated at exit {exit} has no earlier exit to leave at: its "
             f"thresholds must be [null, ..., null, 0.0], got {thresholds}"
         )
-    _check_latency_fields(data)
+    _check_cost_fields(data, space.num_stages)  # exit_rates: one per exit of the arch
     skip = ("format_version", "arch", "thresholds", "name", "exit")
     search = {k: v for k, v in data.items() if k not in skip}
     name = data.get("name", default_name)
     return ArchSpec(name, arch, tuple(thresholds), mode, search, "", exit)
 
 
-def _check_latency_fields(data: dict) -> None:
-    """`cost` is "macs" or "latency"; `budget_ms` is null or a positive finite number."""
+def _check_cost_fields(data: dict, num_exits: int) -> None:
+    """What the export refits thresholds from: `cost` is "macs" or "latency"; `budget_macs`
+    and `budget_ms` are null or positive finite numbers; `exit_rates`, when given, are
+    `num_exits` numbers in [0, 1] (the architecture's S, also for a truncated network, as
+    `stage_macs`)."""
     cost = data.get("cost", "macs")
     if cost not in COSTS:
         raise ValueError(f"cost must be 'macs' or 'latency', got {cost!r}")
-    budget = data.get("budget_ms")
-    ok = isinstance(budget, numbers.Real) and not isinstance(budget, bool)
-    if budget is not None and not (ok and math.isfinite(budget) and budget > 0):
-        raise ValueError(f"budget_ms must be a positive number of ms or null, got {budget!r}")
+    for key in ("budget_macs", "budget_ms"):
+        budget = data.get(key)
+        if budget is not None and not (_is_number(budget) and budget > 0):
+            raise ValueError(f"{key} must be a positive number or null, got {budget!r}")
+    rates = data.get("exit_rates")
+    if rates is None:
+        return
+    if not isinstance(rates, list) or len(rates) != num_exits:
+        raise ValueError(f"exit_rates must be a list of {num_exits} numbers, got {rates!r}")
+    if not all(_is_number(r) and 0.0 <= r <= 1.0 for r in rates):
+        raise ValueError(f"exit_rates must be numbers in [0, 1], got {rates!r}")
+
+
+def _is_number(value) -> bool:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return ok and math.isfinite(value)

@@ -189,6 +189,15 @@ def is_dynamic(spec: ArchSpec) -> bool:
     return spec.exit is None and spec.mode == "dynamic"
 
 
+def searched_cost(spec: ArchSpec) -> str:
+    """The cost the search fitted the file's thresholds for: its `cost`, else "latency"
+    when it records costs in ms (`budget_ms`, `stage_ms`), else "macs"."""
+    if spec.search.get("cost") is not None:
+        return spec.search["cost"]
+    in_ms = any(spec.search.get(k) is not None for k in ("budget_ms", "stage_ms"))
+    return "latency" if in_ms else "macs"
+
+
 def budget_of(spec: ArchSpec, cost: str, costs: GraphCosts) -> float | None:
     """The network's average-cost budget in `cost`'s unit (see the module docstring), or
     None when its file records neither a budget nor exit rates."""
@@ -206,8 +215,7 @@ def _choose(spec: ArchSpec, quantization: str, cost: str, outputs: tuple, costs:
     if not is_dynamic(spec):
         return (list(spec.thresholds) if spec.exit is None else [0.0]), "static", None
     budget = budget_of(spec, cost, costs)
-    searched_for_macs = spec.search.get("cost", "macs") == "macs"
-    keep = quantization == "float32" and cost == "macs" and searched_for_macs
+    keep = quantization == "float32" and cost == "macs" and searched_cost(spec) == "macs"
     if budget is None or keep:
         searched = keep and spec.search.get("budget_macs") is not None
         return list(spec.thresholds), "search" if searched else "arch_file", budget

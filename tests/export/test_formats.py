@@ -106,3 +106,41 @@ def test_bare_architecture_with_an_exit_reads_as_a_truncated_network(tmp_path):
     path.write_text(json.dumps({**arch.to_dict(), "exit": 9}))
     with pytest.raises(ExportError, match="outside 1..3"):
         formats.read_arch_file(str(path), space)
+
+
+def test_latency_fields_round_trip_and_are_in_the_search_fields(tmp_path):
+    space = e4.SearchSpace.preset("tiny")
+    arch = space.sample(seed=1)
+    result = exit_policy.PolicyResult(0.7, [0.2, 0.3, 0.5], 1.0, [0.9, 0.8, 0.0])
+    record = formats.arch_file_record("d", "dynamic", arch, result, e4.stage_macs(space, arch))
+    record.update(cost="latency", budget_ms=2.5, avg_ms=2.4, stage_ms=[1.0, 2.0, 3.0], key="x")
+    path = str(tmp_path / "d.json")
+    formats.write_arch_file(path, record)
+    with open(path) as f:
+        written = json.load(f)
+    assert set(written) == {"format_version", *formats.ARCH_FILE_KEYS, *formats.LATENCY_KEYS}
+    spec = formats.read_arch_file(path, space)
+    assert (spec.search["cost"], spec.search["budget_ms"]) == ("latency", 2.5)
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"cost": "joules"}, "cost must be 'macs' or 'latency'"),
+        ({"budget_ms": -1.0}, "budget_ms must be a positive number"),
+        ({"budget_macs": "2e6"}, "budget_macs must be a positive number"),
+        ({"budget_macs": float("inf")}, "budget_macs must be a positive number"),
+        ({"exit_rates": [0.5, 0.5]}, "exit_rates must be a list of 3"),
+        ({"exit_rates": [0.5, None, 0.5]}, r"exit_rates must be numbers in \[0, 1\]"),
+    ],
+)
+def test_reader_refuses_bad_cost_fields(tmp_path, change, needle):
+    # The export refits thresholds from these: a bad one is refused before any work.
+    space = e4.SearchSpace.preset("tiny")
+    result = exit_policy.PolicyResult(0.7, [0.2, 0.3, 0.5], 1.0, [0.9, 0.8, 0.0])
+    arch = space.sample(seed=1)
+    record = formats.arch_file_record("d", "dynamic", arch, result, e4.stage_macs(space, arch))
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"format_version": formats.ARCH_FILE_VERSION, **record, **change}))
+    with pytest.raises(ExportError, match=needle):
+        formats.read_arch_file(str(path), space)

@@ -119,6 +119,12 @@ def test_latency_cost_fits_the_ms_budget_float32_included():
         assert record["avg_ms"] <= 3.5
         assert record["avg_ms"] == pytest.approx(float(np.dot(record["exit_rates"], ms)))
         assert record["thresholds"] == _snapped(_fit(_outputs(2), ms, 3.5), _outputs(2))
+    # A latency search's file without "cost" (its ms fields say it): float32 under
+    # --cost=macs is refitted too, to the search policy's average MACs.
+    in_ms = {"budget_ms": 3.5, "stage_ms": list(ms), "exit_rates": [0.5, 0.3, 0.2]}
+    record = policies.policy_record(_spec(search=in_ms), "float32", "macs", _outputs(1), costs)
+    assert record["origin"] == "refit"
+    assert record["budget"] == pytest.approx(0.5 * 1000 + 0.3 * 2500 + 0.2 * 6000)
     # A MACs-searched network: the budget is the search policy's average in ms.
     record = policies.policy_record(_spec(), "float32", "latency", _outputs(1), costs)
     assert record["budget"] == pytest.approx(0.5 * 1 + 0.3 * 3 + 0.2 * 9)
