@@ -94,9 +94,9 @@ def _check_flags() -> None:
         fail(PROGRAM, "--out is required", code=2)
     try:
         if FLAGS.out:
+            check_writable_file(FLAGS.out, "--out", LatencyError)
             if os.path.exists(FLAGS.out) and not FLAGS.overwrite:
                 raise LatencyError(f"--out {FLAGS.out} exists; pass --overwrite to replace it")
-            check_writable_file(FLAGS.out, "--out", LatencyError)
         if FLAGS.android_kit:
             check_writable_dir(FLAGS.android_kit, "--android_kit", LatencyError)
             android.check_new_kit_dir(FLAGS.android_kit)
