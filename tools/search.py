@@ -2,6 +2,8 @@
 
   python -m tools.search --workdir=/tmp/enas4d_quick --budgets=2e6,4e6
   python -m tools.search --workdir=/tmp/enas4d_quick --pareto --mode=both
+  python -m tools.search --workdir=/tmp/enas4d_quick --cost=latency \
+      --latency_table=/tmp/host_float32.json --budgets=1.5,3
 
 Writes `<workdir>/search/`: pareto.json, pareto.png, archs/<name>.json (one per chosen
 network) and state.json (every measured candidate). Running the same command again continues
@@ -21,11 +23,13 @@ from absl import app, flags  # noqa: E402
 
 from enas4d_tf.errors import Enas4dError  # noqa: E402
 from enas4d_tf.search.config import (  # noqa: E402
+    COST_KINDS,
     MAX_BATCH_SIZE,
     MODES,
     SearchConfig,
     parse_budgets,
 )
+from enas4d_tf.search.selection import PREDICTOR_KINDS  # noqa: E402
 from tools._cli import config_from_flags, fail, flags_parser, quiet_stderr  # noqa: E402
 
 _DEFAULTS = SearchConfig()
@@ -42,8 +46,8 @@ flags.DEFINE_enum(
 flags.DEFINE_list(
     "budgets",
     [],
-    "Average-MACs budgets, comma-separated (e.g. 2e6,4e6); one network is chosen per budget "
-    "and mode.",
+    "Average-cost budgets, comma-separated: MACs (e.g. 2e6,4e6), or ms with --cost=latency "
+    "(e.g. 1.5,3); one network is chosen per budget and mode.",
 )
 flags.DEFINE_bool(
     "pareto",
@@ -116,6 +120,59 @@ flags.DEFINE_integer(
     "Seeds the search and fixes the two halves of the validation images for the cross-fit.",
     lower_bound=0,
 )
+flags.DEFINE_enum(
+    "cost",
+    _DEFAULTS.cost,
+    list(COST_KINDS),
+    "What budgets count: MACs, or milliseconds predicted by the latency table given with "
+    "--latency_table (budgets are then in ms; MACs are still recorded).",
+)
+flags.DEFINE_string(
+    "latency_table",
+    None,
+    "The latency table file (python -m tools.latency_table) for --cost=latency.",
+)
+flags.DEFINE_integer(
+    "inner_population",
+    _DEFAULTS.inner_population,
+    "Population of the evolution on predicted accuracy run per budget and generation.",
+    lower_bound=2,
+)
+flags.DEFINE_integer(
+    "inner_generations",
+    _DEFAULTS.inner_generations,
+    "Generations of that evolution; 0 searches without it (children of the best measured "
+    "networks, ranked by the predictor).",
+    lower_bound=0,
+)
+flags.DEFINE_integer(
+    "top_k",
+    _DEFAULTS.top_k,
+    "Networks of the inner evolution measured per budget and generation (0: the budget's "
+    "share of --population).",
+    lower_bound=0,
+)
+flags.DEFINE_enum(
+    "predictor",
+    _DEFAULTS.predictor,
+    list(PREDICTOR_KINDS),
+    "Accuracy predictor: the MLP or ridge regression, whichever ranks held-out candidates "
+    "better (auto), or one of them.",
+)
+flags.DEFINE_float(
+    "min_predictor_tau",
+    _DEFAULTS.min_predictor_tau,
+    "A predictor whose Kendall tau on held-out candidates is below this does not rank that "
+    "generation's candidates (-1: always used).",
+    lower_bound=-1.0,
+    upper_bound=1.0,
+)
+flags.DEFINE_integer(
+    "predictor_folds",
+    _DEFAULTS.predictor_folds,
+    "K of the K-fold over measured candidates that measures the predictor's held-out tau.",
+    lower_bound=2,
+)
 
 FLAGS = flags.FLAGS
 
@@ -140,7 +197,10 @@ def main(argv: list[str]) -> None:
         fail("search", "--workdir is required: the training workdir to search", code=2)
     try:
         config = config_from_flags(
-            SearchConfig, budgets=parse_budgets(FLAGS.budgets), data_dir=FLAGS.data_dir or ""
+            SearchConfig,
+            budgets=parse_budgets(FLAGS.budgets),
+            data_dir=FLAGS.data_dir or "",
+            latency_table=FLAGS.latency_table or "",
         )
         from enas4d_tf.locking import WorkdirLock
         from enas4d_tf.search.preflight import check_search_workdir

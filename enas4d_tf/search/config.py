@@ -10,6 +10,8 @@ from enas4d_tf.errors import SearchError
 from enas4d_tf.search.evolution import EvolutionConfig
 
 MODES = ("dynamic", "static", "both")
+# What budgets count: MACs, or milliseconds of a latency model (`objectives.CostModel`).
+COST_KINDS = ("macs", "latency")
 # Images per forward pass at most: a larger batch of a large network can exhaust memory.
 MAX_BATCH_SIZE = 4096
 
@@ -21,7 +23,8 @@ class SearchConfig:
     Attributes:
       mode: "dynamic" (multi-exit networks with fitted thresholds), "static" (networks cut
         at any exit `s`: groups `<= s` and exit `s` alone) or "both".
-      budgets: average-MACs budgets; empty when `pareto` is set.
+      budgets: average-cost budgets (MACs, or ms with cost "latency"); empty when `pareto`
+        is set.
       pareto: search a grid of `pareto_points` budgets spanning the space instead.
       pareto_points: budgets of that grid.
       population: candidates measured per generation (shared among the budgets).
@@ -37,6 +40,17 @@ class SearchConfig:
       batch_size: images per forward pass (at most `MAX_BATCH_SIZE`).
       data_dir: overrides the workdir's data directory when not empty.
       seed: seeds the search and fixes the halves of the dynamic cross-fit.
+      cost: "macs" (budgets and costs in MACs) or "latency" (in the milliseconds of the
+        latency model of `latency_table`; MACs are still recorded).
+      latency_table: the latency table file (`enas4d_tf.latency.table`), with cost
+        "latency" only.
+      inner_population, inner_generations, top_k: the evolution on predicted scores run
+        for each budget and generation, and how many of its best are measured
+        (`EvolutionConfig`; inner_generations 0: the search without it).
+      predictor: "auto", "mlp" or "ridge": the accuracy predictors tried each generation.
+      min_predictor_tau: the held-out Kendall tau below which a predictor is not used
+        (-1: always used).
+      predictor_folds: K of the K-fold that measures that tau.
     """
 
     mode: str = "both"
@@ -53,6 +67,19 @@ class SearchConfig:
     batch_size: int = 500
     data_dir: str = ""
     seed: int = 0
+    cost: str = "macs"
+    latency_table: str = ""
+    inner_population: int = 100
+    inner_generations: int = 50
+    top_k: int = 0
+    predictor: str = "auto"
+    min_predictor_tau: float = 0.2
+    predictor_folds: int = 5
+
+    @property
+    def unit(self) -> str:
+        """The unit of budgets: "MACs" or "ms"."""
+        return "MACs" if self.cost == "macs" else "ms"
 
     @property
     def modes(self) -> list[str]:
@@ -67,6 +94,12 @@ class SearchConfig:
             mutation_prob=self.mutation_prob,
             crossover_prob=self.crossover_prob,
             seed=self.seed,
+            inner_population=self.inner_population,
+            inner_generations=self.inner_generations,
+            top_k=self.top_k,
+            predictor=self.predictor,
+            min_predictor_tau=self.min_predictor_tau,
+            predictor_folds=self.predictor_folds,
         )
 
     def validate(self) -> None:
@@ -75,8 +108,15 @@ class SearchConfig:
             raise SearchError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.pareto and self.budgets:
             raise SearchError("give either budgets or pareto, not both")
+        if self.cost not in COST_KINDS:
+            raise SearchError(f"cost {self.cost!r} is not one of {', '.join(COST_KINDS)}")
+        if self.cost == "latency" and not self.latency_table:
+            raise SearchError("--cost=latency needs --latency_table=PATH (a latency table file)")
+        if self.cost != "latency" and self.latency_table:
+            raise SearchError("--latency_table is read only with --cost=latency")
         if not self.pareto and not self.budgets:
-            raise SearchError("give MACs budgets (e.g. --budgets=2e6,4e6) or --pareto")
+            example = "--budgets=2e6,4e6" if self.cost == "macs" else "--budgets=1.5,3"
+            raise SearchError(f"give {self.unit} budgets (e.g. {example}) or --pareto")
         for b in self.budgets:
             if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
                 raise SearchError(f"budget {b!r} is not a number")
@@ -115,6 +155,8 @@ def parse_budgets(values: Sequence[str]) -> tuple:
         except (TypeError, ValueError):
             raise SearchError(f"budget {v!r} is not a number") from None
         if not math.isfinite(b) or b <= 0:
-            raise SearchError(f"budget {v!r} must be a positive number of MACs")
+            raise SearchError(
+                f"budget {v!r} must be a positive number (of MACs, or of ms with --cost=latency)"
+            )
         out.append(b)
     return tuple(out)

@@ -1,14 +1,24 @@
 """Evolutionary search over the genes of a multi-stage search space.
 
-`evolve`, a generational search for several MACs budgets at once
-that shares every measurement between the budgets:
+`evolve`, a generational search for several budgets (MACs or milliseconds) at once that
+shares every measurement between the budgets:
 
 * generation 1: for each budget, random architectures that meet its cost constraint;
-* each later generation: for each budget, the best measured architectures at that budget are
-  parents; children come from crossover (probability `crossover_prob`) and per-gene mutation
-  (probability `mutation_prob`), are repaired to meet the constraint, and an accuracy
-  predictor trained on everything measured so far ranks `pool_factor` times more children
-  than are measured; only the top-ranked are measured.
+* each later generation: an accuracy predictor is chosen and checked on everything measured
+  so far (`enas4d_tf.search.selection`: an MLP or ridge regression, whichever ranks held-out
+  candidates better by Kendall's tau; none when that tau is below a floor). Then, for each
+  budget:
+  - with `inner_generations > 0` and a predictor: an evolution on predicted scores alone
+    (`enas4d_tf.search.inner`, population and generations in the hundreds, no measurement)
+    seeded with the best measured architectures; its `top_k` best are measured;
+  - with `inner_generations = 0` (the search before the inner evolution existed) or no
+    predictor: the best measured architectures at that budget are parents; children come
+    from crossover (probability `crossover_prob`) and per-gene mutation (probability
+    `mutation_prob`), are repaired to meet the constraint, and the predictor (when used)
+    ranks `pool_factor` times more children than are measured; without one, children are
+    taken in the order they were made.
+  After measuring, the predictions made for the measured children are compared with their
+  measurements (the "prospective" tau: candidates no predictor had seen).
 
 The gene operators it uses (mutation, crossover, repair toward the smallest network,
 sampling under a cost constraint, `arch_key`) are pure functions of `enas4d_tf.space.ops`,
@@ -21,7 +31,6 @@ What "measure" and "score" mean is given by an `Objective` (dynamic or static ne
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 import hashlib
 import math
@@ -31,7 +40,19 @@ from typing import Any
 
 import numpy as np
 
-from enas4d_tf.search.predictor import AccuracyPredictor
+from enas4d_tf.search.blas import one_blas_thread
+from enas4d_tf.search.generation import GenerationLog
+from enas4d_tf.search.inner import InnerConfig, inner_evolution
+
+# Re-exported: callers name them as parts of the evolution.
+from enas4d_tf.search.scoring import (  # noqa: F401
+    Objective,
+    best_per_owner,
+    best_records,
+    format_cost,
+    format_macs,
+)
+from enas4d_tf.search.selection import PredictorSettings, choose_predictor
 from enas4d_tf.space import Arch, SearchSpace
 from enas4d_tf.space.ops import arch_key, crossover, mutate, repair, sample_within
 
@@ -56,6 +77,15 @@ class EvolutionConfig:
       min_predictor_rows: measured rows needed before the predictor ranks children (before
         that, children are taken in the order they were made).
       seed: seeds everything random; the same seed and measurements give the same search.
+      inner_population: population of the inner evolution on predicted scores.
+      inner_generations: its generations; 0 searches as before it existed (children of the
+        best measured, ranked by the predictor).
+      top_k: architectures the inner evolution hands to measurement per budget and
+        generation; 0: `ceil(population / len(budgets))`, as many as without it.
+      predictor: "auto" (MLP or ridge, by held-out tau), "mlp" or "ridge".
+      min_predictor_tau: a predictor whose held-out Kendall tau is below this floor does not
+        rank that generation (-1: any predictor ranks, as before the floor existed).
+      predictor_folds: K of the K-fold that measures the held-out tau.
     """
 
     population: int = 16
@@ -67,6 +97,32 @@ class EvolutionConfig:
     max_sample_tries: int = 50
     min_predictor_rows: int = 8
     seed: int = 0
+    inner_population: int = 100
+    inner_generations: int = 50
+    top_k: int = 0
+    predictor: str = "auto"
+    min_predictor_tau: float = 0.2
+    predictor_folds: int = 5
+
+    def predictor_settings(self) -> PredictorSettings:
+        """How each generation's predictor is chosen."""
+        return PredictorSettings(
+            kind=self.predictor,
+            folds=self.predictor_folds,
+            min_tau=self.min_predictor_tau,
+            min_rows=self.min_predictor_rows,
+            max_rows=_MAX_PREDICTOR_ROWS,
+            seed=self.seed,
+        )
+
+    def inner_config(self) -> InnerConfig:
+        """The inner evolution's settings (its operators' rates are the outer ones)."""
+        return InnerConfig(
+            population=self.inner_population,
+            generations=self.inner_generations,
+            mutation_prob=self.mutation_prob,
+            crossover_prob=self.crossover_prob,
+        )
 
     def validate(self) -> None:
         """Raises ValueError naming the first setting out of range."""
@@ -79,38 +135,14 @@ class EvolutionConfig:
             ("pool_factor", self.pool_factor >= 1, "must be >= 1"),
             ("max_sample_tries", self.max_sample_tries >= 1, "must be >= 1"),
             ("seed", self.seed >= 0, "must be >= 0"),
+            ("inner_population", self.inner_population >= 2, "must be >= 2"),
+            ("inner_generations", self.inner_generations >= 0, "must be >= 0"),
+            ("top_k", self.top_k >= 0, "must be >= 0"),
         ]
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} = {getattr(self, name)} {rule}")
-
-
-class Objective(abc.ABC):
-    """What the search optimises for one kind of network (dynamic or static)."""
-
-    name: str = ""
-
-    @abc.abstractmethod
-    def check_budget(self, budget: float) -> None:
-        """Raises ValueError when no architecture can meet `budget`."""
-
-    @abc.abstractmethod
-    def fits(self, arch: Arch, budget: float) -> bool:
-        """Whether `arch` is a candidate for `budget` (cheap: from its MACs alone)."""
-
-    @abc.abstractmethod
-    def score(self, record: Any, budget: float) -> tuple[float, float] | None:
-        """`(accuracy, cost)` of a measured record within `budget`, or None if it cannot."""
-
-    @abc.abstractmethod
-    def predictor_rows(self, record: Any, budgets: Sequence[float]) -> list:
-        """`[(features, target accuracy)]` a measured record teaches the accuracy predictor
-        (features: a 1-D float array of a fixed length)."""
-
-    @abc.abstractmethod
-    def predict(self, predictor: AccuracyPredictor, archs: list[Arch], budget: float):
-        """Predicted scores `(len(archs),)` of unmeasured `archs` at `budget` (the highest
-        is measured first)."""
+        self.predictor_settings().validate()
 
 
 @dataclasses.dataclass
@@ -121,31 +153,13 @@ class EvolutionResult:
       best: `{budget: (record, (accuracy, cost))}` for every budget some record meets.
       records: every record the search knew, in the order it learned of them.
       measured: records requested from `measure` by this search, repeats excluded.
+      generations: one `GenerationLog.summary()` per generation.
     """
 
     best: dict
     records: list
     measured: int
-
-
-def _rank_key(objective: Objective, record: Any, budget: float):
-    score = objective.score(record, budget)
-    if score is None:
-        return None
-    return (-score[0], score[1], record.key)
-
-
-def best_records(
-    objective: Objective, records: Sequence[Any], budget: float, count: int
-) -> list[Any]:
-    """The `count` records most accurate within `budget` (ties: cheaper, then by key)."""
-    ranked = []
-    for r in records:
-        key = _rank_key(objective, r, budget)
-        if key is not None:
-            ranked.append((key, r))
-    ranked.sort(key=lambda kr: kr[0])
-    return [r for _, r in ranked[:count]]
+    generations: list = dataclasses.field(default_factory=list)
 
 
 def evolve(
@@ -156,19 +170,23 @@ def evolve(
     measure: Callable[[list[Arch]], list[Any]],
     records: Sequence[Any] = (),
     log: Callable[[str], None] | None = None,
+    on_generation: Callable[[dict], None] | None = None,
 ) -> EvolutionResult:
     """Searches for the most accurate architecture within each budget.
 
     Args:
       space: the search space.
       objective: the kind of network and its score.
-      budgets: MACs budgets (each must pass `objective.check_budget`).
+      budgets: budgets in the objective's cost unit (each must pass
+        `objective.check_budget`).
       config: the evolution settings.
       measure: measures a list of architectures and returns one record per architecture,
         in order; a record has `.arch` and `.key` (`arch_key`) and is what `objective.score`
         reads. Measuring is where the time goes; this function never asks twice for a key.
       records: records known before the search starts (they can be parents).
-      log: called with one progress line per generation.
+      log: called with one progress line per generation (and one on its predictor).
+      on_generation: called with each generation's summary (`GenerationLog.summary()`)
+        once it is measured.
 
     Returns:
       The EvolutionResult.
@@ -184,22 +202,30 @@ def evolve(
         objective.check_budget(b)
     search = _Evolution(space, objective, budgets, config, measure, records)
     start = time.perf_counter()
+    history = []
     for generation in range(1, config.generations + 1):
-        chosen = search.children(generation)
+        with one_blas_thread():  # small predictor matrices: see `enas4d_tf.search.blas`
+            chosen, entry = search.children(generation)
         new = search.measure_new(chosen)
+        entry.finish(objective, search.known, len(chosen), new)
+        history.append(entry.summary())
         if log is not None:
+            if entry.choice is not None:
+                log(f"[{objective.name}] generation {generation}: {entry.line()}")
             log(
                 f"[{objective.name}] generation {generation}/{config.generations}: "
                 f"{len(chosen)} candidates ({new} measured, {len(chosen) - new} known), "
                 f"{len(search.order)} known in all; best {search.best_line()}; "
                 f"{time.perf_counter() - start:.1f}s"
             )
+        if on_generation is not None:
+            on_generation(history[-1])
     best_per_budget = {}
     for b in budgets:
         top = best_records(objective, search.order, b, 1)
         if top:
             best_per_budget[b] = (top[0], objective.score(top[0], b))
-    return EvolutionResult(best=best_per_budget, records=search.order, measured=search.measured)
+    return EvolutionResult(best_per_budget, search.order, search.measured, history)
 
 
 class _Evolution:
@@ -234,54 +260,106 @@ class _Evolution:
         self.measured += len(new)
         return len(new)
 
-    def children(self, generation: int) -> list[Arch]:
-        """The architectures of `generation` for every budget in turn, none known before."""
-        space, config, rng = self.space, self.config, self.rng
+    def children(self, generation: int) -> tuple[list[Arch], GenerationLog]:
+        """The architectures of `generation` for every budget in turn, none known before,
+        and how they were chosen."""
+        entry = GenerationLog(self.objective.name, generation, "random (first generation)")
+        choice = None
+        if generation > 1:
+            choice = choose_predictor(
+                self.objective, self.order, self.budgets, self.config.predictor_settings()
+            )
+            entry.choice = choice
+        inner = choice is not None and choice.used and self.config.inner_generations > 0
+        if generation > 1:
+            entry.ranked_by = (
+                "inner evolution on the predictor"
+                if inner
+                else "predictor over children of the best"
+                if choice.used
+                else "children of the best, unranked"
+            )
         chosen: list[Arch] = []
         taken = set(self.known)
-        if generation > 1:
-            predictor = _train_predictor(self.objective, self.order, self.budgets, config)
         for b in self.budgets:
-
-            def fits(a, b=b):
-                return self.objective.fits(a, b)
-
             if generation == 1:
-                pool = _unique_children(
-                    space,
-                    lambda fits=fits: sample_within(space, fits, rng, config.max_sample_tries),
-                    self.per_budget,
-                    taken,
-                )
-                picked = pool
+                picked = self._random(b, taken)
+            elif inner:
+                picked = self._inner(b, choice, taken, entry)
             else:
-                parents = [
-                    r.arch for r in best_records(self.objective, self.order, b, self.num_parents)
-                ]
-                pool = _unique_children(
-                    space,
-                    lambda parents=parents, fits=fits: _child(space, parents, fits, rng, config),
-                    self.per_budget * config.pool_factor,
-                    taken,
-                )
-                picked = _rank(self.objective, predictor, pool, b)[: self.per_budget]
+                picked = self._from_parents(b, choice, taken)
+            if choice is not None and choice.predictor is not None and picked:
+                values = self.objective.predict(choice.predictor, picked, b)
+                keys = [arch_key(self.space, a) for a in picked]
+                entry.predicted[b] = list(zip(keys, (float(v) for v in values), strict=True))
             for a in picked:
-                taken.add(arch_key(space, a))
-            # Unpicked children go back: a later budget may pick them.
-            for a in pool:
-                if a not in picked:
-                    taken.discard(arch_key(space, a))
+                taken.add(arch_key(self.space, a))
             chosen.extend(picked)
-        return chosen
+        return chosen, entry
+
+    def _fits(self, budget):
+        return lambda a: self.objective.fits(a, budget)
+
+    def _random(self, budget: float, taken: set) -> list[Arch]:
+        space, config, rng, fits = self.space, self.config, self.rng, self._fits(budget)
+        return _unique_children(
+            space,
+            lambda: sample_within(space, fits, rng, config.max_sample_tries),
+            self.per_budget,
+            taken,
+        )
+
+    def _from_parents(self, budget: float, choice, taken: set) -> list[Arch]:
+        """Children of the best measured, ranked by the predictor when it is used (the pool
+        is `pool_factor` times larger then); unpicked children stay free for later budgets."""
+        space, config, rng, fits = self.space, self.config, self.rng, self._fits(budget)
+        parents = [
+            r.arch for r in best_records(self.objective, self.order, budget, self.num_parents)
+        ]
+        ranked = choice is not None and choice.used
+        pool = _unique_children(
+            space,
+            lambda: _child(space, parents, fits, rng, config),
+            self.per_budget * (config.pool_factor if ranked else 1),
+            taken,
+        )
+        if ranked and pool:
+            predicted = self.objective.predict(choice.predictor, pool, budget)
+            pool = [pool[i] for i in sorted(range(len(pool)), key=lambda i: (-predicted[i], i))]
+        return pool[: self.per_budget]
+
+    def _inner(self, budget: float, choice, taken: set, entry: GenerationLog) -> list[Arch]:
+        """The inner evolution's best `top_k` for `budget`, seeded with the best measured."""
+        config = self.config
+        seeds = [
+            r.arch
+            for r in best_records(
+                self.objective, self.order, budget, max(1, config.inner_population // 4)
+            )
+        ]
+        result = inner_evolution(
+            self.space,
+            self._fits(budget),
+            lambda archs: self.objective.predict(choice.predictor, archs, budget),
+            seeds,
+            config.top_k or self.per_budget,
+            taken,
+            config.inner_config(),
+            self.rng,
+        )
+        entry.inner_cpu_seconds += result.cpu_seconds
+        entry.inner_evaluated += result.evaluated
+        return result.archs
 
     def best_line(self) -> str:
         """`<budget>: <accuracy> @ <cost>` of the best record of each budget."""
         best = []
+        unit = getattr(getattr(self.objective, "costs", None), "unit", "MACs")
         for b in self.budgets:
             top = best_records(self.objective, self.order, b, 1)
             if top:
                 acc, cost = self.objective.score(top[0], b)
-                best.append(f"{format_macs(b)}: {acc:.4f} @ {format_macs(cost)}")
+                best.append(f"{format_cost(b, unit)}: {acc:.4f} @ {format_cost(cost, unit)}")
         return "; ".join(best) or "none yet"
 
 
@@ -314,42 +392,3 @@ def _unique_children(space, make, count: int, taken: set) -> list[Arch]:
         keys.add(k)
         out.append(a)
     return out
-
-
-def _train_predictor(objective, records, budgets, config) -> AccuracyPredictor | None:
-    rows, targets, seen = [], [], set()
-    for r in records:
-        for x, target in objective.predictor_rows(r, budgets):
-            signature = (r.key, x.tobytes())
-            if signature in seen:
-                continue
-            seen.add(signature)
-            rows.append(x)
-            targets.append(target)
-    if len(rows) < config.min_predictor_rows:
-        return None
-    x, y = np.stack(rows), np.asarray(targets)
-    if len(rows) > _MAX_PREDICTOR_ROWS:
-        # Training time grows with the rows; a fixed random subset keeps it to seconds.
-        keep = np.sort(
-            np.random.default_rng(config.seed).choice(len(rows), _MAX_PREDICTOR_ROWS, False)
-        )
-        x, y = x[keep], y[keep]
-    return AccuracyPredictor(seed=config.seed).fit(x, y)
-
-
-def _rank(objective, predictor, pool: list[Arch], budget: float) -> list[Arch]:
-    if predictor is None or not pool:
-        return list(pool)
-    predicted = objective.predict(predictor, pool, budget)
-    order = sorted(range(len(pool)), key=lambda i: (-predicted[i], i))
-    return [pool[i] for i in order]
-
-
-def format_macs(macs: float) -> str:
-    """`2.5e6 -> '2.5M'`, `800000 -> '800K'`, `1.2e9 -> '1.2G'` (3 significant digits)."""
-    macs = float(macs)
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(macs) >= scale:
-            return f"{macs / scale:.3g}{unit}"
-    return f"{macs:.3g}"

@@ -130,13 +130,29 @@ class Measurement:
       stage_macs: `S` cumulative MACs.
       split: the validation confidences and correctness.
       seconds: wall time of the measurement (0 for one loaded from a saved state).
+      stage_costs: `S` cumulative costs thresholds are fitted to when the search's cost is
+        not MACs (milliseconds of a latency model, `enas4d_tf.search.objectives.CostModel`);
+        None: `stage_macs`. Budgets and average costs of `fit` and `cross_fit` are in its
+        unit (their results' `avg_macs` and `budget_macs` fields then hold milliseconds).
     """
 
     arch: Arch
     stage_macs: list
     split: ValidationSplit
     seconds: float = 0.0
+    stage_costs: list | None = None
     _fits: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def costs(self) -> list:
+        """The cumulative costs thresholds are fitted to: `stage_costs`, else `stage_macs`."""
+        return self.stage_macs if self.stage_costs is None else self.stage_costs
+
+    def use_costs(self, stage_costs: list | None) -> None:
+        """Fits to `stage_costs` from now on (None: MACs); fits made with others are dropped."""
+        if stage_costs != self.stage_costs:
+            self.stage_costs = None if stage_costs is None else [float(c) for c in stage_costs]
+            self._fits.clear()
 
     @property
     def exit_accuracy(self) -> list:
@@ -150,14 +166,15 @@ class Measurement:
         return dict(self._fits)
 
     def fit(self, budget: float, method: str = "greedy") -> FitResult | None:
-        """Thresholds for `budget` on all validation images; None when `C_1 > budget`."""
+        """Thresholds for `budget` (in the unit of `costs`) on all validation images; None
+        when `C_1 > budget`."""
         key = (float(budget), method)
         if key not in self._fits:
-            if self.stage_macs[0] > budget:
+            if self.costs[0] > budget:
                 self._fits[key] = None
             else:
                 fitter = thresholds.FITTERS[method]
-                self._fits[key] = fitter(self.split, self.stage_macs, float(budget))
+                self._fits[key] = fitter(self.split, self.costs, float(budget))
         return self._fits[key]
 
     def cross_fit(self, budget: float, seed: int = 0) -> CrossFitResult | None:
@@ -165,8 +182,8 @@ class Measurement:
         fixed by `seed`); None when `C_1 > budget`."""
         key = (float(budget), f"crossfit/{seed}")
         if key not in self._fits:
-            if self.stage_macs[0] > budget:
+            if self.costs[0] > budget:
                 self._fits[key] = None
             else:
-                self._fits[key] = cross_fit(self.split, self.stage_macs, float(budget), seed)
+                self._fits[key] = cross_fit(self.split, self.costs, float(budget), seed)
         return self._fits[key]

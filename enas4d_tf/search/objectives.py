@@ -24,48 +24,105 @@ import numpy as np
 
 from enas4d_tf.errors import SearchError
 from enas4d_tf.exit_policy import PolicyResult, static_thresholds
-from enas4d_tf.model.macs import stage_macs, truncated_macs
-from enas4d_tf.search.evolution import Objective, format_macs
+from enas4d_tf.model.macs import classifier_macs, group_macs
+from enas4d_tf.search.scoring import Objective, format_cost, format_macs
 from enas4d_tf.space import Arch, SearchSpace
+
+# Memoised costs kept at most (the inner evolution asks for tens of thousands per budget).
+_MAX_CACHED = 200_000
 
 
 class CostModel:
-    """Cumulative stage MACs and truncated-network MACs per architecture, memoised (repair
-    asks for them often).
+    """Cumulative stage costs and truncated-network costs per architecture, memoised (repair
+    asks for them often): MACs, or milliseconds of a latency model.
 
     Args:
       space: the search space.
       num_classes: classes of the network's heads.
+      latency: None for MACs, or an `enas4d_tf.latency.model.LatencyModel` (its
+        `cumulative` and `truncated` milliseconds are the costs; MACs stay available from
+        `macs` and `truncated_macs`).
 
     Attributes:
-      smallest, largest: the cumulative stage MACs of the space's smallest and largest
+      kind: "macs" or "latency".
+      unit: "MACs" or the latency model's unit ("ms").
+      smallest, largest: the cumulative stage costs of the space's smallest and largest
         networks.
     """
 
-    def __init__(self, space: SearchSpace, num_classes: int):
+    def __init__(self, space: SearchSpace, num_classes: int, latency=None):
         self.space = space
         self.num_classes = num_classes
-        self._cache: dict = {}
-        self._truncated: dict = {}
+        self.latency = latency
+        self.kind = "macs" if latency is None else "latency"
+        self.unit = "MACs" if latency is None else str(latency.unit)
+        self._caches: dict = {name: {} for name in ("cost", "truncated", "macs")}
         self.smallest = self(space.smallest())
         self.largest = self(space.largest())
 
-    def __call__(self, arch: Arch) -> list:
+    def _memo(self, name: str, arch: Arch, compute) -> list:
+        cache = self._caches[name]
         key = arch.to_json()
-        if key not in self._cache:
-            self._cache[key] = stage_macs(self.space, arch, num_classes=self.num_classes)
-        return self._cache[key]
+        if key not in cache:
+            if len(cache) >= _MAX_CACHED:
+                cache.clear()
+            cache[key] = [float(c) if self.latency is not None else c for c in compute(arch)]
+        return cache[key]
+
+    def __call__(self, arch: Arch) -> list:
+        """The `S` cumulative costs of `arch` (exit `s`: an image that leaves there)."""
+        if self.latency is None:
+            return self.macs(arch)
+        return self._memo("cost", arch, self.latency.cumulative)
 
     def truncated(self, arch: Arch) -> list:
-        """MACs of `arch` cut at each exit, exit 1 first: `truncated_macs(..., s)`, `s = 1..S`
-        (exit 1's equals `C_1`; a later one is `C_s` less the unused earlier classifiers)."""
+        """Costs of `arch` cut at each exit, exit 1 first. MACs: `truncated_macs(..., s)`,
+        `s = 1..S` (exit 1's equals `C_1`; a later one is `C_s` less the unused earlier
+        classifiers); latency: the model's `truncated` (one graph per cut)."""
+        if self.latency is None:
+            return self.truncated_macs(arch)
+        return self._memo("truncated", arch, self.latency.truncated)
+
+    def macs(self, arch: Arch) -> list:
+        """The `S` cumulative stage MACs of `arch` (`stage_macs`), whatever the cost."""
+        return self._both_macs(arch)[0]
+
+    def truncated_macs(self, arch: Arch) -> list:
+        """MACs of `arch` cut at each exit, exit 1 first (`truncated_macs(..., s)`,
+        `s = 1..S`), whatever the cost."""
+        return self._both_macs(arch)[1]
+
+    def _both_macs(self, arch: Arch) -> tuple[list, list]:
+        # Both from one `space.sizes` (most of the time of a MACs count): the truncated
+        # network at exit s is C_s less the classifiers of exits < s (`truncated_macs`).
         key = arch.to_json()
-        if key not in self._truncated:
-            self._truncated[key] = [
-                truncated_macs(self.space, arch, s, num_classes=self.num_classes)
-                for s in range(1, self.space.num_stages + 1)
-            ]
-        return self._truncated[key]
+        cache = self._caches["macs"]
+        if key not in cache:
+            if len(cache) >= _MAX_CACHED:
+                cache.clear()
+            sizes = self.space.sizes(arch)
+            per_stage = group_macs(self.space, sizes, self.num_classes)
+            classifiers = classifier_macs(self.space, sizes, self.num_classes)
+            cumulative = [int(c) for c in np.cumsum(per_stage)]
+            unused = np.concatenate([[0], np.cumsum(classifiers)[:-1]])
+            cache[key] = (cumulative, [int(c - u) for c, u in zip(cumulative, unused, strict=True)])
+        return cache[key]
+
+    def format(self, value: float) -> str:
+        """A cost or budget as names and tables show it: `2.5M` (MACs) or `3.1ms`."""
+        return format_cost(value, self.unit)
+
+    def describe(self, value: float) -> str:
+        """A cost with its unit for messages: `2.5M MACs` or `3.1 ms`."""
+        if self.unit == "MACs":
+            return f"{format_macs(value)} MACs"
+        return f"{float(value):.4g} {self.unit}"
+
+    def exact(self, value: float) -> str:
+        """`describe(value)` and, for MACs, the exact count: `2.5M (2500000 MACs)`."""
+        if self.unit == "MACs":
+            return f"{format_macs(value)} ({value} MACs)"
+        return self.describe(value)
 
     def within_search_range(self, arch: Arch, budget: float, max_cost_ratio: float) -> bool:
         """The candidates of both objectives at `budget`: exit 1 within the budget, and the
@@ -101,8 +158,8 @@ class DynamicObjective(Objective):
         floor = self.costs.smallest[0]
         if budget < floor:
             raise SearchError(
-                f"budget {format_macs(budget)} MACs is impossible: the first exit of the "
-                f"smallest network already costs {format_macs(floor)} ({floor} MACs)"
+                f"budget {self.costs.describe(budget)} is impossible: the first exit of the "
+                f"smallest network already costs {self.costs.exact(floor)}"
             )
 
     def fits(self, arch: Arch, budget: float) -> bool:
@@ -132,8 +189,12 @@ class DynamicObjective(Objective):
                 rows.append((self.features(record.arch, b), score[0]))
         return rows
 
-    def predict(self, predictor, archs, budget: float):
-        return predictor.predict(np.stack([self.features(a, budget) for a in archs]))
+    def query_rows(self, archs, budget: float):
+        """One row per architecture: `features(arch, budget)`."""
+        if not archs:
+            return np.zeros((0, 0)), np.zeros(0, np.int64)
+        x = np.stack([self.features(a, budget) for a in archs])
+        return x, np.arange(len(archs))
 
 
 class StaticObjective(Objective):
@@ -161,8 +222,8 @@ class StaticObjective(Objective):
         floor = self.costs.truncated(self.space.smallest())[0]
         if budget < floor:
             raise SearchError(
-                f"budget {format_macs(budget)} MACs is impossible for a static network: the "
-                f"smallest network cut at exit 1 costs {format_macs(floor)} ({floor} MACs)"
+                f"budget {self.costs.describe(budget)} is impossible for a static network: "
+                f"the smallest network cut at exit 1 costs {self.costs.exact(floor)}"
             )
 
     def fits(self, arch: Arch, budget: float) -> bool:
@@ -198,15 +259,18 @@ class StaticObjective(Objective):
         accuracy = record.measurement.exit_accuracy
         return [(self.exit_features(record.arch, s + 1), accuracy[s]) for s in range(len(accuracy))]
 
-    def predict(self, predictor, archs, budget: float):
-        """Per architecture, the best predicted accuracy among its exits within `budget`."""
-        out = np.full(len(archs), -np.inf)
+    def query_rows(self, archs, budget: float):
+        """One row per exit within `budget` of each architecture (it scores as the best
+        predicted accuracy among them)."""
+        rows, owner = [], []
         for i, arch in enumerate(archs):
-            exits = [s + 1 for s, c in enumerate(self.costs.truncated(arch)) if c <= budget]
-            if exits:
-                rows = np.stack([self.exit_features(arch, s) for s in exits])
-                out[i] = float(np.max(predictor.predict(rows)))
-        return out
+            for s, c in enumerate(self.costs.truncated(arch)):
+                if c <= budget:
+                    rows.append(self.exit_features(arch, s + 1))
+                    owner.append(i)
+        if not rows:
+            return np.zeros((0, 0)), np.zeros(0, np.int64)
+        return np.stack(rows), np.asarray(owner, np.int64)
 
     def result(self, record, exit: int) -> PolicyResult:
         """The static network of `record` cut at `exit`: every image leaves there (exit rates
@@ -262,5 +326,52 @@ def budgets_per_mode(config, objectives: dict, costs: CostModel) -> dict[str, li
             continue
         for b in config.budgets:
             objectives[mode].check_budget(b)
+            _check_unit(costs, b)
         out[mode] = sorted({float(b) for b in config.budgets})
     return out
+
+
+# A latency budget this many times the largest network's latency was meant in MACs.
+_UNIT_SLIP = 1000.0
+
+
+def _check_unit(costs: CostModel, budget: float) -> None:
+    """Refuses a latency budget that can only be a MACs count given by mistake."""
+    if costs.kind == "latency" and budget > _UNIT_SLIP * costs.largest[-1]:
+        raise SearchError(
+            f"budget {budget:g} {costs.unit} is over {_UNIT_SLIP:g}x the largest network's "
+            f"latency ({costs.describe(costs.largest[-1])}): with --cost=latency, budgets "
+            f"are in {costs.unit}, not MACs"
+        )
+
+
+def make_cost_model(space: SearchSpace, num_classes: int, config) -> CostModel:
+    """The cost model `config.cost` asks for: MACs, or the latency model of
+    `config.latency_table` (loaded and checked to cover every part the space can need, so
+    a missing entry is refused before any measurement rather than midway).
+
+    Raises:
+      LatencyError: the table is missing, corrupt, of another format, space or class
+        count, or lacks a part the space needs (one line naming the first).
+    """
+    if config.cost != "latency":
+        return CostModel(space, num_classes)
+    from enas4d_tf.errors import LatencyError
+    from enas4d_tf.latency.coverage import space_keys
+    from enas4d_tf.latency.model import LatencyModel
+    from enas4d_tf.latency.table import LatencyTable
+
+    path = config.latency_table
+    table = LatencyTable.load(path)
+    try:
+        model = LatencyModel(table, space, num_classes)
+    except LatencyError as e:
+        raise LatencyError(f"latency table {path}: {e}") from None
+    missing = sorted(space_keys(space, num_classes) - set(table.entries))
+    if missing:
+        raise LatencyError(
+            f"latency table {path} lacks {len(missing)} part(s) search space {space.name!r} "
+            f"needs, e.g. {missing[0]!r} (measure it for this space: python -m "
+            f"tools.latency_table --preset={space.name})"
+        )
+    return CostModel(space, num_classes, model)

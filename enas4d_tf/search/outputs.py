@@ -27,7 +27,7 @@ from enas4d_tf.exit_policy import PolicyResult, pareto_front, static_thresholds
 from enas4d_tf.export import formats
 from enas4d_tf.files import write_bytes_atomic, write_json_atomic
 from enas4d_tf.search.config import SearchConfig
-from enas4d_tf.search.evolution import best_records, format_macs
+from enas4d_tf.search.scoring import best_records, format_cost, format_macs
 from enas4d_tf.search.store import Candidate
 from enas4d_tf.workdir import Workdir
 
@@ -46,6 +46,9 @@ class SearchOutcome:
       settings: what made the measurements comparable (the store's settings).
       config: the search settings.
       stats: run statistics (wall time, candidates measured, ...).
+      cost: what budgets and costs count (`cost_report`).
+      generations: per generation, how candidates were chosen and the predictor's quality
+        (`GenerationLog.summary()`).
     """
 
     chosen: list
@@ -55,13 +58,62 @@ class SearchOutcome:
     settings: dict
     config: SearchConfig
     stats: dict
+    cost: dict = dataclasses.field(default_factory=dict)
+    generations: list = dataclasses.field(default_factory=list)
 
 
-def _record(name: str, mode: str, candidate: Candidate, result, budget, exit=None) -> dict:
+def cost_report(costs) -> dict:
+    """`{"kind", "unit"}` of a CostModel and, for latency, the table's target (device,
+    runtime, threads, quantisation) and the smallest and largest networks' costs."""
+    out = {"kind": costs.kind, "unit": costs.unit}
+    if costs.latency is not None:
+        out["target"] = costs.latency.table.target.to_dict()
+        out["smallest_ms"] = [float(c) for c in costs.smallest]
+        out["largest_ms"] = [float(c) for c in costs.largest]
+    return out
+
+
+def _record(name: str, mode: str, candidate: Candidate, result, budget, costs, exit=None) -> dict:
+    """The architecture-file record of `result` (whose `avg_macs` is in `costs.unit`).
+
+    With MACs costs it is `formats.arch_file_record`'s. With latency costs the record's
+    `avg_macs` is the network's average MACs on the same images (exit rates times stage
+    MACs) and `budget_macs` is null; the budget, the average and the stage costs in ms are
+    `budget_ms`, `avg_ms` and `stage_ms`. `cost_unit` names the unit budgets were in.
+    """
+    latency = costs.kind == "latency"
     record = formats.arch_file_record(
-        name, mode, candidate.arch, result, candidate.stage_macs, budget, exit=exit
+        name,
+        mode,
+        candidate.arch,
+        result,
+        candidate.stage_macs,
+        None if latency else budget,
+        exit=exit,
     )
     record["key"] = candidate.key
+    record["cost_unit"] = costs.unit
+    if latency:
+        record["avg_ms"] = float(result.avg_macs)
+        record["budget_ms"] = None if budget is None else float(budget)
+        record["stage_ms"] = [float(c) for c in costs(candidate.arch)]
+        record["avg_macs"] = _average_macs(candidate, result.exit_rates, exit, costs)
+    return record
+
+
+def _average_macs(candidate: Candidate, exit_rates, exit, costs) -> float:
+    """Average MACs of exit rates: the truncated network's MACs when cut at `exit`."""
+    if exit is not None:
+        return float(costs.truncated_macs(candidate.arch)[exit - 1])
+    return float(sum(r * c for r, c in zip(exit_rates, candidate.stage_macs, strict=True)))
+
+
+def _ranking(record: dict, accuracy: float, avg_cost: float, avg_macs: float) -> dict:
+    """Adds the score a record was ranked by: `ranking_accuracy`, `ranking_avg_cost` (in
+    `cost_unit`, what fronts and the plot use) and `ranking_avg_macs`."""
+    record["ranking_accuracy"] = float(accuracy)
+    record["ranking_avg_cost"] = float(avg_cost)
+    record["ranking_avg_macs"] = float(avg_macs)
     return record
 
 
@@ -69,19 +121,17 @@ def _static_record(name: str, static, candidate: Candidate, exit: int, budget) -
     """A truncated static network's record; its ranking score is its validation accuracy
     (nothing is fitted)."""
     result = static.result(candidate, exit)
-    record = _record(name, "static", candidate, result, budget, exit=exit)
-    record["ranking_accuracy"] = record["val_accuracy"]
-    record["ranking_avg_macs"] = record["avg_macs"]
-    return record
+    record = _record(name, "static", candidate, result, budget, static.costs, exit=exit)
+    return _ranking(record, record["val_accuracy"], result.avg_macs, record["avg_macs"])
 
 
-def _dynamic_record(name: str, candidate: Candidate, budget: float, ranking) -> dict:
+def _dynamic_record(name: str, candidate: Candidate, budget: float, ranking, costs) -> dict:
     """A dynamic network's record: thresholds refitted for `budget` on every validation
     image, and the cross-fitted (held-out) score `ranking` it was ranked by."""
-    record = _record(name, "dynamic", candidate, candidate.measurement.fit(budget), budget)
-    record["ranking_accuracy"] = ranking.accuracy
-    record["ranking_avg_macs"] = ranking.avg_macs
-    return record
+    fit = candidate.measurement.fit(budget)
+    record = _record(name, "dynamic", candidate, fit, budget, costs)
+    macs = _average_macs(candidate, ranking.exit_rates, None, costs)
+    return _ranking(record, ranking.accuracy, ranking.avg_macs, macs)
 
 
 def choose(objectives: dict, budgets: dict, records: list) -> list:
@@ -102,11 +152,12 @@ def choose(objectives: dict, budgets: dict, records: list) -> list:
             candidate = top[0]
             if mode == "static":
                 s = objective.best_exit(candidate, b)
-                name = f"static_{format_macs(b)}_exit{s}"
+                name = f"static_{objective.costs.format(b)}_exit{s}"
                 chosen.append(_static_record(name, objective, candidate, s, b))
                 continue
             ranking = candidate.measurement.cross_fit(b, objective.seed)
-            entry = _dynamic_record(f"dynamic_{format_macs(b)}", candidate, b, ranking)
+            name = f"dynamic_{objective.costs.format(b)}"
+            entry = _dynamic_record(name, candidate, b, ranking, objective.costs)
             geometric = candidate.measurement.fit(b, method="geometric")
             entry["geometric_val_accuracy"] = geometric.accuracy
             entry["geometric_thresholds"] = geometric.thresholds
@@ -142,36 +193,36 @@ def fronts(objectives: dict, budgets: dict, records: list) -> dict:
             points, lambda n, r, s: _static_record(f"static_front_{n}", static, r, s, None)
         )
     if "dynamic" in budgets:
-        seed = objectives["dynamic"].seed
+        dynamic = objectives["dynamic"]
         points = []
         for r in records:
             last = r.measurement.exit_accuracy[-1]
-            points.append((float(r.stage_macs[-1]), last, r, None, None))
+            points.append((float(dynamic.costs(r.arch)[-1]), last, r, None, None))
             for b in budgets["dynamic"]:
-                ranking = r.measurement.cross_fit(b, seed)
+                ranking = r.measurement.cross_fit(b, dynamic.seed)
                 if ranking is not None:
                     points.append((ranking.avg_macs, ranking.accuracy, r, b, ranking))
-        out["dynamic"] = _front(points, _dynamic_front_record)
+        out["dynamic"] = _front(
+            points, lambda n, *args: _dynamic_front_record(n, *args, dynamic.costs)
+        )
     return out
 
 
-def _dynamic_front_record(n: int, candidate: Candidate, budget, ranking) -> dict:
+def _dynamic_front_record(n: int, candidate: Candidate, budget, ranking, costs) -> dict:
     name = f"dynamic_front_{n}"
     if budget is not None:
-        return _dynamic_record(name, candidate, budget, ranking)
+        return _dynamic_record(name, candidate, budget, ranking, costs)
     # No early exit: every image runs to the last exit.
     m = candidate.measurement
     num_stages = len(m.stage_macs)
     result = PolicyResult(
         m.exit_accuracy[-1],
         [0.0] * (num_stages - 1) + [1.0],
-        float(m.stage_macs[-1]),
+        float(costs(candidate.arch)[-1]),
         static_thresholds(num_stages),
     )
-    record = _record(name, "dynamic", candidate, result, None)
-    record["ranking_accuracy"] = record["val_accuracy"]
-    record["ranking_avg_macs"] = record["avg_macs"]
-    return record
+    record = _record(name, "dynamic", candidate, result, None, costs)
+    return _ranking(record, record["val_accuracy"], result.avg_macs, record["avg_macs"])
 
 
 def reference_entries(static, smallest: Candidate, largest: Candidate) -> dict:
@@ -219,6 +270,8 @@ def write_outputs(paths: Workdir, outcome: SearchOutcome) -> dict:
         "fronts": outcome.fronts,
         "references": outcome.references,
         "stats": outcome.stats,
+        "cost": outcome.cost,
+        "generations": outcome.generations,
     }
     # Last: a complete pareto.json means a complete run.
     write_json_atomic(paths.pareto_json, report)
@@ -240,12 +293,13 @@ def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    unit = references["largest"].get("cost_unit", "MACs")
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     styles = {"dynamic": ("tab:blue", "o", "-"), "static": ("tab:orange", "s", "--")}
     labels = {"dynamic": "dynamic front (cross-fitted)", "static": "static front (every exit)"}
     for mode, front in fronts.items():
         color, marker, line = styles[mode]
-        xs = [p["ranking_avg_macs"] for p in front]
+        xs = [p["ranking_avg_cost"] for p in front]
         ys = [100 * p["ranking_accuracy"] for p in front]
         ax.plot(xs, ys, linestyle=line, marker=marker, color=color, label=labels[mode])
         for p, x, y in zip(front, xs, ys, strict=True):
@@ -253,7 +307,7 @@ def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None
                 ax.annotate(f"e{p['exit']}", (x, y), textcoords="offset points", xytext=(3, -9))
     for entry in chosen:
         ax.scatter(
-            [entry["ranking_avg_macs"]],
+            [entry["ranking_avg_cost"]],
             [100 * entry["ranking_accuracy"]],
             s=110,
             facecolors="none",
@@ -263,7 +317,7 @@ def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None
     for label, marker in (("largest", "*"), ("smallest", "v")):
         ref = references[label]
         ax.scatter(
-            [ref["avg_macs"]],
+            [ref["ranking_avg_cost"]],
             [100 * ref["val_accuracy"]],
             marker=marker,
             s=140,
@@ -272,9 +326,10 @@ def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None
             zorder=5,
         )
     ax.set_xscale("log")
-    ax.set_xlabel("average MACs per image")
+    cost = "MACs" if unit == "MACs" else f"latency ({unit})"
+    ax.set_xlabel(f"average {cost} per image")
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title("Accuracy vs average MACs (circles: chosen networks; e<s>: cut at exit s)")
+    ax.set_title(f"Accuracy vs average {cost} (circles: chosen; e<s>: cut at exit s)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -286,11 +341,14 @@ def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None
 
 def log_table(chosen: list, log) -> None:
     """Logs one line per chosen network: budget, exits it has (a static network: the exit it
-    is cut at), average MACs, validation accuracy with the final thresholds, the held-out
-    (cross-fitted) accuracy it was ranked by, the geometric fitter's accuracy, and the rate
-    of each exit, exit 1 first."""
+    is cut at), average cost (and, with latency costs, average MACs), validation accuracy
+    with the final thresholds, the held-out (cross-fitted) accuracy it was ranked by, the
+    geometric fitter's accuracy, and the rate of each exit, exit 1 first."""
+    latency = any(e.get("cost_unit", "MACs") != "MACs" for e in chosen)
+    unit = chosen[0]["cost_unit"] if latency else "MACs"
+    extra = f" {'avg MACs':>9}" if latency else ""
     header = (
-        f"{'name':<22} {'budget':>8} {'exits':>5} {'avg MACs':>9} {'val acc':>8} "
+        f"{'name':<22} {'budget':>8} {'exits':>5} {'avg ' + unit:>9}{extra} {'val acc':>8} "
         f"{'held-out':>8} {'geometric':>9}  exit rates (1/2/...)"
     )
     log(header)
@@ -298,10 +356,35 @@ def log_table(chosen: list, log) -> None:
     for e in chosen:
         geometric = e.get("geometric_val_accuracy")
         exits = f"{len(e['thresholds'])}" if e.get("exit") is None else f"={e['exit']}"
+        if latency:
+            budget, avg = format_cost(e["budget_ms"], unit), format_cost(e["avg_ms"], unit)
+            avg += f" {format_macs(e['avg_macs']):>9}"
+        else:
+            budget, avg = format_macs(e["budget_macs"]), format_macs(e["avg_macs"])
         log(
-            f"{e['name']:<22} {format_macs(e['budget_macs']):>8} {exits:>5} "
-            f"{format_macs(e['avg_macs']):>9} {e['val_accuracy']:>8.4f} "
+            f"{e['name']:<22} {budget:>8} {exits:>5} {avg:>9} {e['val_accuracy']:>8.4f} "
             f"{e['ranking_accuracy']:>8.4f} "
             f"{'' if geometric is None else f'{geometric:.4f}':>9}  "
             + "/".join(f"{r:.2f}" for r in e["exit_rates"])
+        )
+
+
+def log_generations(generations: list, log) -> None:
+    """Logs the predictor's quality per generation: the model chosen, its held-out Kendall
+    tau (K-fold over measured candidates), the prospective tau (its predictions of the
+    candidates measured next, against their measurements), and whether it ranked."""
+    header = (
+        f"{'mode':<8} {'gen':>3} {'model':<18} {'held-out tau':>12} {'prospective':>11} "
+        f"{'rows':>5} {'inner CPU':>9}  ranked by"
+    )
+    log(header)
+    log("-" * len(header))
+    for g in generations:
+        p = g["predictor"] or {}
+        tau, nxt = p.get("held_out_tau"), g["prospective_tau"]
+        log(
+            f"{g['objective']:<8} {g['generation']:>3} {p.get('model') or '-':<18} "
+            f"{'-' if tau is None else f'{tau:.3f}':>12} "
+            f"{'-' if nxt is None else f'{nxt:.3f}':>11} {p.get('rows', 0):>5} "
+            f"{g['inner_cpu_seconds']:>8.1f}s  {g['ranked_by']}"
         )

@@ -2,7 +2,8 @@
 
 `check_search_workdir` refuses, with one line, the inputs a search would otherwise meet only
 after minutes of work or with a traceback: bad settings, a workdir that is not a training
-workdir or has no checkpoint, a budget no network can meet, a malformed search state, and
+workdir or has no checkpoint, a latency table that is unreadable, of another space or
+lacks a part (`--cost=latency`), a budget no network can meet, a malformed search state, and
 output locations that cannot be written (a file where a folder should be, a folder where a
 file should be, no write permission). `tools/search.py` runs it before importing TensorFlow,
 and `run_search` runs it first too.
@@ -16,7 +17,7 @@ import re
 from enas4d_tf.errors import SearchError, WorkdirError
 from enas4d_tf.files import check_writable_dir, check_writable_file
 from enas4d_tf.search.config import SearchConfig
-from enas4d_tf.search.objectives import CostModel, budgets_per_mode, make_objectives
+from enas4d_tf.search.objectives import budgets_per_mode, make_cost_model, make_objectives
 from enas4d_tf.search.store import PREVIOUS_FOLDER, read_state
 from enas4d_tf.space import SearchSpace
 from enas4d_tf.workdir import Workdir, read_run_config
@@ -47,6 +48,7 @@ def check_search_workdir(workdir: str, config: SearchConfig) -> dict:
       SearchError: bad settings, a budget no network of a searched mode can meet, or an
         output location that cannot be written.
       WorkdirError: no workdir, run config or checkpoint, or a malformed search state.
+      LatencyError: a latency table that cannot serve the search (`make_cost_model`).
     """
     config.validate()
     run_config = read_run_config(workdir)
@@ -55,7 +57,8 @@ def check_search_workdir(workdir: str, config: SearchConfig) -> dict:
     names = os.listdir(folder) if os.path.isdir(folder) else []
     if not any(_CHECKPOINT_INDEX.match(n) for n in names):
         raise WorkdirError(f"no checkpoint in {folder}: train the supernet first")
-    costs = CostModel(SearchSpace.from_dict(run_config["space"]), int(run_config["num_classes"]))
+    space = SearchSpace.from_dict(run_config["space"])
+    costs = make_cost_model(space, int(run_config["num_classes"]), config)
     budgets_per_mode(config, make_objectives(costs, config.max_cost_ratio), costs)
     check_output_locations(paths)
     if os.path.lexists(paths.search_state):

@@ -29,11 +29,18 @@ from enas4d_tf.errors import SearchError
 from enas4d_tf.evaluation import CandidateEvaluator
 from enas4d_tf.search.config import MAX_BATCH_SIZE, SearchConfig
 from enas4d_tf.search.evolution import evolve
-from enas4d_tf.search.objectives import CostModel, budgets_per_mode, make_objectives
+from enas4d_tf.search.objectives import (
+    CostModel,
+    budgets_per_mode,
+    make_cost_model,
+    make_objectives,
+)
 from enas4d_tf.search.outputs import (
     SearchOutcome,
     choose,
+    cost_report,
     fronts,
+    log_generations,
     log_table,
     reference_entries,
     write_outputs,
@@ -164,20 +171,22 @@ def run_search(
     check_search_workdir(workdir, config)
     paths = Workdir(workdir)
     net, run_config = load_supernet(workdir)
-    costs = CostModel(net.space, net.num_classes)
+    costs = make_cost_model(net.space, net.num_classes, config)
     objectives = make_objectives(costs, config.max_cost_ratio, config.seed)
     budgets = budgets_per_mode(config, objectives, costs)
 
     evaluator, dataset, data_dir = _evaluator(net, run_config, config, data, log)
     log(
         f"search of {workdir}: {evaluator.num_val_images} validation images, "
-        f"{evaluator.num_calibration_images} calibration images, modes {', '.join(config.modes)}"
+        f"{evaluator.num_calibration_images} calibration images, modes {', '.join(config.modes)}, "
+        f"costs in {costs.unit}"
     )
     settings = _settings(workdir, dataset, data_dir, evaluator, evaluator.batch_size)
     store = SearchStore(paths, settings, net.space, log)
     if len(store):
         log(f"continuing from {store.path}: {len(store)} candidates measured before")
-    references, records = _search(config, objectives, budgets, _Measurer(store, evaluator), log)
+    measure = _Measurer(store, evaluator, costs)
+    references, records, generations = _search(config, objectives, budgets, measure, log)
     outcome = SearchOutcome(
         chosen=choose(objectives, budgets, records),
         fronts=fronts(objectives, budgets, records),
@@ -186,11 +195,14 @@ def run_search(
         settings=settings,
         config=config,
         stats={},
+        cost=cost_report(costs),
+        generations=generations,
     )
     store.save()
     wall = time.perf_counter() - start
     outcome.stats = _stats(store, wall)
     written = _write(paths, outcome, store)
+    log_generations(generations, log)
     log_table(outcome.chosen, log)
     log(
         f"done in {wall:.1f}s: {store.measured_this_run} candidates measured this run, "
@@ -241,11 +253,13 @@ def _evaluator(net, run_config: dict, config: SearchConfig, data: SearchData | N
 
 
 class _Measurer:
-    """`measure(archs) -> [Candidate]` for `evolve`: from the store, or measured and stored."""
+    """`measure(archs) -> [Candidate]` for `evolve`: from the store, or measured and stored;
+    thresholds of each are fitted to the cost model's costs (MACs or milliseconds)."""
 
-    def __init__(self, store: SearchStore, evaluator: CandidateEvaluator):
+    def __init__(self, store: SearchStore, evaluator: CandidateEvaluator, costs: CostModel):
         self.store = store
         self.evaluator = evaluator
+        self.costs = costs
 
     def __call__(self, archs: list[Arch]) -> list[Candidate]:
         out = []
@@ -255,17 +269,25 @@ class _Measurer:
             if candidate is None:
                 candidate = Candidate(key, self.evaluator.measure(arch))
                 self.store.add(candidate)
+            latency = self.costs.kind == "latency"
+            candidate.measurement.use_costs(self.costs(candidate.arch) if latency else None)
             out.append(candidate)
         return out
 
 
-def _search(config, objectives, budgets, measure: _Measurer, log) -> tuple[list, list]:
+def _search(config, objectives, budgets, measure: _Measurer, log) -> tuple[list, list, list]:
     """The smallest and largest networks, then the evolution of each mode in turn, each
-    starting from every record known so far. Returns `(references, records)`."""
+    starting from every record known so far. Returns `(references, records, generations)`,
+    the last one summary per generation (also saved in state.json as each ends)."""
     store = measure.store
     space = store.space
     references = measure([space.smallest(), space.largest()])
-    records = list(references)
+    records, generations = list(references), []
+
+    def on_generation(entry: dict) -> None:
+        generations.append(entry)
+        store.set_generations(generations)
+
     for mode in config.modes:
         if not budgets[mode]:
             continue
@@ -279,9 +301,10 @@ def _search(config, objectives, budgets, measure: _Measurer, log) -> tuple[list,
             log=lambda line: log(
                 f"{line}; measured {store.measured_this_run} this run, {len(store)} in the state"
             ),
+            on_generation=on_generation,
         )
         records = result.records
-    return references, records
+    return references, records, generations
 
 
 def _settings(workdir, dataset, data_dir, evaluator: CandidateEvaluator, batch_size) -> dict:

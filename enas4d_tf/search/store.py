@@ -1,10 +1,12 @@
 """The search's persistent state: every measured candidate, saved after each measurement.
 
 `<workdir>/search/state.json` lists the candidates (architecture, stage MACs, per-exit
-validation accuracy, the threshold fits computed so far) and `<workdir>/search/predictions/
-<key>.npz` keeps each one's per-exit validation confidence and correctness, from which
-thresholds for any budget are refitted without running the network. A run with the same
-settings takes every measurement it finds here and measures nothing twice.
+validation accuracy, the threshold fits computed so far) and the last run's generations
+(`generations`: per generation, the predictor chosen and its held-out Kendall tau);
+`<workdir>/search/predictions/<key>.npz` keeps each one's per-exit validation confidence
+and correctness, from which thresholds for any budget are refitted without running the
+network. A run with the same settings takes every measurement it finds here and measures
+nothing twice.
 
 Nothing measured is lost silently. A state measured with other settings is moved aside,
 with its predictions, to `<workdir>/search/previous/<time>/` (named in the log), and the
@@ -107,6 +109,7 @@ class SearchStore:
         self._loaded: dict = {}
         self.measured_this_run = 0
         self.measure_seconds = 0.0
+        self.generations: list = []
         if os.path.exists(self.path):
             state = read_state(self.path)
             if state.get("settings") == settings:
@@ -201,21 +204,38 @@ class SearchStore:
         self.measure_seconds += m.seconds
         self.save()
 
+    def set_generations(self, generations: list) -> None:
+        """Keeps this run's per-generation summaries (`GenerationLog.summary()`: the
+        predictor chosen, its held-out and prospective Kendall tau, the inner evolution's
+        CPU time) in state.json, and saves it. A resumed run replays the search and writes
+        them again."""
+        self.generations = list(generations)
+        self.save()
+
     def save(self) -> None:
-        """Writes `state.json`, with the threshold fits computed so far for each candidate."""
+        """Writes `state.json`, with the threshold fits computed so far for each candidate
+        (`<method>@<budget>`, average cost `avg_macs`; fitted to latency, `<method>@<budget>ms`
+        and `avg_ms`)."""
         for key, candidate in self._loaded.items():
             fits = {}
+            latency = candidate.measurement.stage_costs is not None
+            unit, avg = ("ms", "avg_ms") if latency else ("", "avg_macs")
             for (budget, method), fit in sorted(candidate.measurement.fits.items()):
                 if fit is not None:
                     # A cross-fit has one set of thresholds per half of the images.
                     t = getattr(fit, "thresholds", None) or [f.thresholds for f in fit.fits]
-                    fits[f"{method}@{budget:g}"] = {
+                    fits[f"{method}@{budget:g}{unit}"] = {
                         "accuracy": fit.accuracy,
-                        "avg_macs": fit.avg_macs,
+                        avg: fit.avg_macs,
                         "exit_rates": fit.exit_rates,
                         "thresholds": t,
                     }
             if key in self._entries:
                 self._entries[key]["fits"] = fits
-        state = {"version": STATE_VERSION, "settings": self.settings, "candidates": self._entries}
+        state = {
+            "version": STATE_VERSION,
+            "settings": self.settings,
+            "candidates": self._entries,
+            "generations": self.generations,
+        }
         write_json_atomic(self.path, state)

@@ -48,8 +48,8 @@ class FakeObjective(Objective):
             return []
         return [(self.space.encode(record.arch), record.accuracy)]
 
-    def predict(self, predictor, archs, budget):
-        return predictor.predict(np.stack([self.space.encode(a) for a in archs]))
+    def query_rows(self, archs, budget):
+        return np.stack([self.space.encode(a) for a in archs]), np.arange(len(archs))
 
 
 def fake_accuracy(space, arch):
@@ -71,7 +71,13 @@ def run_fake_search(seed, budgets, generations=4, population=8):
             out.append(FakeRecord(key, a, fake_accuracy(space, a), stage_macs(space, a)))
         return out
 
-    config = EvolutionConfig(population=population, generations=generations, seed=seed)
+    config = EvolutionConfig(
+        population=population,
+        generations=generations,
+        seed=seed,
+        inner_population=20,
+        inner_generations=5,
+    )
     result = evolution.evolve(space, FakeObjective(space), budgets, config, measure)
     return result, asked, space
 
