@@ -74,6 +74,7 @@ def test_every_quantization_exports_and_runs_through_the_tools(workdir, tmp_path
             "--quantization=float32,float16,int8,int8_qat",
             "--qat_steps=30",
             "--num_calibration_images=600",
+            "--threshold_images=200",
         ],
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -81,6 +82,14 @@ def test_every_quantization_exports_and_runs_through_the_tools(workdir, tmp_path
     with open(os.path.join(folder, "manifest.json")) as f:
         m = json.load(f)
     assert m["quantization"] == ["float32", "float16", "int8", "int8_qat"]
+    # Every quantisation but float32 gets thresholds refitted on its own graphs, within the
+    # budget (the file records none: the search policy's average MACs).
+    per_q = m["per_quantization"]
+    budget = float(np.dot([0.5, 0.3, 0.2], m["stage_macs"]))
+    assert per_q["float32"]["thresholds"] == THRESHOLDS
+    for q in ("float16", "int8", "int8_qat"):
+        assert per_q[q]["origin"] == "refit" and per_q[q]["budget"] == pytest.approx(budget)
+        assert per_q[q]["avg_macs"] <= budget and per_q[q]["num_images"] == 200
     n = 100
     reports = {}
     for q in m["quantization"]:
@@ -90,6 +99,7 @@ def test_every_quantization_exports_and_runs_through_the_tools(workdir, tmp_path
         assert done.returncode == 0, (q, done.stderr[-2000:])
         reports[q] = json.loads(done.stdout)
         assert sum(reports[q]["exit_counts"]) == n and reports[q]["quantization"] == q
+        assert reports[q]["thresholds"] == per_q[q]["thresholds"]
         int8 = m["stages"][0]["files"][q]["tensor_dtypes"].get("int8", 0)
         assert (int8 > 10) == q.startswith("int8"), (q, int8)
     # What each quantisation computes, against the float32 graphs, per exit (the workdir's
