@@ -128,7 +128,9 @@ def measure_table(
         archs = list(request.calibration_archs)
         graphs = stage_graphs(space, archs, n, request.quantization)
         progress(f"timing {len(graphs)} stage graphs for the fit")
-        measured = time_stage_graphs(graphs, request.timing)
+        # Few graphs, and the fit rests on them: three times the rounds of the parts.
+        timing = dataclasses.replace(request.timing, rounds=3 * request.timing.rounds)
+        measured = time_stage_graphs(graphs, timing)
         rows = calibration_rows(space, archs, n, entries, measured)
         fit = fit_graph_costs([_row(r) for r in rows])
         for r in rows:
