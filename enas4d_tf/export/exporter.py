@@ -323,6 +323,12 @@ def _policies(spec: ArchSpec, data: ExportData, config, folder, macs, models: di
     the validation images and its thresholds chosen; None without validation images."""
     if len(data.val_images) == 0:
         return None
+    missing = [q for q in config.quantizations if config.cost == "latency" and q not in models]
+    if missing:
+        raise ExportError(
+            f"cost 'latency' needs a latency model of the {missing[0]} graphs "
+            "(plan.plan_export builds them from config.latency_tables)"
+        )
     exits = graph_exits(spec, len(macs))
     x = preprocess(data.val_images, spec.arch.resolution)
     records = {}
