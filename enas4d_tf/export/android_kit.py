@@ -291,21 +291,27 @@ def host_commands(
     return commands
 
 
-def parse_host_result(result) -> tuple[float, bool | None]:
+def parse_host_result(result, allow_zero: bool = False) -> tuple[float, bool | None]:
     """`(median ms, fully accelerated)` from a `litert-benchmark --result_json` file's content.
 
     The median, not the average: on a shared host a few runs slowed by other processes
     move the average (its JSON also gives avg_ms, min_ms, p95_ms). Times are printed in
     ms with two decimals, so graphs under ~0.1 ms are timed coarsely.
 
+    Args:
+      result: the JSON content.
+      allow_zero: a median and average of 0.00 (a graph under the printed resolution, such
+        as a latency kit's smallest part graphs) read as 0.0 instead of being refused.
+
     Raises:
-      ValueError: no positive latency in it.
+      ValueError: no positive latency in it (or a negative or missing one with `allow_zero`).
     """
     latency = result.get("latency") if isinstance(result, dict) else None
     ms = latency.get("median_ms") if isinstance(latency, dict) else None
     if isinstance(ms, (int, float)) and not isinstance(ms, bool) and ms == 0:
         ms = latency.get("avg_ms")  # below the printed resolution
-    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms <= 0:
+    number = isinstance(ms, (int, float)) and not isinstance(ms, bool) and math.isfinite(ms)
+    if not number or ms < 0 or (ms == 0 and not allow_zero):
         raise ValueError("litert-benchmark's result has no positive latency.median_ms")
     accelerated = result.get("fully_accelerated")
     return float(ms), accelerated if isinstance(accelerated, bool) else None

@@ -170,7 +170,9 @@ def _parse(folder: str, name: str) -> float:
     json_path = output_path(folder, name, ".json")
     if os.path.exists(json_path):
         try:
-            return parse_host_result(read_json(json_path, LatencyError, "result"))[0]
+            # Part graphs under litert-benchmark's 0.01 ms resolution read as 0.
+            result = read_json(json_path, LatencyError, "result")
+            return parse_host_result(result, allow_zero=True)[0]
         except ValueError as e:
             raise LatencyError(f"{json_path}: {e}") from None
     path = output_path(folder, name)

@@ -134,7 +134,7 @@ def calibration_rows(
                     "parts_ms": float(sum(entries[k] for k in parts)),
                     "inputs": ios[s].num_inputs,
                     "outputs": ios[s].num_outputs,
-                    "kib": round(ios[s].kib, 3),
+                    "kib": ios[s].kib,
                     "measured_ms": measured[name][0],
                     "invoke_ms": measured[name][1],
                 }

@@ -195,6 +195,10 @@ def test_recorded_litert_benchmark_result_parses_to_its_median():
             android_kit.parse_host_result(bad)
     # Under the printed resolution (0.00 ms) the average stands in.
     assert android_kit.parse_host_result({"latency": {"median_ms": 0.0, "avg_ms": 0.01}})[0] == 0.01
+    zero = {"latency": {"median_ms": 0.0, "avg_ms": 0.0}}
+    with pytest.raises(ValueError, match="median_ms"):
+        android_kit.parse_host_result(zero)
+    assert android_kit.parse_host_result(zero, allow_zero=True)[0] == 0.0
 
 
 def test_host_commands_time_each_stage_file_into_its_own_result(tmp_path):

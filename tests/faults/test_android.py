@@ -115,3 +115,29 @@ def test_benchmark_model_that_fails(export, tmp_path):
     )
     adb.chmod(adb.stat().st_mode | stat.S_IXUSR)
     _check(export, [], "benchmark_model", "failed", env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+
+
+def test_host_mode_with_a_benchmark_that_writes_no_result(export, tmp_path):
+    # A litert-benchmark that exits 0 but writes nothing: the missing result is named.
+    fake = tmp_path / "silent-benchmark"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    _check(
+        export, ["--host", f"--host_binary={fake}"], "litert-benchmark", "stage1.json", "not found"
+    )
+
+
+def test_latency_kit_folder_without_a_kit(export, tmp_path):
+    args = [f"--latency_kit={tmp_path / 'nokit'}"]
+    check_fault(PROGRAM, args, "latency kit", "not found", guarded=[str(tmp_path)], code=1)
+
+
+def test_latency_kit_with_an_existing_table(export, tmp_path):
+    from tests.latency.test_android import _kit
+
+    kit = tmp_path / "kit"
+    _kit(kit)
+    (kit / "table.json").write_text('{"an": "earlier table"}')
+    check_fault(
+        PROGRAM, [f"--latency_kit={kit}"], "table.json", "exists", guarded=[str(kit)], code=1
+    )
