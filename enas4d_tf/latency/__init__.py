@@ -1,12 +1,15 @@
 """Latency as a cost: a lookup table of measured part times and the model that reads it.
 
-- `table`: `LatencyTable`, the JSON file (`load`, `save`), and its `Target`.
+- `table`: `LatencyTable`, the JSON file (`load`, `save`), its `Target` and `graph_ms`.
 - `parts`: the parts of a stage graph as table keys (what a part's time depends on).
 - `handoffs`: each stage graph's input and output tensors.
 - `coverage`: every key a space needs (what the table tool measures).
 - `model`: `LatencyModel`: per-stage, cumulative and truncated latency of an architecture.
-- `measure` (imports TensorFlow and LiteRT when used): builds and times the part graphs
-  and whole stage graphs on this host.
+- `calibrate`: the fit of whole stage graphs against the sum of their parts.
+- `android`: a phone's kit folder of part graphs, and the table from its recorded outputs.
+- `build`, `part_graphs`, `timing`: measuring a table on this host (TensorFlow and LiteRT
+  are imported when they run, not at import).
 
-Nothing here imports TensorFlow at import time except `measure`.
+`tools/latency_table.py` is the command line; BUILD_NOTES.md "Latency table keys" says why
+the keys are what they are.
 """
