@@ -156,7 +156,9 @@ def test_a_table_of_another_target_is_refused(table_kw, model_kw, needle):
 
 def test_the_latency_model_does_not_import_tensorflow():
     code = (
-        "import sys, enas4d_tf.latency.model, enas4d_tf.latency.coverage;"
-        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+        "import sys, enas4d_tf.latency.model, enas4d_tf.latency.coverage, "
+        "enas4d_tf.latency.build, enas4d_tf.latency.android;"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported';"
+        "assert 'ai_edge_litert' not in sys.modules, 'litert imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
