@@ -4,7 +4,9 @@
 # BENCHMARKS.md and BUILD_NOTES.md link to: supernet_step.md, conv_variants.md,
 # train_benchmark.md, search_benchmark.md|json, pareto.png|json (the search plot and fronts),
 # export_benchmark.md|json, claim/claim.json|md|png (the benchmark of record, bench/claim.py:
-# about 8-9 more hours on 2 idle cores; run it again with the same command to resume).
+# about 8-9 more hours on 2 idle cores; run it again with the same command to resume),
+# recipe_screen.md|json (the recipe variants on validation, ~15 min each) and
+# ofa_check.md|json (cut-outs against the same networks trained alone, ~1-1.5 hours).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -18,6 +20,10 @@ $PY -m bench.supernet_step --preset fashion_mnist --batch 128 --repeats 10 | tee
 
 echo "== convolution variants (float32, bfloat16, XLA, grouped) at the largest network's shapes"
 $PY -m bench.conv_variants --batch 128 --repeats 10 | tee "$R/conv_variants.md"
+
+echo "== training recipe variants, shortened, on the validation split (resumable)"
+$PY -m bench.recipe_screen --workdir=runs/screen --out="$R/recipe_screen" \
+    --variants=base,every_step,macs,macs_zero,macs_studentw,macs_floor
 
 echo "== training (resumes if interrupted)"
 $PY -m tools.train --flagfile=configs/train_benchmark.cfg --workdir="$W"
@@ -40,3 +46,6 @@ $PY -m bench.export_benchmark --export_dirs="$dyn" --static_dir="$static" --max_
 
 echo "== the benchmark of record (issue 16): baselines trained from scratch for T and T/k (hours; resumable)"
 $PY -m bench.claim --workdir="$W" --out="$R/claim"
+
+echo "== once-for-all's own test: three cut-outs against the same networks trained alone"
+$PY -m bench.ofa_check --workdir="$W" --out="$R/ofa_check"
