@@ -244,7 +244,11 @@ def _run(config: BaselineConfig, budgets, quantizations) -> None:
         export_config = export.BaselineExportConfig(
             out=FLAGS.out, quantizations=quantizations, overwrite=FLAGS.overwrite
         )
-        data = load_export_data(config.dataset, config.data_dir, FLAGS.num_calibration_images)
+        # The validation images the front was fitted on: each quantisation's thresholds are
+        # refitted on its own graphs' outputs there, as the supernet's exports are.
+        data = load_export_data(
+            config.dataset, config.data_dir, FLAGS.num_calibration_images, FLAGS.num_val_images
+        )
         points = front.points_to_export(record, bool(budgets))
         for p in points:
             p["source"] = path

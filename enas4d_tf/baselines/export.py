@@ -29,7 +29,7 @@ from enas4d_tf.baselines.backbone import exit_macs
 from enas4d_tf.baselines.config import EXPORT_QUANTIZATIONS
 from enas4d_tf.baselines.model import EarlyExitNetwork
 from enas4d_tf.errors import ExportError
-from enas4d_tf.export import formats
+from enas4d_tf.export import formats, policies
 from enas4d_tf.export.cascade import preprocess
 from enas4d_tf.export.exporter import ExportData, check_output_folder
 from enas4d_tf.export.stage_graphs import (
@@ -166,6 +166,23 @@ def _write_point(network, point: dict, graphs, data: ExportData, config, log: Lo
     return out_dir
 
 
+def _per_quantization(arch_spec, folder: ExportDir, data: ExportData, config, macs, resolution):
+    """Each quantisation's thresholds, as the supernet exporter keeps them: its stage graphs
+    run on the validation images and, but for float32 (whose graphs are the network the
+    front was fitted on), refitted for the point's budget (`enas4d_tf.export.policies`).
+    None without validation images (every quantisation then runs the float thresholds)."""
+    if len(data.val_images) == 0:
+        return None
+    x = preprocess(data.val_images, resolution)
+    costs = policies.GraphCosts(tuple(macs), None)
+    records = {}
+    for q in config.quantizations:
+        paths = [folder.stage_graph(s + 1, q) for s in range(len(macs))]
+        outputs = policies.graph_outputs(paths, x, data.val_labels)
+        records[q] = policies.policy_record(arch_spec, q, "macs", outputs, costs)
+    return records
+
+
 def manifest(network, point: dict, files, data: ExportData, config, folder: ExportDir) -> dict:
     """The manifest of one point whose files are in `folder` (the supernet exporter's schema)."""
     spec = network.spec
@@ -195,6 +212,7 @@ def manifest(network, point: dict, files, data: ExportData, config, folder: Expo
         stages,
         config.quantizations,
         formats.sha256(folder.subnet),
+        _per_quantization(arch_spec, folder, data, config, macs, spec.resolution),
     )
     record["num_stages"] = spec.num_exits  # one stage per unit, not the space's groups
     record["network"] = NETWORK

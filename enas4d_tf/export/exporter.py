@@ -97,10 +97,10 @@ class ExportData:
 
 
 def load_export_data(
-    dataset: str, data_dir: str | None, num_images: int, num_val_images: int = 0
+    dataset: str, data_dir: str | None, num_images: int, num_val_images: int | None = 0
 ) -> ExportData:
     """Loads the training images an export needs through `enas4d_tf.data`, and the first
-    `num_val_images` validation images (at most the split; none when 0).
+    `num_val_images` validation images (at most the split; none when 0; all when None).
 
     Raises:
       DataError: the dataset cannot be read.
@@ -117,7 +117,7 @@ def load_export_data(
         dataset=info.name,
         input_size=int(info.image_size),
     )
-    if num_val_images > 0:
+    if num_val_images is None or num_val_images > 0:
         data.val_images, data.val_labels = load_arrays(
             dataset, "validation", data_dir=data_dir, max_examples=num_val_images
         )

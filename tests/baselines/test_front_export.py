@@ -121,3 +121,37 @@ def test_manifest_and_subnet(exported):
     x = keras.ops.image.resize(x, (SPEC.resolution, SPEC.resolution))
     for a, b in zip(loaded(x), network.model()(x), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_each_quantisation_gets_thresholds_fitted_on_its_own_graphs(tmp_path):
+    """With validation images, the export keeps the front's float32 thresholds and refits the
+    int8 graphs' for the point's budget on their own outputs, as the supernet's exports do."""
+    keras.utils.set_random_seed(1)
+    network = EarlyExitNetwork(SPEC)
+    model = network.model()
+    for w in model.weights:
+        if w.path.startswith("exit") and "kernel" in w.path:
+            w.assign(6.0 * np.asarray(w))
+    images, labels = load_arrays("fashion_mnist", "validation", max_examples=150)
+    probs = front.exit_probabilities(model, images)
+    macs = exit_macs(SPEC)
+    budget = 0.5 * (macs[0] + macs[1])
+    (point,) = front.front_record(
+        SPEC, macs, probs, labels, front.fit_front(probs, labels, macs, [budget])
+    )["points"]
+    data = load_export_data("fashion_mnist", None, 64, num_val_images=150)
+    config = BaselineExportConfig(
+        out=str(tmp_path),
+        quantizations=("float32", "int8"),
+        representative_images=32,
+        check_xnnpack=False,
+    )
+    (folder,) = export_points(network, [point], data, config, log=lambda line: None)
+    per_q = json.load(open(f"{folder}/manifest.json"))["per_quantization"]
+    assert per_q["float32"]["origin"] == "search"
+    assert per_q["float32"]["thresholds"] == point["thresholds"]
+    int8 = per_q["int8"]
+    assert int8["origin"] == "refit" and int8["budget"] == pytest.approx(budget)
+    assert int8["avg_macs"] <= budget and int8["num_images"] == 150
+    # The cascade runs the int8 graphs with the int8 thresholds.
+    assert Cascade(folder, "int8").thresholds == int8["thresholds"]
