@@ -15,6 +15,7 @@ before any work starts. This module does not import TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -183,3 +184,12 @@ def check_writable_file(path: str, what: str, error: ErrorFactory = Enas4dError)
         raise error(f"{what} {path} cannot be written: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise error(f"{what} {path} cannot be written: {ancestor} is not writable")
+
+
+def sha256(path: str) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

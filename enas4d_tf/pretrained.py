@@ -21,13 +21,13 @@ Nothing here imports TensorFlow except `make_release` and `load_pretrained`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 
 from enas4d_tf.errors import WorkdirError
+from enas4d_tf.files import sha256
 
 PREFIX = "pretrained:"
 # ENAS4D_RELEASES_DIR points the names at another folder of releases (your own, or a test's).
@@ -50,14 +50,6 @@ def release_names(root: str | None = None) -> list[str]:
 def is_pretrained(spec: str) -> bool:
     """Whether a workdir argument names a release (`pretrained:<name>`)."""
     return isinstance(spec, str) and spec.startswith(PREFIX)
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _files(root: str) -> list[str]:
@@ -95,7 +87,7 @@ def release_dir(name: str, root: str | None = None) -> str:
         path = os.path.join(folder, rel)
         if not os.path.isfile(path):
             raise WorkdirError(f"released supernet {name!r} lacks {rel}: reinstall the package")
-        if _sha256(path) != expected:
+        if sha256(path) != expected:
             raise WorkdirError(
                 f"released supernet {name!r}: {rel} does not match its sha256 in "
                 f"{RELEASE_FILE}: reinstall the package"
@@ -191,7 +183,7 @@ def make_release(workdir: str, folder: str, provenance: dict) -> dict:
         with open(os.path.join(checkpoints, "checkpoint"), "w") as f:
             f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
         info = dict(provenance)
-        info["sha256"] = {rel: _sha256(os.path.join(scratch, rel)) for rel in _files(scratch)}
+        info["sha256"] = {rel: sha256(os.path.join(scratch, rel)) for rel in _files(scratch)}
         with open(os.path.join(scratch, RELEASE_FILE), "w") as f:
             json.dump(info, f, indent=2, sort_keys=True)
             f.write("\n")

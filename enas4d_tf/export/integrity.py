@@ -11,21 +11,12 @@ its input before paying for them.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 import os
 
 from enas4d_tf.errors import ExportDirError
-
-
-def sha256(path: str) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from enas4d_tf.files import sha256  # noqa: F401  (formats re-exports it)
 
 
 class _Schema:
