@@ -273,11 +273,13 @@ class StaticObjective(Objective):
         return np.stack(rows), np.asarray(owner, np.int64)
 
     def result(self, record, exit: int) -> PolicyResult:
-        """The static network of `record` cut at `exit`: every image leaves there (exit rates
-        and thresholds over its `exit` exits), at its truncated cost."""
+        """The static network of `record` cut at `exit`: every image leaves there, at its
+        truncated cost. Thresholds over its `exit` exits; exit rates over the architecture's
+        `S` exits, as its stage MACs are (architecture files read them so)."""
+        num_stages = self.space.num_stages
         return PolicyResult(
             accuracy=record.measurement.exit_accuracy[exit - 1],
-            exit_rates=[0.0] * (exit - 1) + [1.0],
+            exit_rates=[0.0] * (exit - 1) + [1.0] + [0.0] * (num_stages - exit),
             avg_macs=float(self.costs.truncated(record.arch)[exit - 1]),
             thresholds=static_thresholds(exit),
         )

@@ -79,7 +79,8 @@ def _record(name: str, mode: str, candidate: Candidate, result, budget, costs, e
     With MACs costs it is `formats.arch_file_record`'s. With latency costs the record's
     `avg_macs` is the network's average MACs on the same images (exit rates times stage
     MACs) and `budget_macs` is null; the budget, the average and the stage costs in ms are
-    `budget_ms`, `avg_ms` and `stage_ms`. `cost_unit` names the unit budgets were in.
+    `budget_ms`, `avg_ms` and `stage_ms`. `cost` says which ("macs" or "latency"), as
+    `enas4d_tf.export.arch_files` reads it.
     """
     latency = costs.kind == "latency"
     record = formats.arch_file_record(
@@ -92,7 +93,7 @@ def _record(name: str, mode: str, candidate: Candidate, result, budget, costs, e
         exit=exit,
     )
     record["key"] = candidate.key
-    record["cost_unit"] = costs.unit
+    record["cost"] = costs.kind
     if latency:
         record["avg_ms"] = float(result.avg_macs)
         record["budget_ms"] = None if budget is None else float(budget)
@@ -109,8 +110,8 @@ def _average_macs(candidate: Candidate, exit_rates, exit, costs) -> float:
 
 
 def _ranking(record: dict, accuracy: float, avg_cost: float, avg_macs: float) -> dict:
-    """Adds the score a record was ranked by: `ranking_accuracy`, `ranking_avg_cost` (in
-    `cost_unit`, what fronts and the plot use) and `ranking_avg_macs`."""
+    """Adds the score a record was ranked by: `ranking_accuracy`, `ranking_avg_cost` (MACs,
+    or ms with `"cost": "latency"`: what fronts and the plot use) and `ranking_avg_macs`."""
     record["ranking_accuracy"] = float(accuracy)
     record["ranking_avg_cost"] = float(avg_cost)
     record["ranking_avg_macs"] = float(avg_macs)
@@ -293,7 +294,7 @@ def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    unit = references["largest"].get("cost_unit", "MACs")
+    unit = "ms" if references["largest"].get("cost") == "latency" else "MACs"
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     styles = {"dynamic": ("tab:blue", "o", "-"), "static": ("tab:orange", "s", "--")}
     labels = {"dynamic": "dynamic front (cross-fitted)", "static": "static front (every exit)"}
@@ -344,8 +345,8 @@ def log_table(chosen: list, log) -> None:
     is cut at), average cost (and, with latency costs, average MACs), validation accuracy
     with the final thresholds, the held-out (cross-fitted) accuracy it was ranked by, the
     geometric fitter's accuracy, and the rate of each exit, exit 1 first."""
-    latency = any(e.get("cost_unit", "MACs") != "MACs" for e in chosen)
-    unit = chosen[0]["cost_unit"] if latency else "MACs"
+    latency = any(e.get("cost") == "latency" for e in chosen)
+    unit = "ms" if latency else "MACs"
     extra = f" {'avg MACs':>9}" if latency else ""
     header = (
         f"{'name':<22} {'budget':>8} {'exits':>5} {'avg ' + unit:>9}{extra} {'val acc':>8} "

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from enas4d_tf.search.blas import one_blas_thread
 from enas4d_tf.search.predictor import AccuracyPredictor, RidgePredictor, kendall_tau
 
 PREDICTOR_KINDS = ("auto", "mlp", "ridge")
@@ -229,6 +230,11 @@ def choose_predictor(
     Returns:
       The PredictorChoice (`predictor` None when too few rows).
     """
+    with one_blas_thread():  # small matrices: see `enas4d_tf.search.blas`
+        return _choose(objective, records, budgets, settings)
+
+
+def _choose(objective, records, budgets, settings: PredictorSettings) -> PredictorChoice:
     start = time.perf_counter()
     data = predictor_data(objective, records, budgets)
     x, y, groups = data

@@ -191,3 +191,58 @@ def test_corrupt_checkpoint(trained_workdir):
         f.truncate(100)
     args = [f"--workdir={trained_workdir}", *OK]
     check_fault(SEARCH, args, "checkpoint", guarded=[trained_workdir])
+
+
+# --cost=latency: the table is read and checked before TensorFlow (each case ~1 s).
+LATENCY = ["--population=2", "--generations=1", "--num_val_images=20", "--cost=latency"]
+
+
+def latency_case(workdir, tmp_path, budgets="0.3", **table):
+    from tests.search.fakes import write_fake_table
+
+    path = write_fake_table(tmp_path / "table.json", **table)
+    return [f"--workdir={workdir}", *LATENCY, f"--budgets={budgets}", f"--latency_table={path}"]
+
+
+def test_latency_cost_without_a_table(workdir):
+    args = [f"--workdir={workdir}", *LATENCY, "--budgets=0.3"]
+    check_fault(SEARCH, args, "--cost=latency needs --latency_table", guarded=[workdir])
+
+
+def test_latency_table_without_latency_cost(workdir, tmp_path):
+    args = [f"--workdir={workdir}", *OK, f"--latency_table={tmp_path / 'table.json'}"]
+    check_fault(SEARCH, args, "only with --cost=latency", guarded=[workdir])
+
+
+def test_latency_table_that_does_not_exist(workdir, tmp_path):
+    missing = str(tmp_path / "none.json")
+    args = [f"--workdir={workdir}", *LATENCY, "--budgets=0.3", f"--latency_table={missing}"]
+    check_fault(SEARCH, args, missing, "not found", guarded=[workdir])
+
+
+def test_corrupt_latency_table(workdir, tmp_path):
+    args = latency_case(workdir, tmp_path)
+    path = args[-1].split("=", 1)[1]
+    with open(path, "r+") as f:
+        f.truncate(200)
+    check_fault(SEARCH, args, path, guarded=[workdir, path])
+
+
+def test_latency_table_of_another_space(workdir, tmp_path):
+    args = latency_case(workdir, tmp_path, preset="fashion_mnist")
+    check_fault(SEARCH, args, "search space 'fashion_mnist'", "not 'tiny'", guarded=[workdir])
+
+
+def test_latency_table_lacking_a_part(workdir, tmp_path):
+    args = latency_case(workdir, tmp_path, drop=1)
+    check_fault(SEARCH, args, "lacks 1 part", "tools.latency_table", guarded=[workdir])
+
+
+def test_latency_budget_given_in_macs(workdir, tmp_path):
+    args = latency_case(workdir, tmp_path, budgets="1e6")
+    check_fault(SEARCH, args, "budgets are in ms, not MACs", guarded=[workdir])
+
+
+def test_latency_budget_below_every_network(workdir, tmp_path):
+    args = latency_case(workdir, tmp_path, budgets="0.01")
+    check_fault(SEARCH, args, "budget 0.01 ms is impossible", guarded=[workdir])

@@ -11,6 +11,8 @@ import pytest
 from enas4d_tf.model.macs import stage_macs
 from enas4d_tf.search import evolution
 from enas4d_tf.search.evolution import EvolutionConfig, Objective
+from enas4d_tf.search.inner import InnerConfig, inner_evolution
+from enas4d_tf.search.objectives import CostModel, make_objectives
 from enas4d_tf.search.predictor import AccuracyPredictor
 from enas4d_tf.space import SearchSpace
 
@@ -149,3 +151,90 @@ def test_format_macs():
     assert evolution.format_macs(2.5e6) == "2.5M"
     assert evolution.format_macs(800_000) == "800K"
     assert evolution.format_macs(1.2e9) == "1.2G"
+
+
+def test_inner_evolution_returns_feasible_new_candidates_better_than_random():
+    space = SearchSpace.preset("tiny")
+    costs = CostModel(space, 10)
+    objective = make_objectives(costs, 3.0)["dynamic"]
+    budget = (costs.smallest[-1] + costs.largest[-1]) / 3
+    w = np.cos(np.arange(space.encode(space.smallest()).size) * 1.3)
+
+    def score(archs):
+        # Rewards large choices too, so the constraint binds.
+        return np.array([space.encode(a) @ w + 1e-6 * costs(a)[-1] for a in archs])
+
+    def run(exclude):
+        rng = np.random.default_rng(4)
+        seeds = [space.smallest()]
+        return inner_evolution(
+            space,
+            lambda a: objective.fits(a, budget),
+            score,
+            seeds,
+            5,
+            exclude,
+            InnerConfig(population=30, generations=12),
+            rng,
+        )
+
+    first = run(set())
+    keys = [evolution.arch_key(space, a) for a in first.archs]
+    assert len(first.archs) == 5 == len(set(keys))
+    assert all(objective.fits(a, budget) for a in first.archs)
+    np.testing.assert_allclose(first.predicted, score(first.archs))
+    assert first.predicted == sorted(first.predicted, reverse=True)
+    assert first.evaluated > 30 and first.cpu_seconds > 0
+    # It finds better than as many random feasible architectures as it scored.
+    rng = np.random.default_rng(0)
+    fits = lambda a: objective.fits(a, budget)  # noqa: E731
+    randoms = [evolution.sample_within(space, fits, rng) for _ in range(first.evaluated)]
+    assert first.predicted[0] > max(score(randoms))
+    # Excluded (measured) architectures are never returned; the rest of the run is the same.
+    second = run({keys[0]})
+    assert [evolution.arch_key(space, a) for a in second.archs[:4]] == keys[1:]
+
+
+def test_the_inner_evolutions_top_k_are_what_is_measured(monkeypatch):
+    space = SearchSpace.preset("fashion_mnist")
+    picked = []
+
+    def recording(*args, **kwargs):
+        result = inner_evolution(*args, **kwargs)
+        picked.append([evolution.arch_key(space, a) for a in result.archs])
+        return result
+
+    monkeypatch.setattr(evolution, "inner_evolution", recording)
+    asked = []
+
+    def measure(archs):
+        asked.append([evolution.arch_key(space, a) for a in archs])
+        return [
+            FakeRecord(k, a, fake_accuracy(space, a), stage_macs(space, a))
+            for k, a in zip(asked[-1], archs, strict=True)
+        ]
+
+    config = EvolutionConfig(
+        population=8,
+        generations=3,
+        seed=1,
+        inner_population=20,
+        inner_generations=4,
+        top_k=3,
+        min_predictor_tau=-1.0,
+    )
+    summaries = []
+    result = evolution.evolve(
+        space, FakeObjective(space), [2e6, 5e6], config, measure, on_generation=summaries.append
+    )
+    # Generation 1 is random (4 per budget); then, per budget, the inner evolution's 3 best.
+    assert [len(a) for a in asked] == [8, 6, 6]
+    assert len(picked) == 4 and all(len(p) == 3 for p in picked)
+    assert asked[1] == picked[0] + picked[1] and asked[2] == picked[2] + picked[3]
+    assert [s["ranked_by"] for s in summaries] == [
+        "random (first generation)",
+        "inner evolution on the predictor",
+        "inner evolution on the predictor",
+    ]
+    assert all(s["inner_evaluated"] > 20 and s["predictor"]["used"] for s in summaries[1:])
+    assert result.measured == 20

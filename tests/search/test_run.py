@@ -133,6 +133,8 @@ def small_config(**changes) -> SearchConfig:
         num_calibration_images=150,
         batch_size=150,
         seed=3,
+        inner_population=16,
+        inner_generations=4,
     )
     values.update(changes)
     return SearchConfig(**values)
@@ -145,6 +147,8 @@ SEARCH_ARGS = [
     "--num_calibration_images=150",
     "--batch_size=150",
     "--seed=3",
+    "--inner_population=16",
+    "--inner_generations=4",
 ]
 
 
@@ -167,7 +171,8 @@ def check_outputs(folder: str, report: dict, low: float, mid: float) -> None:
         path = os.path.join(folder, "archs", name)
         entry = read_json(path)
         static = entry["mode"] == "static"
-        assert set(entry) == ARCH_FILE_KEYS | ({"exit"} if static else set())
+        assert entry["cost"] == "macs"
+        assert set(entry) == ARCH_FILE_KEYS | {"cost"} | ({"exit"} if static else set())
         assert entry["format_version"] == formats.ARCH_FILE_VERSION
         spec = formats.read_arch_file(path, space)
         assert spec.name == entry["name"] and list(spec.thresholds) == entry["thresholds"]
@@ -185,7 +190,7 @@ def check_outputs(folder: str, report: dict, low: float, mid: float) -> None:
                 and name.endswith(f"_exit{s}.json")
             )
             assert entry["thresholds"] == [None] * (s - 1) + [0.0]
-            assert entry["exit_rates"] == [0.0] * (s - 1) + [1.0]
+            assert entry["exit_rates"] == [0.0] * (s - 1) + [1.0] + [0.0] * (3 - s)
             assert entry["avg_macs"] == truncated_macs(space, arch, s, 10)
         else:
             assert len(entry["thresholds"]) == 3
