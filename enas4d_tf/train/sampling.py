@@ -36,9 +36,8 @@ FULL_PHASE = NUM_PHASES - 1
 DEFAULT_PHASE_STARTS = (0.0, 0.25, 0.5, 0.75)
 SCHEDULES = ("sandwich", "progressive")
 ARCH_SAMPLINGS = ("uniform", "macs")
-# Gene-uniform draws per MACs target: enough that the closest one is near any target of the
-# space (the draws' MACs bunch around the middle; 16 reach its tails), cheap on the host
-# (a MACs count takes ~0.25 ms).
+# Draws per MACs target, at scales stratified over [0, 1]: enough that the closest one is
+# near any target of the space, cheap on the host (a MACs count takes ~0.25 ms).
 MACS_SAMPLING_DRAWS = 16
 
 
@@ -105,8 +104,8 @@ def sample_arch_by_macs(
     `MACS_SAMPLING_DRAWS` architectures at scales stratified over [0, 1] (each gene near that
     fraction of its choices), and returns the one closest to the target. Gene-uniform
     sampling (`sample_arch`) trains only the middle of the space: its draws' MACs bunch
-    between about a seventh and a third of the largest network's, and the costly half of
-    the space is never trained.
+    between about an eighth and a third of the largest network's, and the costliest part of
+    the space is never trained (`bench/sampling_coverage.py`).
 
     Raises:
       ValueError: `phase` is out of range.
