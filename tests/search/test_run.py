@@ -9,6 +9,7 @@ FLAGS, which other tools' tests also use).
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -503,3 +504,60 @@ def test_search_benchmark_runs_on_a_tiny_workdir(workdir):
             assert point["test_accuracy"] >= reference["test_accuracy"]
             assert ratio == pytest.approx(point["test_avg_macs"] / reference["macs"])
     assert "## Static front" in proc.stdout
+
+
+def test_latency_search_keeps_average_latency_on_validation_within_budget(workdir, tmp_path):
+    from enas4d_tf.latency.model import LatencyModel
+    from tests.search.fakes import fake_table, write_fake_table
+
+    space = e4.SearchSpace.preset("tiny")
+    model = LatencyModel(fake_table(), space, 10)
+    folder = str(tmp_path / "wd")
+    shutil.copytree(workdir, folder, ignore=shutil.ignore_patterns("search"))
+    table = write_fake_table(tmp_path / "table.json")
+    smallest, largest = model.cumulative(space.smallest()), model.cumulative(space.largest())
+    low, mid = round(smallest[-1] / 2, 3), round((smallest[-1] + largest[-1]) / 3, 3)
+    config = small_config(cost="latency", latency_table=table, budgets=(low, mid))
+    lines = []
+    run_search(folder, config, log=lines.append, data=synthetic_data(config))
+    paths = Workdir(folder)
+    report, state = read_json(paths.pareto_json), read_json(paths.search_state)
+    assert report["cost"]["kind"] == "latency" and report["cost"]["unit"] == "ms"
+    assert report["cost"]["target"]["device"] == "fake"
+    assert any("costs in ms" in line for line in lines)
+    val_labels = synthetic_data(config).val_labels[:300]
+    names = set()
+    for entry in report["chosen"]:
+        arch, budget = Arch.from_dict(entry["arch"]), entry["budget_ms"]
+        names.add(entry["name"])
+        assert entry["cost"] == "latency" and entry["budget_macs"] is None
+        assert entry["name"].startswith(f"{entry['mode']}_{budget:.3g}ms")
+        assert entry["stage_ms"] == pytest.approx(model.cumulative(arch))
+        spec = formats.read_arch_file(paths.arch_file(entry["name"]), space)
+        assert spec.search["cost"] == "latency" and spec.search["budget_ms"] == budget
+        if entry["mode"] == "static":
+            s = entry["exit"]
+            assert entry["avg_ms"] == pytest.approx(model.truncated(arch)[s - 1])
+            assert entry["avg_ms"] <= budget
+            assert entry["avg_macs"] == truncated_macs(space, arch, s, 10)
+            continue
+        # The thresholds on the validation images, from the saved predictions (not the
+        # search's bookkeeping): average latency from the table within the budget.
+        saved = state["candidates"][entry["key"]]
+        with np.load(os.path.join(paths.search, saved["predictions"])) as z:
+            confidence, correct = z["confidence"], z["correct"]
+        assert correct.shape == (3, len(val_labels))
+        exits = exit_policy.exit_indices(confidence, entry["thresholds"])
+        rates = np.bincount(exits, minlength=3) / len(val_labels)
+        assert rates == pytest.approx(entry["exit_rates"])
+        assert model.average(arch, rates) == pytest.approx(entry["avg_ms"])
+        assert entry["avg_ms"] <= budget
+        assert entry["avg_macs"] == pytest.approx(float(rates @ np.array(entry["stage_macs"])))
+    assert {f"dynamic_{low:.3g}ms", f"dynamic_{mid:.3g}ms"} <= names
+    # The predictor's quality per generation, in the report and the state: 2 modes x 2.
+    generations = report["generations"]
+    assert generations == state["generations"] and len(generations) == 4
+    for g in generations:
+        assert g["generation"] in (1, 2) and g["objective"] in ("dynamic", "static")
+        if g["generation"] == 2:
+            assert g["predictor"]["model"] and "held_out_tau" in g["predictor"]
