@@ -1,0 +1,375 @@
+"""Search efficiency: what each search finds for the same number of measured candidates.
+
+Run from the repository root (validation split only; the test split is never read):
+
+  python -m bench.search_efficiency --workdir=runs/bench --measurements=200 --out=runs/eff
+  python -m bench.search_efficiency --workdir=/tmp/tiny --smoke --out=/tmp/eff  # minutes
+
+Three strategies, each allowed exactly `--measurements` measured candidates, each seeded by
+`--seeds`:
+
+* random: architectures drawn uniformly among those meeting each budget's constraint (the
+  budgets in turn);
+* old: the search before issue 18 (`--inner_generations=0 --predictor=mlp
+  --min_predictor_tau=-1`: children of the best measured, ranked by the MLP);
+* new: the search with its defaults (held-out-checked predictor, MLP or ridge, the floor,
+  and an inner evolution on predicted scores whose top k are measured).
+
+The validation images are split in two halves once (fixed): the searches see half A only
+(they rank candidates there, by their own cross-fit inside A); every measured candidate is
+then scored on half B, which no search saw. For each candidate and each budget of a
+geometric grid spanning the space (`--score_points`, the same for every strategy),
+thresholds are fitted on A and applied to B; with its no-early-exit point, that gives the
+held-out (average cost, accuracy) points, and the dynamic front of a strategy after `n`
+measurements is the Pareto front of the points of its first `n` candidates.
+
+Hypervolume of a front: the area it dominates in (u, accuracy), u = log(C_max / cost) /
+log(C_max / C_min) clipped to [0, 1], where C_min is the smallest network's first-exit cost
+and C_max the largest network's full cost; the reference point is (cost C_max, accuracy 0).
+A log scale, because dynamic networks span orders of magnitude of cost.
+
+Goal (issue 18): the new search reaches the hypervolume random sampling has after N = 200
+measurements in at most N / 4 = 50. Written to <out>/search_efficiency.json and .md.
+The real run needs the benchmark supernet (minutes per candidate measured on 2 cores).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags  # noqa: E402
+
+from tools._cli import fail, flags_parser  # noqa: E402
+
+flags.DEFINE_string("workdir", None, "The training workdir whose supernet is searched.")
+flags.DEFINE_string("out", None, "Output folder (default <workdir>/search_efficiency).")
+flags.DEFINE_integer("measurements", 200, "Candidates each strategy measures.", lower_bound=4)
+flags.DEFINE_integer("step", 10, "Hypervolume every this many measurements.", lower_bound=1)
+flags.DEFINE_integer("population", 20, "Candidates per generation (old, new).", lower_bound=2)
+flags.DEFINE_integer("budget_points", 4, "Budgets the searches search (a grid).", lower_bound=2)
+flags.DEFINE_integer("score_points", 8, "Budgets fronts are scored at.", lower_bound=2)
+flags.DEFINE_list("seeds", ["0"], "Search seeds; curves are averaged over them.")
+flags.DEFINE_integer("num_val_images", 5000, "Validation images (split in halves).", lower_bound=4)
+flags.DEFINE_integer("num_calibration_images", 2000, "BN recalibration images.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 500, "Images per forward pass.", lower_bound=1)
+flags.DEFINE_integer("inner_population", 100, "The new search's inner population.", lower_bound=2)
+flags.DEFINE_integer("inner_generations", 50, "The new search's inner generations.", lower_bound=1)
+flags.DEFINE_string("data_dir", None, "Where the dataset is, if not where the run config says.")
+flags.DEFINE_bool("smoke", False, "A tiny run (12 measurements, small images counts): checks.")
+
+FLAGS = flags.FLAGS
+STRATEGIES = ("random", "old", "new")
+GOAL_FRACTION = 0.25
+# Fixes the halves A (search) and B (score) of the validation images for every strategy.
+SPLIT_SEED = 20261130
+
+
+class _Enough(Exception):
+    """Raised by a strategy's measure function once it has its measurements."""
+
+
+def hypervolume(points, c_min: float, c_max: float) -> float:
+    """The area `(cost, accuracy)` points dominate in (u, accuracy), u = log(c_max / cost) /
+    log(c_max / c_min) clipped to [0, 1], above accuracy 0 (the module docstring)."""
+    scale = math.log(c_max / c_min)
+    us = sorted(
+        ((min(1.0, max(0.0, math.log(c_max / c) / scale)), a) for c, a in points if c > 0),
+        reverse=True,
+    )
+    area, best = 0.0, 0.0
+    for i, (u, a) in enumerate(us):
+        best = max(best, a)
+        nxt = us[i + 1][0] if i + 1 < len(us) else 0.0
+        area += (u - nxt) * best
+    return area
+
+
+def held_out_points(full, half_a, half_b, budgets) -> list:
+    """`(average cost, accuracy)` on half B of one candidate: thresholds fitted on half A for
+    each budget (`half_a.fit`), and the no-early-exit point."""
+    from enas4d_tf.exit_policy import exit_indices, policy_outcome
+
+    c = half_a.costs
+    conf, correct = full.split.confidence[:, half_b], full.split.correct[:, half_b]
+    points = [(float(c[-1]), float(correct[-1].mean()))]
+    for b in budgets:
+        fit = half_a.fit(b)
+        if fit is not None:
+            acc, _, avg, _ = policy_outcome(exit_indices(conf, fit.thresholds), correct, c, None)
+            points.append((avg, acc))
+    return points
+
+
+class Bench:
+    """Measures candidates once (all validation images) and serves each strategy half A."""
+
+    def __init__(self, evaluator, costs, space):
+        from enas4d_tf.search.measurement import cross_fit_folds
+
+        self.evaluator, self.costs, self.space = evaluator, costs, space
+        self.half_a, self.half_b = cross_fit_folds(evaluator.num_val_images, SPLIT_SEED)
+        self.full, self.on_a, self.points = {}, {}, {}
+
+    def candidate(self, arch):
+        """The search's record of `arch` on half A (measured on first use)."""
+        from enas4d_tf.exit_policy import ValidationSplit
+        from enas4d_tf.search.measurement import Measurement
+        from enas4d_tf.search.store import Candidate
+        from enas4d_tf.space import arch_key
+
+        key = arch_key(self.space, arch)
+        if key not in self.full:
+            m = self.evaluator.measure(arch)
+            self.full[key] = m
+            s = m.split
+            part = ValidationSplit.from_confidences(
+                s.confidence[:, self.half_a], s.correct[:, self.half_a]
+            )
+            latency = self.costs.kind == "latency"
+            costs = self.costs(arch) if latency else None
+            self.on_a[key] = Candidate(key, Measurement(arch, m.stage_macs, part, 0.0, costs))
+        return self.on_a[key]
+
+    def scored(self, key, budgets) -> list:
+        if key not in self.points:
+            self.points[key] = held_out_points(
+                self.full[key], self.on_a[key].measurement, self.half_b, budgets
+            )
+        return self.points[key]
+
+
+def run_strategy(name, bench, objective, budgets, settings, seed) -> list:
+    """The keys `name` measured, in order, `settings["measurements"]` of them."""
+    import numpy as np
+
+    from enas4d_tf.search.evolution import EvolutionConfig, evolve
+    from enas4d_tf.space.ops import sample_within
+
+    limit, order = settings["measurements"], []
+
+    def measure(archs):
+        out = []
+        for arch in archs:
+            if len(order) == limit:
+                raise _Enough
+            out.append(bench.candidate(arch))
+            if out[-1].key not in order:
+                order.append(out[-1].key)
+        return out
+
+    space = bench.space
+    if name == "random":
+        rng = np.random.default_rng([seed, 1])
+        for i in range(limit * 50):
+            b = budgets[i % len(budgets)]
+            arch = sample_within(space, lambda a, b=b: objective.fits(a, b), rng)
+            try:
+                measure([arch])
+            except _Enough:
+                break
+        return order
+    extra = (
+        dict(inner_generations=0, predictor="mlp", min_predictor_tau=-1.0)
+        if name == "old"
+        else dict(
+            inner_population=settings["inner_population"],
+            inner_generations=settings["inner_generations"],
+        )
+    )
+    config = EvolutionConfig(
+        population=settings["population"], generations=10**6, seed=seed, **extra
+    )
+    idle = []
+
+    def on_generation(summary: dict) -> None:
+        # A crowded space can run out of new children: stop rather than loop.
+        idle.append(summary["measured"] == 0)
+        if idle[-5:] == [True] * 5:
+            raise _Enough
+
+    try:
+        evolve(space, objective, budgets, config, measure, on_generation=on_generation)
+    except _Enough:
+        pass
+    return order
+
+
+def curves(bench, orders, score_budgets, step) -> dict:
+    """`{strategy: [(n, hypervolume of its first n candidates' held-out front)]}`."""
+    from enas4d_tf.exit_policy import pareto_front
+
+    c_min, c_max = float(bench.costs.smallest[0]), float(bench.costs.largest[-1])
+    out = {}
+    for name, order in orders.items():
+        points, curve = [], []
+        for n, key in enumerate(order, 1):
+            points.extend(bench.scored(key, score_budgets))
+            if n % step == 0 or n == len(order):
+                front = [points[i] for i in pareto_front(points)]
+                curve.append((n, hypervolume(front, c_min, c_max)))
+        out[name] = curve
+    return out
+
+
+def goal(mean_curves: dict, measurements: int) -> dict:
+    """When the new search's mean hypervolume first reaches random's after all
+    measurements; met when that is within `GOAL_FRACTION` of them."""
+    target = mean_curves["random"][-1][1]
+    reached = next((n for n, hv in mean_curves["new"] if hv >= target), None)
+    allowed = int(measurements * GOAL_FRACTION)
+    return {
+        "random_hypervolume": target,
+        "new_reaches_it_after": reached,
+        "allowed": allowed,
+        "met": reached is not None and reached <= allowed,
+    }
+
+
+SMOKE = dict(
+    measurements=12,
+    step=4,
+    population=4,
+    budget_points=2,
+    score_points=3,
+    num_val_images=200,
+    num_calibration_images=100,
+    batch_size=100,
+    inner_population=10,
+    inner_generations=3,
+)
+
+
+def settings_from_flags() -> dict:
+    names = (
+        "measurements step population budget_points score_points num_val_images "
+        "num_calibration_images batch_size inner_population inner_generations"
+    ).split()
+    settings = {n: FLAGS[n].value for n in names}
+    if FLAGS.smoke:
+        settings.update(SMOKE)
+    settings["seeds"] = [int(v) for v in FLAGS.seeds]
+    return settings
+
+
+def mean_curves(per_seed: list) -> dict:
+    """The strategies' hypervolume curves averaged over seeds, at the counts all seeds have."""
+    out = {}
+    for name in STRATEGIES:
+        counts = set.intersection(*({n for n, _ in c[name]} for c in per_seed))
+        out[name] = [
+            (n, sum(dict(c[name])[n] for c in per_seed) / len(per_seed)) for n in sorted(counts)
+        ]
+    return out
+
+
+def run(workdir: str, settings: dict, log=print) -> dict:
+    """Measures the three strategies on `workdir` and returns the report."""
+    from enas4d_tf.evaluation import CandidateEvaluator
+    from enas4d_tf.search.config import SearchConfig
+    from enas4d_tf.search.objectives import CostModel, DynamicObjective, pareto_budgets
+    from enas4d_tf.search.run import load_search_data
+    from enas4d_tf.workdir import load_supernet
+
+    net, run_config = load_supernet(workdir)
+    config = SearchConfig(
+        pareto=True,
+        num_val_images=settings["num_val_images"],
+        num_calibration_images=settings["num_calibration_images"],
+    )
+    data_dir = FLAGS.data_dir or run_config.get("data_dir")
+    data = load_search_data(run_config.get("dataset", "fashion_mnist"), data_dir, config, log)
+    evaluator = CandidateEvaluator(
+        net,
+        data.val_images,
+        data.val_labels,
+        data.calibration_images,
+        settings["num_calibration_images"],
+        settings["batch_size"],
+    )
+    costs = CostModel(net.space, net.num_classes)
+    bench = Bench(evaluator, costs, net.space)
+    budgets = pareto_budgets(costs, settings["budget_points"])
+    score_budgets = pareto_budgets(costs, settings["score_points"])
+    per_seed, seconds = [], {name: 0.0 for name in STRATEGIES}
+    for seed in settings["seeds"]:
+        orders = {}
+        for name in STRATEGIES:
+            objective = DynamicObjective(net.space, costs, seed=seed)
+            start = time.perf_counter()
+            orders[name] = run_strategy(name, bench, objective, budgets, settings, seed)
+            seconds[name] += time.perf_counter() - start
+            log(f"seed {seed}: {name} measured {len(orders[name])}; {len(bench.full)} in all")
+        per_seed.append(curves(bench, orders, score_budgets, settings["step"]))
+    mean = mean_curves(per_seed)
+    return {
+        "workdir": os.path.abspath(workdir),
+        "settings": settings,
+        "validation_halves": {"search": len(bench.half_a), "score": len(bench.half_b)},
+        "search_budgets_macs": budgets,
+        "score_budgets_macs": score_budgets,
+        "reference_point": {"cost_macs": float(costs.largest[-1]), "accuracy": 0.0},
+        "log_cost_floor_macs": float(costs.smallest[0]),
+        "per_seed": per_seed,
+        "mean": mean,
+        "goal": goal(mean, settings["measurements"]),
+        "wall_seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "distinct_measured": len(bench.full),
+    }
+
+
+def markdown(report: dict) -> str:
+    """The report as a table of mean hypervolume per measurement count, and the goal."""
+    g, s = report["goal"], report["settings"]
+    rows = {name: dict(report["mean"][name]) for name in STRATEGIES}
+    counts = sorted(set().union(*rows.values()))
+    lines = [
+        "# Search efficiency (held-out validation half)",
+        "",
+        f"Workdir `{report['workdir']}`; {s['measurements']} measured candidates per "
+        f"strategy, seeds {s['seeds']}; searched on {report['validation_halves']['search']} "
+        f"validation images, fronts scored on the other {report['validation_halves']['score']}.",
+        f"Hypervolume in (log cost, accuracy), reference point (cost "
+        f"{report['reference_point']['cost_macs']:.4g} MACs, accuracy 0), log-cost floor "
+        f"{report['log_cost_floor_macs']:.4g} MACs.",
+        "",
+        "| measured | random | old search | new search |",
+        "|---:|---:|---:|---:|",
+    ]
+    for n in counts:
+        cells = [f"{rows[k][n]:.4f}" if n in rows[k] else "" for k in STRATEGIES]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    verdict = "met" if g["met"] else "NOT met"
+    reached = g["new_reaches_it_after"]
+    lines += [
+        "",
+        f"Goal: the new search reaches random's hypervolume after {s['measurements']} "
+        f"({g['random_hypervolume']:.4f}) in <= {g['allowed']} measurements: {verdict} "
+        f"(reached after {reached if reached is not None else 'never, within the run'}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if not FLAGS.workdir:
+        fail("search_efficiency", "--workdir is required: the training workdir", code=2)
+    from enas4d_tf.errors import Enas4dError
+    from enas4d_tf.files import write_bytes_atomic, write_json_atomic
+
+    out = FLAGS.out or os.path.join(FLAGS.workdir, "search_efficiency")
+    try:
+        report = run(FLAGS.workdir, settings_from_flags(), log=lambda m: print(m, flush=True))
+        write_json_atomic(os.path.join(out, "search_efficiency.json"), report)
+        text = markdown(report)
+        write_bytes_atomic(os.path.join(out, "search_efficiency.md"), text.encode())
+    except Enas4dError as e:
+        fail("search_efficiency", str(e))
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=flags_parser("search_efficiency"))

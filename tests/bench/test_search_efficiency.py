@@ -1,0 +1,117 @@
+"""Tests of bench/search_efficiency.py: the hypervolume, the goal, fronts scored on the
+validation half no search saw, and (slow) one whole `--smoke` run on a tiny workdir."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench import search_efficiency as eff
+from enas4d_tf.exit_policy import ValidationSplit
+from enas4d_tf.search.measurement import Measurement
+from enas4d_tf.space import SearchSpace
+from tests.helpers import REPO, make_tiny_workdir
+
+FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def test_hypervolume_by_hand():
+    c_min, c_max = 1e3, 1e7  # u = log10(c_max / cost) / 4
+    assert eff.hypervolume([(c_max, 0.9)], c_min, c_max) == 0.0  # at the reference cost
+    assert eff.hypervolume([(c_min, 0.5)], c_min, c_max) == pytest.approx(0.5)
+    assert eff.hypervolume([(10.0, 0.5)], c_min, c_max) == pytest.approx(0.5)  # clipped
+    assert eff.hypervolume([(1e9, 0.9)], c_min, c_max) == 0.0  # costlier than c_max
+    # (u=1, 0.4) and (u=0.5, 0.8): 0.5 * 0.4 + 0.5 * 0.8; a dominated point adds nothing.
+    points = [(c_min, 0.4), (1e5, 0.8)]
+    assert eff.hypervolume(points, c_min, c_max) == pytest.approx(0.6)
+    assert eff.hypervolume([*points, (1e6, 0.7)], c_min, c_max) == pytest.approx(0.6)
+    assert eff.hypervolume([], c_min, c_max) == 0.0
+
+
+def test_goal_is_when_the_new_search_first_reaches_randoms_final_hypervolume():
+    curves = {
+        "random": [(10, 0.2), (20, 0.3), (40, 0.5)],
+        "old": [(10, 0.1), (20, 0.2), (40, 0.3)],
+        "new": [(10, 0.3), (20, 0.5), (40, 0.6)],
+    }
+    assert eff.goal(curves, 40) == {
+        "random_hypervolume": 0.5,
+        "new_reaches_it_after": 20,
+        "allowed": 10,
+        "met": False,
+    }
+    curves["new"][0] = (10, 0.55)
+    assert eff.goal(curves, 40)["met"]
+    curves["new"] = [(10, 0.1), (40, 0.4)]
+    assert eff.goal(curves, 40)["new_reaches_it_after"] is None
+    mean = eff.mean_curves([curves, {k: [(n, 2 * v) for n, v in c] for k, c in curves.items()}])
+    assert mean["random"] == [(10, pytest.approx(0.3)), (20, pytest.approx(0.45)), (40, 0.75)]
+    assert mean["new"] == [(10, pytest.approx(0.15)), (40, pytest.approx(0.6))]
+
+
+def test_fronts_are_scored_on_the_half_the_thresholds_were_not_fitted_on():
+    space = SearchSpace.preset("tiny")
+    n = 40
+    half_a, half_b = np.arange(0, n, 2), np.arange(1, n, 2)
+    # Exit 1 is confident everywhere; it is right on every image of half B and wrong on every
+    # image of half A; exit 2 and 3 are right on A, wrong on B.
+    confidence = np.full((3, n), 0.9, np.float32)
+    correct = np.zeros((3, n), bool)
+    correct[0, half_b] = True
+    correct[1:, half_a] = True
+    full = Measurement(
+        space.smallest(), [100, 200, 300], ValidationSplit.from_confidences(confidence, correct)
+    )
+    on_a = Measurement(
+        full.arch,
+        full.stage_macs,
+        ValidationSplit.from_confidences(confidence[:, half_a], correct[:, half_a]),
+    )
+    points = eff.held_out_points(full, on_a, half_b, [150.0, 300.0])
+    # No early exit: exit 3 on B, all wrong.
+    assert points[0] == (300.0, 0.0)
+    # Budget 150: only "everyone leaves at exit 1" fits it (confidences all tie). On A, where
+    # it was fitted, that scores 0; on B it scores 1.
+    assert on_a.fit(150.0).accuracy == 0.0 and points[1] == (100.0, 1.0)
+    # Budget 300: fitted on A, images go on to an exit right on A (1.0); on B they are wrong.
+    assert on_a.fit(300.0).accuracy == 1.0 and points[2][1] == 0.0 and points[2][0] >= 200.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="needs Fashion-MNIST")
+def test_smoke_run_on_a_tiny_workdir(tmp_path):
+    workdir, out = str(tmp_path / "wd"), str(tmp_path / "out")
+    make_tiny_workdir(workdir, bn_seed=0, data_dir=FASHION_DIR)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.search_efficiency",
+            f"--workdir={workdir}",
+            "--smoke",
+            f"--out={out}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(out, "search_efficiency.json")) as f:
+        report = json.load(f)
+    assert report["validation_halves"] == {"search": 100, "score": 100}
+    for name in ("random", "old", "new"):
+        curve = report["mean"][name]
+        assert [n for n, _ in curve] == [4, 8, 12]
+        values = [hv for _, hv in curve]
+        # More candidates never shrink a front.
+        assert values == sorted(values) and 0.0 < values[-1] <= 1.0
+    # Each strategy measured 12; shared architectures are measured once.
+    assert 12 <= report["distinct_measured"] <= 36
+    assert report["goal"]["allowed"] == 3
+    with open(os.path.join(out, "search_efficiency.md")) as f:
+        text = f.read()
+    assert "| 12 |" in text and "Goal: the new search reaches random's hypervolume" in text
