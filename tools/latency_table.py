@@ -49,6 +49,9 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("rounds", 7, "Rounds over all graphs; the fastest counts.", lower_bound=1)
 flags.DEFINE_integer("runs", 20, "Invokes per graph and round.", lower_bound=1)
 flags.DEFINE_integer(
+    "passes", 3, "Passes over all graphs, minutes apart; the fastest counts.", lower_bound=1
+)
+flags.DEFINE_integer(
     "calibration_archs",
     4,
     "Networks (the smallest, the largest, then sampled ones) whose stage graphs are timed "
@@ -133,7 +136,7 @@ def main(argv) -> None:
         space=space,
         num_classes=num_classes,
         quantization=FLAGS.quantization,
-        timing=TimingSettings(FLAGS.num_threads, FLAGS.rounds, FLAGS.runs),
+        timing=TimingSettings(FLAGS.num_threads, FLAGS.rounds, FLAGS.runs, passes=FLAGS.passes),
         key_archs=key_archs,
         calibration_archs=calibration,
     )

@@ -215,7 +215,7 @@ def table_from_kit(folder: str) -> LatencyTable:
         io = stage_io(space, arch, kit["num_classes"])[s]
         # Invokes only: the runner's terms are 0 (runner time = invoke time).
         total = sum(entries[k] for k in parts)
-        rows.append((total, io.num_inputs, io.num_outputs, io.kib, times[name], times[name]))
+        rows.append((total, *io.counts, times[name], times[name]))
     target = Target(
         kind="android",
         device=str(run.get("device", "unknown phone")),

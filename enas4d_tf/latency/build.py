@@ -23,7 +23,11 @@ from enas4d_tf.space import Arch, SearchSpace
 
 def _row(r: dict) -> tuple:
     """A calibration row as `fit_graph_costs` reads it."""
-    return (r["parts_ms"], r["inputs"], r["outputs"], r["kib"], r["measured_ms"], r["invoke_ms"])
+    return (r["parts_ms"], *_io(r), r["measured_ms"], r["invoke_ms"])
+
+
+def _io(r: dict) -> tuple:
+    return (r["inputs"], r["outputs"], r["kib_in"], r["kib_out"])
 
 
 # Part graphs loaded at once while timing (each interpreter holds its packed weights).
@@ -79,36 +83,49 @@ def host_target(quantization: str, num_threads: int) -> Target:
     return Target("host", device, runtime, int(num_threads), quantization)
 
 
-def time_parts(
-    keys: Sequence[str],
-    quantization: str,
-    timing: TimingSettings,
-    progress: Callable[[str], None] = lambda _: None,
-) -> tuple[dict, float]:
-    """Converts and times every part graph; returns `(key -> ms less the null graph's,
-    the null graph's ms)`."""
+def convert_parts(
+    keys: Sequence[str], quantization: str, progress: Callable[[str], None] = lambda _: None
+) -> dict[str, bytes]:
+    """Every part graph (and the null graph, `part_graphs.NULL_KEY`) as flatbuffers."""
     from enas4d_tf.latency.part_graphs import NULL_KEY, convert_part
 
-    keys = sorted(keys)
-    raw: dict[str, float] = {}
-    null_times = []
+    graphs = {NULL_KEY: convert_part(NULL_KEY, quantization)}
+    for i, key in enumerate(sorted(keys), start=1):
+        graphs[key] = convert_part(key, quantization)
+        if i % BATCH == 0 or i == len(keys):
+            progress(f"converted {i}/{len(keys)} part graphs")
+    return graphs
+
+
+def _time_pass(parts: dict, stages: dict, timing: TimingSettings) -> tuple[dict, float, dict]:
+    """One pass: the part graphs batch by batch (each batch with the null graph, whose
+    time is taken off its parts'), then the stage graphs. Returns `(entries, the null
+    graph's fastest ms, stage name -> (runner ms, invoke ms))`."""
+    from enas4d_tf.latency.part_graphs import NULL_KEY
+
+    keys = sorted(k for k in parts if k != NULL_KEY)
+    entries, nulls = {}, []
     for start in range(0, len(keys), BATCH):
-        batch = keys[start : start + BATCH]
-        graphs = {NULL_KEY: convert_part(NULL_KEY, quantization)}
-        for key in batch:
-            graphs[key] = convert_part(key, quantization)
-        times = time_invokes(graphs, timing)
-        null_times.append(times.pop(NULL_KEY))
-        raw.update(times)
-        progress(f"timed {min(start + BATCH, len(keys))}/{len(keys)} part graphs")
-    null = min(null_times)
-    return {k: max(0.0, t - null) for k, t in raw.items()}, null
+        batch = {k: parts[k] for k in keys[start : start + BATCH]}
+        times = time_invokes({NULL_KEY: parts[NULL_KEY], **batch}, timing)
+        null = times.pop(NULL_KEY)
+        nulls.append(null)
+        entries.update({k: max(0.0, t - null) for k, t in times.items()})
+    # Few graphs, and the fit rests on them: three times the rounds of the parts.
+    stage_timing = dataclasses.replace(timing, rounds=3 * timing.rounds)
+    measured = time_stage_graphs(stages, stage_timing) if stages else {}
+    return entries, min(nulls, default=0.0), measured
 
 
 def measure_table(
     request: TableRequest, progress: Callable[[str], None] = lambda _: None
 ) -> LatencyTable:
     """Measures a latency table on this host (see the module docstring).
+
+    The part graphs and the calibration stage graphs are timed together in
+    `timing.passes` passes, spread over the run, and each graph keeps its fastest pass: a
+    machine whose load changes over minutes slows some passes, and the parts and the graphs
+    the fit compares them with are timed under the same conditions.
 
     Returns:
       The table; its `meta` records the settings, the null graph's time and, per
@@ -120,21 +137,26 @@ def measure_table(
     else:
         keys = keys_of(space, [*request.key_archs, *request.calibration_archs], n)
     progress(f"{len(keys)} part keys to measure")
-    entries, null_ms = time_parts(sorted(keys), request.quantization, request.timing, progress)
-    fit, rows = dict(IDENTITY_FIT), []
-    if request.calibration_archs:
+    parts = convert_parts(keys, request.quantization, progress)
+    archs = list(request.calibration_archs)
+    stages = {}
+    if archs:
         from enas4d_tf.latency.calibrate import stage_graphs
 
-        archs = list(request.calibration_archs)
-        graphs = stage_graphs(space, archs, n, request.quantization)
-        progress(f"timing {len(graphs)} stage graphs for the fit")
-        # Few graphs, and the fit rests on them: three times the rounds of the parts.
-        timing = dataclasses.replace(request.timing, rounds=3 * request.timing.rounds)
-        measured = time_stage_graphs(graphs, timing)
+        stages = stage_graphs(space, archs, n, request.quantization)
+    passes = [_time_pass(parts, stages, request.timing) for _ in range(request.timing.passes)]
+    progress(f"timed {len(keys)} part graphs and {len(stages)} stage graphs, {len(passes)} passes")
+    entries = {k: min(p[0][k] for p in passes) for k in passes[0][0]}
+    null_ms = min(p[1] for p in passes)
+    fit, rows = dict(IDENTITY_FIT), []
+    if archs:
+        measured = {
+            g: (min(p[2][g][0] for p in passes), min(p[2][g][1] for p in passes)) for g in stages
+        }
         rows = calibration_rows(space, archs, n, entries, measured)
         fit = fit_graph_costs([_row(r) for r in rows])
         for r in rows:
-            r["predicted_ms"] = graph_ms(fit, r["parts_ms"], r["inputs"], r["outputs"], r["kib"])
+            r["predicted_ms"] = graph_ms(fit, r["parts_ms"], _io(r))
     meta = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "timing": dataclasses.asdict(request.timing),
@@ -159,7 +181,7 @@ def write_android_kit(
     and writes them as a kit folder for a phone (`enas4d_tf.latency.android`)."""
     from enas4d_tf.latency import android
     from enas4d_tf.latency.calibrate import stage_graphs
-    from enas4d_tf.latency.part_graphs import NULL_KEY, convert_part
+    from enas4d_tf.latency.part_graphs import NULL_KEY
 
     space, n = request.space, request.num_classes
     android.check_new_kit_dir(folder)
@@ -167,10 +189,10 @@ def write_android_kit(
         keys = space_keys(space, n)
     else:
         keys = keys_of(space, [*request.key_archs, *request.calibration_archs], n)
-    progress(f"converting {len(keys)} part graphs")
-    parts = {key: convert_part(key, request.quantization) for key in sorted(keys)}
+    parts = convert_parts(keys, request.quantization, progress)
+    null = parts.pop(NULL_KEY)
     archs = list(request.calibration_archs)
     graphs = stage_graphs(space, archs, n, request.quantization) if archs else {}
     stages = {name: (data, archs[int(name[4:].split("_")[0])]) for name, data in graphs.items()}
     header = {"preset": space.name, "num_classes": n, "quantization": request.quantization}
-    android.write_kit(folder, header, parts, convert_part(NULL_KEY, request.quantization), stages)
+    android.write_kit(folder, header, parts, null, stages)

@@ -8,7 +8,7 @@ times the real stage graphs of a few architectures (`stage_graphs`, converted ex
 kernel does not depend on its values) and fits
 
   measured = scale * sum(parts) + fixed_ms + per_input_ms * inputs
-             + per_output_ms * outputs + per_kib_ms * KiB
+             + per_output_ms * outputs + per_input_kib_ms * KiB in + per_output_kib_ms * KiB out
 
 with every coefficient >= 0 (`fit_graph_costs`, which fits the ops and the runner's cost
 per tensor apart, from each graph's invoke time and its runner call time).
@@ -53,28 +53,33 @@ def fit_graph_costs(rows: Sequence[Sequence[float]]) -> dict:
     """The table's `fit` from timed stage graphs, in two separate fits.
 
     The ops: `invoke_ms = scale * parts_ms + fixed`. The runner: `runner_ms - invoke_ms =
-    fixed' + per_input_ms * inputs + per_output_ms * outputs + per_kib_ms * kib` (what
-    feeding and reading the tensors costs; 0 when the graphs were timed by invokes alone,
-    as on a phone).
-    Both by least squares with non-negative coefficients; `fixed_ms = fixed + fixed'`.
+    fixed' + per_input_ms * inputs + per_output_ms * outputs + per_input_kib_ms * kib_in +
+    per_output_kib_ms * kib_out` (what feeding and reading the tensors costs; 0 when the
+    graphs were timed by invokes alone, as on a phone; reading an output costs more than
+    feeding an input: the runner allocates a new array for it). Both by least squares with
+    non-negative coefficients, on errors relative to each graph's time (so the calibration
+    networks count alike, not the largest one alone); `fixed_ms = fixed + fixed'`.
 
     Args:
-      rows: `(parts_ms, inputs, outputs, kib, runner_ms, invoke_ms)` per graph.
+      rows: `(parts_ms, inputs, outputs, kib_in, kib_out, runner_ms, invoke_ms)` per graph.
 
     Returns:
-      `FIT_FIELDS` -> value; the identity fit with fewer
-      than 2 graphs or a scale that is not positive.
+      `FIT_FIELDS` -> value; the identity fit with fewer than 2 graphs or a scale that is
+      not positive.
     """
     if len(rows) < 2:
         return dict(IDENTITY_FIT)
     d = np.asarray(rows, np.float64)
-    ops = _nonnegative_lstsq(np.column_stack([d[:, 0], np.ones(len(d))]), d[:, 5], keep=0)
+    runner_ms, invoke_ms = d[:, 5], d[:, 6]
+    weight = 1.0 / np.maximum(runner_ms, 1e-9)[:, None]
+    x_ops = np.column_stack([d[:, 0], np.ones(len(d))])
+    ops = _nonnegative_lstsq(x_ops * weight, invoke_ms * weight[:, 0], keep=0)
     if ops is None or ops[0] <= 0:
         return dict(IDENTITY_FIT)
-    x = np.column_stack([np.ones(len(d)), d[:, 1], d[:, 2], d[:, 3]])
-    runner = _nonnegative_lstsq(x, d[:, 4] - d[:, 5], keep=None)
-    runner = np.zeros(4) if runner is None else runner
-    values = (ops[0], ops[1] + runner[0], runner[1], runner[2], runner[3])
+    x_io = np.column_stack([np.ones(len(d)), d[:, 1:5]])
+    runner = _nonnegative_lstsq(x_io * weight, (runner_ms - invoke_ms) * weight[:, 0], keep=None)
+    runner = np.zeros(5) if runner is None else runner
+    values = (ops[0], ops[1] + runner[0], *runner[1:])
     return {name: float(v) for name, v in zip(FIT_FIELDS, values, strict=True)}
 
 
@@ -134,7 +139,8 @@ def calibration_rows(
                     "parts_ms": float(sum(entries[k] for k in parts)),
                     "inputs": ios[s].num_inputs,
                     "outputs": ios[s].num_outputs,
-                    "kib": ios[s].kib,
+                    "kib_in": ios[s].kib_in,
+                    "kib_out": ios[s].kib_out,
                     "measured_ms": measured[name][0],
                     "invoke_ms": measured[name][1],
                 }

@@ -44,12 +44,19 @@ class GraphIO:
         return len(self.outputs)
 
     @property
-    def kib(self) -> float:
-        """KiB of float32 data fed in and read out per run."""
-        elements = sum(
-            math.prod(shape) for shape in (*self.inputs.values(), *self.outputs.values())
-        )
-        return 4.0 * elements / 1024.0
+    def kib_in(self) -> float:
+        """KiB of float32 data fed in per run."""
+        return 4.0 * sum(math.prod(shape) for shape in self.inputs.values()) / 1024.0
+
+    @property
+    def kib_out(self) -> float:
+        """KiB of float32 data read out per run."""
+        return 4.0 * sum(math.prod(shape) for shape in self.outputs.values()) / 1024.0
+
+    @property
+    def counts(self) -> tuple:
+        """`(inputs, outputs, input KiB, output KiB)`: what a table's fit charges a graph."""
+        return (self.num_inputs, self.num_outputs, self.kib_in, self.kib_out)
 
 
 def _name(t: int, what: str) -> str:

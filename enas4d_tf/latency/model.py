@@ -6,7 +6,7 @@ inputs and reading its outputs costs (`enas4d_tf.latency.handoffs`):
 
   stage_ms(s) = scale * sum(entries[p] for p in parts(s))
                 + fixed_ms + per_input_ms * inputs(s) + per_output_ms * outputs(s)
-                + per_kib_ms * kib(s)
+                + per_input_kib_ms * KiB in(s) + per_output_kib_ms * KiB out(s)
 
 Example:
   >>> table = LatencyTable.load("runs/latency/host_float32.json")
@@ -85,7 +85,7 @@ class LatencyModel:
                     f"python -m tools.latency_table --preset={self.space.name})"
                 )
             total += entries[key]
-        return graph_ms(self.table.fit, total, io.num_inputs, io.num_outputs, io.kib)
+        return graph_ms(self.table.fit, total, io.counts)
 
     def stage_ms(self, arch: Arch) -> list[float]:
         """Predicted time of each stage graph alone (stage `s` computes group `s` only),

@@ -3,23 +3,23 @@
 The file is JSON:
 
     {
-      "format": "enas4d_latency_table/1",
+      "format": "enas4d_latency_table/2",
       "target": {"kind": "host" | "android", "device": "...", "runtime": "...",
                  "threads": 1, "quantization": "float32"},
       "preset": "fashion_mnist",          # the search space the keys were enumerated for
       "num_classes": 10,
       "entries": {"conv:act=relu,cin=8,cout=24,k=1,side=16,stride=1": 0.0123, ...},
       "fit": {"scale": 1.0, "fixed_ms": 0.0, "per_input_ms": 0.0, "per_output_ms": 0.0,
-              "per_kib_ms": 0.0},
+              "per_input_kib_ms": 0.0, "per_output_kib_ms": 0.0},
       "meta": {...}                       # free-form: how it was measured
     }
 
 `entries` maps a part key (`enas4d_tf.latency.parts`) to its time in milliseconds, measured
 alone. `fit` relates whole stage graphs to the sum of their parts (fitted on measured stage
 graphs by `tools.latency_table`; identity when not fitted): a graph of parts `P` with
-`n_in` input and `n_out` output tensors of `kib` KiB in all takes (`graph_ms`)
-`scale * sum(entries[p] for p in P) + fixed_ms + per_input_ms * n_in + per_output_ms * n_out
-+ per_kib_ms * kib`.
+`n_in` input tensors of `kib_in` KiB and `n_out` output tensors of `kib_out` KiB takes
+(`graph_ms`) `scale * sum(entries[p] for p in P) + fixed_ms + per_input_ms * n_in
++ per_output_ms * n_out + per_input_kib_ms * kib_in + per_output_kib_ms * kib_out`.
 BUILD_NOTES.md "Latency table keys" says why the keys are what they are.
 
 This module does not import TensorFlow.
@@ -34,24 +34,39 @@ from typing import Any
 from enas4d_tf.errors import LatencyError
 from enas4d_tf.files import read_json, write_json_atomic
 
-TABLE_FORMAT = "enas4d_latency_table/1"
+TABLE_FORMAT = "enas4d_latency_table/2"
 TARGET_KINDS = ("host", "android")
 # The quantisations an export can hold (enas4d_tf.export.plan.QUANTIZATIONS, without
 # importing the export package).
 QUANTIZATIONS = ("float32", "float16", "int8", "int8_qat")
-FIT_FIELDS = ("scale", "fixed_ms", "per_input_ms", "per_output_ms", "per_kib_ms")
+FIT_FIELDS = (
+    "scale",
+    "fixed_ms",
+    "per_input_ms",
+    "per_output_ms",
+    "per_input_kib_ms",
+    "per_output_kib_ms",
+)
 IDENTITY_FIT = {name: 0.0 for name in FIT_FIELDS} | {"scale": 1.0}
 
 
-def graph_ms(fit: dict, parts_ms: float, inputs: int, outputs: int, kib: float) -> float:
-    """A whole graph's time from the sum of its parts' times and its input/output tensors
-    (`inputs` and `outputs` tensors, `kib` KiB in all), by a table's `fit`."""
+def graph_ms(fit: dict, parts_ms: float, io) -> float:
+    """A whole graph's time from the sum of its parts' times and its input and output
+    tensors, by a table's `fit`.
+
+    Args:
+      fit: the table's `fit`.
+      parts_ms: the sum of the graph's parts' entries.
+      io: `(inputs, outputs, input KiB, output KiB)` (`handoffs.GraphIO.counts`).
+    """
+    inputs, outputs, kib_in, kib_out = io
     return (
         fit["scale"] * parts_ms
         + fit["fixed_ms"]
         + fit["per_input_ms"] * inputs
         + fit["per_output_ms"] * outputs
-        + fit["per_kib_ms"] * kib
+        + fit["per_input_kib_ms"] * kib_in
+        + fit["per_output_kib_ms"] * kib_out
     )
 
 

@@ -31,12 +31,15 @@ class TimingSettings:
       rounds: rounds over all graphs; each graph's time is the lowest of its rounds.
       runs: invokes per graph per round, averaged.
       warmup: invokes per graph before the first round.
+      passes: how many times a table measurement times every graph (minutes apart on a
+        large space); each graph keeps its fastest pass (`build.measure_table`).
     """
 
     num_threads: int = 1
     rounds: int = 7
     runs: int = 20
     warmup: int = 5
+    passes: int = 3
 
 
 def _interpreter(flatbuffer: bytes, num_threads: int):

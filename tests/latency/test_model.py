@@ -108,10 +108,13 @@ def test_stage_ms_sums_the_parts_and_the_fit():
         "fixed_ms": 0.5,
         "per_input_ms": 0.1,
         "per_output_ms": 0.03,
-        "per_kib_ms": 0.25,
+        "per_input_kib_ms": 0.25,
+        "per_output_kib_ms": 0.125,
     }
     io = stage_io(TINY, arch, 10)[0]
-    expected = 2.0 * 0.086 + 0.5 + 0.1 * 1 + 0.03 * io.num_outputs + 0.25 * io.kib
+    # One input: the image, 20 x 20 x 1 float32 = 1.5625 KiB.
+    assert io.num_inputs == 1 and io.kib_in == pytest.approx(1.5625)
+    expected = 2.0 * 0.086 + 0.5 + 0.1 + 0.03 * io.num_outputs + 0.25 * 1.5625 + 0.125 * io.kib_out
     assert _model(fit).stage_ms(arch)[0] == pytest.approx(expected)
 
 

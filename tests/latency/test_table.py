@@ -20,7 +20,8 @@ def _table(**overrides) -> LatencyTable:
             "fixed_ms": 0.02,
             "per_input_ms": 0.003,
             "per_output_ms": 0.001,
-            "per_kib_ms": 0.0001,
+            "per_input_kib_ms": 0.0001,
+            "per_output_kib_ms": 0.0002,
         },
         meta={"num_runs": 50},
     )
@@ -46,7 +47,8 @@ def test_a_table_without_fit_reads_as_the_identity(tmp_path):
         "fixed_ms": 0.0,
         "per_input_ms": 0.0,
         "per_output_ms": 0.0,
-        "per_kib_ms": 0.0,
+        "per_input_kib_ms": 0.0,
+        "per_output_kib_ms": 0.0,
     }
 
 
@@ -60,7 +62,7 @@ def _write(tmp_path, obj) -> str:
 @pytest.mark.parametrize(
     "change, needle",
     [
-        (lambda d: d.update(format="enas4d_latency_table/0"), "format"),
+        (lambda d: d.update(format="enas4d_latency_table/1"), "format"),
         (lambda d: d.pop("entries"), "lacks 'entries'"),
         (lambda d: d["entries"].update({"add:c=8,side=5": -1.0}), "add:c=8,side=5"),
         (lambda d: d["entries"].update({"add:c=8,side=5": "fast"}), "add:c=8,side=5"),
