@@ -28,6 +28,7 @@ import numpy as np
 from enas4d_tf.errors import SearchError
 from enas4d_tf.evaluation import CandidateEvaluator
 from enas4d_tf.search.config import MAX_BATCH_SIZE, SearchConfig
+from enas4d_tf.search.display import log_generations, log_table
 from enas4d_tf.search.evolution import evolve
 from enas4d_tf.search.objectives import (
     CostModel,
@@ -40,8 +41,8 @@ from enas4d_tf.search.outputs import (
     choose,
     cost_report,
     fronts,
-    log_generations,
-    log_table,
+    generation_seconds,
+    generations_report,
     reference_entries,
     write_outputs,
 )
@@ -196,11 +197,11 @@ def run_search(
         config=config,
         stats={},
         cost=cost_report(costs),
-        generations=generations,
+        generations=generations_report(generations),
     )
     store.save()
     wall = time.perf_counter() - start
-    outcome.stats = _stats(store, wall)
+    outcome.stats = {**_stats(store, wall), **generation_seconds(generations)}
     written = _write(paths, outcome, store)
     log_generations(generations, log)
     log_table(outcome.chosen, log)
