@@ -55,6 +55,12 @@ flags.DEFINE_integer(
 flags.DEFINE_integer("batch_size", 500, "Images per forward pass.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seeds the search.", lower_bound=0)
 flags.DEFINE_integer(
+    "inner_population", 100, "The search's inner evolution population.", lower_bound=2
+)
+flags.DEFINE_integer(
+    "inner_generations", 50, "Its generations (0: the search without it).", lower_bound=0
+)
+flags.DEFINE_integer(
     "num_test_images", 0, "Test images to evaluate on (0: the whole test split).", lower_bound=0
 )
 flags.DEFINE_integer(

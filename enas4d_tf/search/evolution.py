@@ -145,6 +145,17 @@ class EvolutionConfig:
         self.predictor_settings().validate()
 
 
+def _log_generation(log, search, entry: GenerationLog, chosen: int, seconds: float) -> None:
+    name, config = search.objective.name, search.config
+    if entry.choice is not None:
+        log(f"[{name}] generation {entry.generation}: {entry.line()}")
+    log(
+        f"[{name}] generation {entry.generation}/{config.generations}: "
+        f"{chosen} candidates ({entry.measured} measured, {chosen - entry.measured} known), "
+        f"{len(search.order)} known in all; best {search.best_line()}; {seconds:.1f}s"
+    )
+
+
 @dataclasses.dataclass
 class EvolutionResult:
     """What `evolve` found.
@@ -210,14 +221,7 @@ def evolve(
         entry.finish(objective, search.known, len(chosen), new)
         history.append(entry.summary())
         if log is not None:
-            if entry.choice is not None:
-                log(f"[{objective.name}] generation {generation}: {entry.line()}")
-            log(
-                f"[{objective.name}] generation {generation}/{config.generations}: "
-                f"{len(chosen)} candidates ({new} measured, {len(chosen) - new} known), "
-                f"{len(search.order)} known in all; best {search.best_line()}; "
-                f"{time.perf_counter() - start:.1f}s"
-            )
+            _log_generation(log, search, entry, len(chosen), time.perf_counter() - start)
         if on_generation is not None:
             on_generation(history[-1])
     best_per_budget = {}

@@ -188,17 +188,7 @@ def run_search(
         log(f"continuing from {store.path}: {len(store)} candidates measured before")
     measure = _Measurer(store, evaluator, costs)
     references, records, generations = _search(config, objectives, budgets, measure, log)
-    outcome = SearchOutcome(
-        chosen=choose(objectives, budgets, records),
-        fronts=fronts(objectives, budgets, records),
-        references=reference_entries(objectives["static"], *references),
-        budgets=budgets,
-        settings=settings,
-        config=config,
-        stats={},
-        cost=cost_report(costs),
-        generations=generations_report(generations),
-    )
+    outcome = _outcome(config, objectives, budgets, (references, records, generations), settings)
     store.save()
     wall = time.perf_counter() - start
     outcome.stats = {**_stats(store, wall), **generation_seconds(generations)}
@@ -211,6 +201,22 @@ def run_search(
     )
     return SearchResult(
         outcome.chosen, outcome.fronts, store.measured_this_run, len(store), wall, written
+    )
+
+
+def _outcome(config, objectives, budgets, found, settings) -> SearchOutcome:
+    """What pareto.json reports of the records found (its `stats` filled in later)."""
+    references, records, generations = found
+    return SearchOutcome(
+        chosen=choose(objectives, budgets, records),
+        fronts=fronts(objectives, budgets, records),
+        references=reference_entries(objectives["static"], *references),
+        budgets=budgets,
+        settings=settings,
+        config=config,
+        stats={},
+        cost=cost_report(objectives["static"].costs),
+        generations=generations_report(generations),
     )
 
 
