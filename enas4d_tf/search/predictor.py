@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from enas4d_tf.search.blas import one_blas_thread
+
 
 class AccuracyPredictor:
     """MLP regressor `features -> accuracy`.
@@ -50,6 +52,10 @@ class AccuracyPredictor:
         Raises:
           ValueError: no rows, or `x` and `y` differ in length.
         """
+        with one_blas_thread():  # small matrices: see `enas4d_tf.search.blas`
+            return self._fit(x, y)
+
+    def _fit(self, x, y) -> AccuracyPredictor:
         x = np.asarray(x, np.float64)
         y = np.asarray(y, np.float64).reshape(-1)
         if x.ndim != 2 or x.shape[0] == 0 or x.shape[0] != y.shape[0]:

@@ -32,14 +32,15 @@ class FakeObjective(Objective):
 
     def __init__(self, space):
         self.space = space
-        self.floor = stage_macs(space, space.smallest())[-1]
+        self.costs = CostModel(space, space.default_num_classes)  # memoised stage MACs
+        self.floor = self.costs.smallest[-1]
 
     def check_budget(self, budget):
         if budget < self.floor:
             raise ValueError(f"budget {budget} below the smallest network ({self.floor})")
 
     def fits(self, arch, budget):
-        return stage_macs(self.space, arch)[-1] <= budget
+        return self.costs(arch)[-1] <= budget
 
     def score(self, record, budget):
         return None if record.macs[-1] > budget else (record.accuracy, float(record.macs[-1]))
