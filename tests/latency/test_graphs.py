@@ -54,3 +54,22 @@ def test_the_part_graphs_hold_the_ops_of_the_stage_graph(net):
         for key in stage_parts(SPACE, arch, s, 10):
             parts += _ops(convert_part(key))
         assert parts == _ops(convert_stage(model, "float32")), f"stage {s + 1}"
+
+
+@pytest.mark.parametrize("quantization", ["float16", "int8"])
+def test_quantized_part_graphs(quantization):
+    """int8 parts take and return int8 (a stage graph quantises once at its boundaries,
+    which the table's per-tensor fit carries); float16 parts keep float32 inputs and
+    dequantise their float16 weights, as the float16 stage graphs do."""
+    from enas4d_tf.export.litert import _interpreter
+    from enas4d_tf.latency.part_graphs import convert_part
+
+    key = "conv:act=hard_swish,cin=8,cout=24,k=1,side=6,stride=1"
+    it = _interpreter(model_content=convert_part(key, quantization))
+    ops = [o["op_name"] for o in it._get_ops_details()]
+    inputs = [np.dtype(d["dtype"]).name for d in it.get_input_details()]
+    if quantization == "int8":
+        assert ops == ["CONV_2D", "HARD_SWISH"] and inputs == ["int8"]
+    else:
+        assert ops[-2:] == ["CONV_2D", "HARD_SWISH"] and "DEQUANTIZE" in ops
+        assert inputs == ["float32"]
