@@ -190,10 +190,12 @@ def _latency_kit() -> None:
     if not FLAGS.host:
         model = _run_all([run.pop("device_command")])[0].strip()
         run["device"] = model or "unknown phone"
-    os.makedirs(os.path.join(folder, "outputs"), exist_ok=True)
-    outputs = _run_all([command for command, _ in commands])
     try:
-        latency_android.record_outputs(folder, commands, outputs, run)
+        latency_android.record_run(folder, run)
+        for command, name in commands:
+            # Each output is kept as it comes: a run stopped midway resumes where it was.
+            if name is None or not latency_android.has_output(folder, name):
+                latency_android.record_output(folder, name, _run_all([command])[0])
         table = latency_android.table_from_kit(folder)
         table.save(out)
     except ValueError as e:

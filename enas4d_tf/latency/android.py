@@ -152,15 +152,35 @@ def kit_commands(kit: dict, folder: str, settings, host_binary: str | None = Non
     return commands, run
 
 
-def record_outputs(folder: str, commands, outputs, run: dict) -> None:
-    """Keeps each graph's `benchmark_model` output (`output_path`) and the run record."""
-    for (_, name), text in zip(commands, outputs, strict=True):
-        if name is not None and not os.path.exists(output_path(folder, name, ".json")):
-            write_bytes_atomic(output_path(folder, name), text.encode(), LatencyError)
+def record_run(folder: str, run: dict) -> None:
+    """Writes the run record (`RUN_FILE`: the phone or host, the threads) into the outputs.
+
+    Raises:
+      LatencyError: a record of another phone, runtime or thread count is there already
+        (its outputs would mix with this run's), or the file cannot be written.
+    """
     path = os.path.join(folder, "outputs", RUN_FILE)
-    write_json_atomic(
-        path, {k: v for k, v in run.items() if k != "device_command"}, error=LatencyError
-    )
+    record = {k: v for k, v in run.items() if k != "device_command"}
+    if os.path.exists(path):
+        earlier = read_json(path, LatencyError, "kit run record")
+        if earlier != record:
+            raise LatencyError(
+                f"{path} records another run ({earlier}); time this kit in a new folder"
+            )
+        return
+    write_json_atomic(path, record, error=LatencyError)
+
+
+def has_output(folder: str, graph: str) -> bool:
+    """Whether a graph's output is recorded (a resumed run skips it)."""
+    return any(os.path.exists(output_path(folder, graph, x)) for x in (".txt", ".json"))
+
+
+def record_output(folder: str, graph: str | None, text: str) -> None:
+    """Keeps a graph's `benchmark_model` output (`output_path`); nothing for the adb
+    commands that time no graph (`graph` None) or a result litert-benchmark wrote itself."""
+    if graph is not None and not os.path.exists(output_path(folder, graph, ".json")):
+        write_bytes_atomic(output_path(folder, graph), text.encode(), LatencyError)
 
 
 def _parse(folder: str, name: str) -> float:

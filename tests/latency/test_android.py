@@ -145,7 +145,7 @@ def _fake_adb(bin_dir, answers_dir):
             'case "$*" in\n'
             "  *getprop*) echo 'Pixel Test';;\n"
             "  *benchmark_model*) g=$(echo \"$*\" | sed 's/.*graphs\\/\\([a-z0-9_]*\\)\\.tflite.*/\\1/');"
-            f' cat "{answers_dir}/$g.txt";;\n'
+            f' echo "$g" >> "{answers_dir}/calls.log"; cat "{answers_dir}/$g.txt";;\n'
             "  *) exit 0;;\n"
             "esac\n"
         )
@@ -188,3 +188,25 @@ def test_the_kit_times_a_latency_kit_on_the_phone_and_writes_the_table(tmp_path)
     done = _run("export.android_benchmark", [f"--latency_kit={folder}"], str(tmp_path / "bin"))
     assert done.returncode == 1 and "exists" in done.stderr
     assert (folder / "table.json").read_bytes() == before
+
+
+def test_a_stopped_phone_run_resumes_where_it_was(tmp_path):
+    folder = tmp_path / "kit"
+    kit = _kit(folder)
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    for name, text in _answers(kit).items():
+        if name != "p00005":  # the phone fails on this graph the first time
+            (answers / f"{name}.txt").write_text(text)
+    _fake_adb(str(tmp_path / "bin"), str(answers))
+    done = _run("export.android_benchmark", [f"--latency_kit={folder}"], str(tmp_path / "bin"))
+    assert done.returncode == 1 and "failed" in done.stderr
+    assert not (folder / "table.json").exists()
+    (answers / "p00005.txt").write_text(_answers(kit)["p00005"])
+    done = _run("export.android_benchmark", [f"--latency_kit={folder}"], str(tmp_path / "bin"))
+    assert done.returncode == 0, done.stderr
+    calls = (answers / "calls.log").read_text().split()
+    # Graphs timed before the failure are not timed again; the failed one is.
+    assert calls.count("null") == 1 and calls.count("p00005") == 2
+    assert sorted(set(calls)) == sorted(kit["graphs"])
+    _check_table(LatencyTable.load(str(folder / "table.json")))
