@@ -239,3 +239,66 @@ def test_the_inner_evolutions_top_k_are_what_is_measured(monkeypatch):
     ]
     assert all(s["inner_evaluated"] > 20 and s["predictor"]["used"] for s in summaries[1:])
     assert result.measured == 20
+
+
+# What the search measured before issue 18 (commit 0b05714, `EvolutionConfig(population=8,
+# generations=4, seed=0)`, this file's fake objective and accuracy), in order.
+BEFORE_ISSUE_18 = [
+    "534c94ac6938f2b0",
+    "bb3fdce2d370011e",
+    "6117fd6a8c457a1f",
+    "fc2cad416c33a4b2",
+    "f7bfd8f8ed176aa5",
+    "cab059959c1c1981",
+    "c0d228209fc4a446",
+    "20c2b1aa5d8041ca",
+    "80618cc037f52c8e",
+    "6624fdf7d7bd3901",
+    "ca3fd3ae8a9f7469",
+    "f971e311eb0e384b",
+    "578497688e278a8f",
+    "512282dda7138cfa",
+    "fc3d3bc3787d841b",
+    "3ada18b4b9d60ef1",
+    "1dbc30520438e434",
+    "b23af652113baf33",
+    "cbf4ae542e368319",
+    "1e7652a6b783ba67",
+    "786f96c963c94eae",
+    "9f3e290eecabd0da",
+    "aa3930d53c510538",
+    "7ffed056e2ee8c51",
+    "5117411c793922c4",
+    "d5dcec053040ed2e",
+    "4ed8f6e48796cf6a",
+    "b3a3980b31fe22bc",
+    "a5df7e8bee7db3df",
+    "f7146e9bd127b1fe",
+    "d0ee45d06f117051",
+    "ad46589bf43dd4cb",
+]
+
+
+def test_the_old_search_is_reachable_unchanged():
+    # inner_generations=0, the MLP alone, no floor: the search before the inner evolution,
+    # ridge and the floor existed (what bench/search_efficiency.py compares with).
+    space = SearchSpace.preset("fashion_mnist")
+    asked = []
+
+    def measure(archs):
+        asked.extend(evolution.arch_key(space, a) for a in archs)
+        return [
+            FakeRecord(k, a, fake_accuracy(space, a), stage_macs(space, a))
+            for k, a in zip(asked[-len(archs) :], archs, strict=True)
+        ]
+
+    config = EvolutionConfig(
+        population=8,
+        generations=4,
+        seed=0,
+        inner_generations=0,
+        predictor="mlp",
+        min_predictor_tau=-1.0,
+    )
+    evolution.evolve(space, FakeObjective(space), [2e6, 5e6], config, measure)
+    assert asked == BEFORE_ISSUE_18
