@@ -133,6 +133,10 @@ def test_budget_that_is_not_a_number(workdir):
         ("--num_val_images=1", "num_val_images"),  # the cross-fit needs two halves
         ("--mode=fast", "mode"),
         ("--population=0", "population"),
+        ("--predictor=svm", "predictor"),
+        ("--min_predictor_tau=2", "min_predictor_tau"),
+        ("--inner_generations=-1", "inner_generations"),
+        ("--cost=flops", "cost"),
     ],
 )
 def test_flag_out_of_range(workdir, flag, needle):
