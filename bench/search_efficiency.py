@@ -28,6 +28,8 @@ log(C_max / C_min) clipped to [0, 1], where C_min is the smallest network's firs
 and C_max the largest network's full cost; the reference point is (cost C_max, accuracy 0).
 A log scale, because dynamic networks span orders of magnitude of cost.
 
+`--cost=latency --latency_table=T` does the same in the table's milliseconds.
+
 Goal (issue 18): the new search reaches the hypervolume random sampling has after N = 200
 measurements in at most N / 4 = 50. Written to <out>/search_efficiency.json and .md.
 The real run needs the benchmark supernet (minutes per candidate measured on 2 cores).
@@ -59,6 +61,8 @@ flags.DEFINE_integer("batch_size", 500, "Images per forward pass.", lower_bound=
 flags.DEFINE_integer("inner_population", 100, "The new search's inner population.", lower_bound=2)
 flags.DEFINE_integer("inner_generations", 50, "The new search's inner generations.", lower_bound=1)
 flags.DEFINE_string("data_dir", None, "Where the dataset is, if not where the run config says.")
+flags.DEFINE_enum("cost", "macs", ["macs", "latency"], "Costs: MACs or a latency table's ms.")
+flags.DEFINE_string("latency_table", None, "The latency table, with --cost=latency.")
 flags.DEFINE_bool("smoke", False, "A tiny run (12 measurements, small images counts): checks.")
 
 FLAGS = flags.FLAGS
@@ -252,6 +256,8 @@ def settings_from_flags() -> dict:
     if FLAGS.smoke:
         settings.update(SMOKE)
     settings["seeds"] = [int(v) for v in FLAGS.seeds]
+    settings["cost"] = FLAGS.cost
+    settings["latency_table"] = FLAGS.latency_table or ""
     return settings
 
 
@@ -270,13 +276,15 @@ def run(workdir: str, settings: dict, log=print) -> dict:
     """Measures the three strategies on `workdir` and returns the report."""
     from enas4d_tf.evaluation import CandidateEvaluator
     from enas4d_tf.search.config import SearchConfig
-    from enas4d_tf.search.objectives import CostModel, DynamicObjective, pareto_budgets
+    from enas4d_tf.search.objectives import DynamicObjective, make_cost_model, pareto_budgets
     from enas4d_tf.search.run import load_search_data
     from enas4d_tf.workdir import load_supernet
 
     net, run_config = load_supernet(workdir)
     config = SearchConfig(
         pareto=True,
+        cost=settings["cost"],
+        latency_table=settings["latency_table"],
         num_val_images=settings["num_val_images"],
         num_calibration_images=settings["num_calibration_images"],
     )
@@ -290,7 +298,8 @@ def run(workdir: str, settings: dict, log=print) -> dict:
         settings["num_calibration_images"],
         settings["batch_size"],
     )
-    costs = CostModel(net.space, net.num_classes)
+    config.validate()  # a latency cost without a table, ...: one line
+    costs = make_cost_model(net.space, net.num_classes, config)
     bench = Bench(evaluator, costs, net.space)
     budgets = pareto_budgets(costs, settings["budget_points"])
     score_budgets = pareto_budgets(costs, settings["score_points"])
@@ -309,10 +318,11 @@ def run(workdir: str, settings: dict, log=print) -> dict:
         "workdir": os.path.abspath(workdir),
         "settings": settings,
         "validation_halves": {"search": len(bench.half_a), "score": len(bench.half_b)},
-        "search_budgets_macs": budgets,
-        "score_budgets_macs": score_budgets,
-        "reference_point": {"cost_macs": float(costs.largest[-1]), "accuracy": 0.0},
-        "log_cost_floor_macs": float(costs.smallest[0]),
+        "cost_unit": costs.unit,
+        "search_budgets": budgets,
+        "score_budgets": score_budgets,
+        "reference_point": {"cost": float(costs.largest[-1]), "accuracy": 0.0},
+        "log_cost_floor": float(costs.smallest[0]),
         "per_seed": per_seed,
         "mean": mean,
         "goal": goal(mean, settings["measurements"]),
@@ -333,8 +343,8 @@ def markdown(report: dict) -> str:
         f"strategy, seeds {s['seeds']}; searched on {report['validation_halves']['search']} "
         f"validation images, fronts scored on the other {report['validation_halves']['score']}.",
         f"Hypervolume in (log cost, accuracy), reference point (cost "
-        f"{report['reference_point']['cost_macs']:.4g} MACs, accuracy 0), log-cost floor "
-        f"{report['log_cost_floor_macs']:.4g} MACs.",
+        f"{report['reference_point']['cost']:.4g} {report['cost_unit']}, accuracy 0), "
+        f"log-cost floor {report['log_cost_floor']:.4g} {report['cost_unit']}.",
         "",
         "| measured | random | old search | new search |",
         "|---:|---:|---:|---:|",
