@@ -22,6 +22,8 @@ setup(
     description="ENAS4D: multi-stage once-for-all supernets and search for dynamic inference",
     python_requires=">=3.10",
     packages=find_packages(include=["enas4d_tf", "enas4d_tf.*"]),
+    # Released supernets (enas4d_tf/pretrained.py): weights, run config, release.json.
+    package_data={"enas4d_tf": ["released/*/*.json", "released/*/checkpoints/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"dev": ["pytest>=8", "ruff==0.17.6"]},
 )

@@ -126,8 +126,11 @@ def copy_release(name: str, workdir: str, root: str | None = None) -> str:
             f"{workdir} exists and is not an empty folder: copy the release into a new one"
         )
     parent = os.path.dirname(workdir)
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".tmp_release_", dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix=".tmp_release_", dir=parent)
+    except OSError as e:
+        raise WorkdirError(f"cannot copy the release into {workdir}: {e.strerror or e}") from None
     try:
         target = os.path.join(scratch, "release")
         shutil.copytree(source, target)

@@ -97,3 +97,32 @@ def test_tool_refuses_an_unknown_release_in_one_line(tmp_path):
         and "no released supernet named 'nope'" in run.stderr
     )
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_copy_into_a_path_under_a_file_is_one_error(release, tmp_path):
+    root, _, _ = release
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(WorkdirError, match="cannot copy the release into"):
+        pretrained.copy_release("tiny_demo", str(blocker / "wd"), root)
+    assert blocker.read_text() == "x"
+
+
+def test_demo_refuses_a_missing_release_before_training(tmp_path):
+    env = dict(os.environ, ENAS4D_RELEASES_DIR=str(tmp_path / "none"))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.demo",
+            "--pretrained=fashion_mnist",
+            f"--workdir={tmp_path}/d",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1
+    assert "demo: error: no released supernet named 'fashion_mnist'" in run.stderr
+    assert not os.path.exists(tmp_path / "d")  # nothing trained

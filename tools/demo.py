@@ -4,8 +4,8 @@
   python -m tools.demo --workdir=/tmp/d --smoke       # a reduced run (tests use it)
 
 Each step runs the package's own command line, printed before it runs, so the demo is the
-same thing a user would type. With a released supernet (`--pretrained=fashion_mnist`, the
-default), the search stands on its weights and the training step is a short run to watch:
+same thing a user would type. With a released supernet (`--pretrained=<name>`), the search
+stands on its weights and the training step is a short run to watch:
 
   1. python -m tools.train --flagfile=configs/train_quick.cfg --workdir=W/train_watch
   2. python -m tools.pretrained --name=fashion_mnist --workdir=W/supernet
@@ -13,7 +13,8 @@ default), the search stands on its weights and the training step is a short run 
   4. python -m tools.export --workdir=W/supernet --from_search ...
   5. python -m tools.cascade --export_dir=W/supernet/export/<name> --split=test ...
 
-With `--pretrained=` (empty) the search stands on the supernet step 1 trains, in W itself.
+Without `--pretrained` (the default until a release is committed) the search stands on the
+supernet step 1 trains, in W itself.
 
 Steps whose outputs exist are not redone (training resumes or says it has finished; the
 search continues from its state; existing export folders are reused), so running the demo
@@ -54,9 +55,9 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_string(
     "pretrained",
-    "fashion_mnist",
-    "Released supernet to search on (python -m tools.pretrained --list); empty: search on "
-    "the supernet the demo trains. Smoke runs default to empty.",
+    "",
+    "Released supernet to search on (python -m tools.pretrained --list), e.g. fashion_mnist; "
+    "empty: search on the supernet the demo trains.",
 )
 
 FLAGS = flags.FLAGS
@@ -201,8 +202,15 @@ def main(argv: list[str]) -> None:
     max_images = FLAGS.max_images or (300 if smoke else None)
     started = time.time()
 
-    release = FLAGS.pretrained if (not smoke or FLAGS["pretrained"].present) else ""
+    release = FLAGS.pretrained
     if release:
+        with quiet_stderr():
+            from enas4d_tf import pretrained
+            from enas4d_tf.errors import WorkdirError
+        try:  # before any training: a missing or damaged release is one line
+            pretrained.release_dir(release)
+        except WorkdirError as e:
+            fail("demo", str(e))
         # Training is shown on a short run of its own; the search stands on the release.
         watch = os.path.join(workdir, "train_watch")
         _run([sys.executable, "-m", "tools.train", f"--flagfile={config}", f"--workdir={watch}"])
