@@ -26,7 +26,7 @@ import sys
 from absl import app, flags
 
 from enas4d_tf.errors import Enas4dError
-from enas4d_tf.files import write_bytes_atomic, write_json_atomic
+from enas4d_tf.files import check_writable_file, write_bytes_atomic, write_json_atomic
 from tools._cli import fail, flags_parser
 
 flags.DEFINE_string("workdir", None, "The trained supernet's workdir.")
@@ -107,6 +107,11 @@ def main(argv):
         fail("ofa_check", f"--picks must be integers, got {FLAGS.picks}", code=2)
     if not all(1 <= p <= FLAGS.num_spread for p in picks):
         fail("ofa_check", f"--picks must be in 1..{FLAGS.num_spread}, got {picks}", code=2)
+    try:  # before hours of training, not after
+        for suffix in (".json", ".md"):
+            check_writable_file(FLAGS.out + suffix, "--out")
+    except Enas4dError as e:
+        fail("ofa_check", str(e), code=2)
     from enas4d_tf import data as data_lib
     from enas4d_tf.model.macs import stage_macs
     from enas4d_tf.space import SearchSpace
@@ -140,12 +145,12 @@ def main(argv):
                     "cut_out": _measure(FLAGS.workdir, arch, data),
                 }
             )
+        report = {"epochs": epochs, "test_examples": int(len(labels)), "rows": rows}
+        text = markdown(rows, epochs)
+        write_json_atomic(FLAGS.out + ".json", report)
+        write_bytes_atomic(FLAGS.out + ".md", (text + "\n").encode())
     except (Enas4dError, OSError, KeyError, json.JSONDecodeError) as e:
         fail("ofa_check", str(e))
-    report = {"epochs": epochs, "test_examples": int(len(labels)), "rows": rows}
-    write_json_atomic(FLAGS.out + ".json", report)
-    text = markdown(rows, epochs)
-    write_bytes_atomic(FLAGS.out + ".md", (text + "\n").encode())
     print(text)
 
 

@@ -60,3 +60,6 @@ def test_ofa_check_trains_alone_and_compares_every_exit(tmp_path):
     assert "| spread_1 |" in md and "| spread_3 |" in md and "Goal:" in md
     bad = _run("bench.ofa_check", f"--workdir={workdir}", f"--out={out}", "--picks=11")
     assert bad.returncode == 2 and "--picks must be in 1..10" in bad.stderr
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    bad = _run("bench.ofa_check", f"--workdir={workdir}", f"--out={tmp_path}/blocker/ofa")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
