@@ -13,6 +13,7 @@ import numpy as np
 
 from enas4d_tf import data as data_lib
 from enas4d_tf.model.macs import stage_macs
+from enas4d_tf.pretrained import resolve_workdir
 from enas4d_tf.space import SearchSpace
 from enas4d_tf.train import sampling
 from enas4d_tf.train.evaluate import Evaluator
@@ -84,6 +85,17 @@ def spread_checks(networks: list[dict], key: str = "test_accuracy") -> dict:
     }
 
 
+def report_archs(space: SearchSpace, num_spread: int, num_sampled: int, seed: int) -> list:
+    """`(name, arch)` of the networks a report measures: the largest, the smallest,
+    `spread_1..num_spread` (`sampling.spread_archs`) and `sampled_1..num_sampled` (random,
+    seeded by `seed`)."""
+    rng = np.random.default_rng(seed)
+    archs = [("largest", space.largest()), ("smallest", space.smallest())]
+    spread = sampling.spread_archs(space, num_spread)
+    archs += [(f"spread_{i + 1}", a) for i, a in enumerate(spread)]
+    return archs + [(f"sampled_{i + 1}", space.sample(rng=rng)) for i in range(num_sampled)]
+
+
 def benchmark_workdir(
     workdir: str,
     num_sampled: int = 0,
@@ -118,6 +130,7 @@ def benchmark_workdir(
       WorkdirError: the workdir or its checkpoint cannot be used.
       DataError: the dataset cannot be read.
     """
+    workdir = resolve_workdir(workdir)  # a released supernet reads as its folder
     net, config = load_supernet(workdir)
     space: SearchSpace = net.space
     dataset = config.get("dataset", data_lib.DEFAULT_DATASET)
@@ -126,14 +139,8 @@ def benchmark_workdir(
     images, labels = data_lib.load_arrays(dataset, "test", data_dir, max_test_examples)
     evaluator = Evaluator(space, net.num_classes, calibration, images, labels)
     evaluator.copy_weights(net)
-    rng = np.random.default_rng(seed)
-    archs = [("largest", space.largest()), ("smallest", space.smallest())]
-    archs += [
-        (f"spread_{i + 1}", a) for i, a in enumerate(sampling.spread_archs(space, num_spread))
-    ]
-    archs += [(f"sampled_{i + 1}", space.sample(rng=rng)) for i in range(num_sampled)]
     networks = []
-    for name, arch in archs:
+    for name, arch in report_archs(space, num_spread, num_sampled, seed):
         result = evaluator.evaluate(arch)
         networks.append(
             {
