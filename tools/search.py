@@ -130,7 +130,10 @@ flags.DEFINE_enum(
 flags.DEFINE_string(
     "latency_table",
     None,
-    "The latency table file (python -m tools.latency_table) for --cost=latency.",
+    "The latency table file (python -m tools.latency_table) for --cost=latency. Costs are "
+    "those of the table's graphs: its quantization, device and threads (recorded in each "
+    "architecture file as cost_target). Pick the table of the quantization you will deploy: "
+    "a float32 table for networks exported as int8 is allowed, and is your choice.",
 )
 flags.DEFINE_integer(
     "inner_population",

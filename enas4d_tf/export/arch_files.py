@@ -8,7 +8,8 @@ chosen network and its exit thresholds:
    "arch": Arch.to_dict(), "thresholds": [t_1, ..., t_S] (null = never leave there),
    "stage_macs": [...], "avg_macs": ..., "val_accuracy": ..., "exit_rates": [...],
    "budget_macs": ... | null, "exit": s,
-   "cost": "macs" | "latency", "budget_ms": ..., "avg_ms": ..., "stage_ms": [...]}
+   "cost": "macs" | "latency", "budget_ms": ..., "avg_ms": ..., "stage_ms": [...],
+   "cost_target": {"kind", "device", "runtime", "threads", "quantization"}}
 
 `"exit": s` (an int, numbered from 1) marks a *truncated* static network: the architecture's
 groups `<= s` and exit `s` alone (every image leaves there; its cost is
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 from enas4d_tf import exit_policy
 from enas4d_tf.errors import ExportError
 from enas4d_tf.files import read_json, write_json_atomic
+from enas4d_tf.latency.table import QUANTIZATIONS, TARGET_KINDS, Target
 from enas4d_tf.space import Arch, SearchSpace
 
 ARCH_FILE_VERSION = 2
@@ -53,6 +55,9 @@ ARCH_FILE_KEYS = (
 # `"cost": "latency"` and its budget, average and cumulative stage costs in milliseconds
 # (`budget_ms`, `avg_ms`, `stage_ms`) beside the MACs ones; without them the cost is MACs.
 LATENCY_KEYS = ("cost", "budget_ms", "avg_ms", "stage_ms")
+# Also optional, with `"cost": "latency"` only: the latency table's target the ms are of
+# (`enas4d_tf.latency.table.Target.to_dict()`), so an export can check it has the same table.
+COST_TARGET_KEY = "cost_target"
 COSTS = ("macs", "latency")
 MODES = ("dynamic", "static")
 
@@ -148,10 +153,10 @@ def check_exit(exit, num_stages: int, mode: str = "static") -> int:
 def write_arch_file(path: str, record: dict) -> None:
     """Writes an architecture file atomically: `format_version` and the `ARCH_FILE_KEYS`
     fields of `record` (other keys, such as the search's `key`, are left out), the
-    `LATENCY_KEYS` it has, and `exit` when the record has one that is not None (a truncated
-    network)."""
+    `LATENCY_KEYS` and `COST_TARGET_KEY` it has, and `exit` when the record has one that is
+    not None (a truncated network)."""
     public = {k: record[k] for k in ARCH_FILE_KEYS}
-    public.update((k, record[k]) for k in LATENCY_KEYS if k in record)
+    public.update((k, record[k]) for k in (*LATENCY_KEYS, COST_TARGET_KEY) if k in record)
     if record.get("exit") is not None:
         public["exit"] = record["exit"]
     write_json_atomic(path, {"format_version": ARCH_FILE_VERSION, **public})
@@ -248,12 +253,17 @@ def _spec_from_record(data: dict, space: SearchSpace, default_name: str) -> Arch
 
 def _check_cost_fields(data: dict, num_exits: int) -> None:
     """What the export refits thresholds from: `cost` is "macs" or "latency"; `budget_macs`
-    and `budget_ms` are null or positive finite numbers; `exit_rates`, when given, are
-    `num_exits` numbers in [0, 1] (the architecture's S, also for a truncated network, as
+    and `budget_ms` are null or positive finite numbers; `cost_target` is null or (with
+    "latency" only) a latency table's target; `exit_rates`, when given, are `num_exits`
+    numbers in [0, 1] (the architecture's S, also for a truncated network, as
     `stage_macs`)."""
     cost = data.get("cost", "macs")
     if cost not in COSTS:
         raise ValueError(f"cost must be 'macs' or 'latency', got {cost!r}")
+    if data.get(COST_TARGET_KEY) is not None:
+        if cost != "latency":
+            raise ValueError(f"{COST_TARGET_KEY} is recorded only with cost 'latency'")
+        _check_cost_target(data[COST_TARGET_KEY])
     for key in ("budget_macs", "budget_ms"):
         budget = data.get(key)
         if budget is not None and not (_is_number(budget) and budget > 0):
@@ -265,6 +275,22 @@ def _check_cost_fields(data: dict, num_exits: int) -> None:
         raise ValueError(f"exit_rates must be a list of {num_exits} numbers, got {rates!r}")
     if not all(_is_number(r) and 0.0 <= r <= 1.0 for r in rates):
         raise ValueError(f"exit_rates must be numbers in [0, 1], got {rates!r}")
+
+
+def _check_cost_target(target) -> None:
+    """A latency table's target: exactly its fields, a known kind and quantisation, text
+    device and runtime, threads an int >= 1."""
+    fields = [f.name for f in dataclasses.fields(Target)]
+    ok = isinstance(target, dict) and sorted(target) == sorted(fields)
+    ok = ok and target["kind"] in TARGET_KINDS and target["quantization"] in QUANTIZATIONS
+    ok = ok and all(isinstance(target[k], str) for k in ("device", "runtime"))
+    threads = target.get("threads") if ok else None
+    if not (ok and isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+        raise ValueError(
+            f"{COST_TARGET_KEY} must be a latency table's target {{{', '.join(fields)}}} "
+            f"(kind in {TARGET_KINDS}, quantization in {QUANTIZATIONS}, threads >= 1), "
+            f"got {target!r}"
+        )
 
 
 def _is_number(value) -> bool:

@@ -43,7 +43,10 @@ class SearchConfig:
       cost: "macs" (budgets and costs in MACs) or "latency" (in the milliseconds of the
         latency model of `latency_table`; MACs are still recorded).
       latency_table: the latency table file (`enas4d_tf.latency.table`), with cost
-        "latency" only.
+        "latency" only. Its target (device, threads, quantisation) is what the costs are
+        of, recorded in every architecture file as `cost_target`; the search does not
+        check it against how the networks will be exported (a float32 table for int8
+        exports is the user's choice).
       inner_population, inner_generations, top_k: the evolution on predicted scores run
         for each budget and generation, and how many of its best are measured
         (`EvolutionConfig`; inner_generations 0: the search without it).

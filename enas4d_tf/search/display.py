@@ -11,8 +11,9 @@ from enas4d_tf.search.scoring import format_cost, format_macs
 
 
 def plot_fronts(fronts: dict, chosen: list, references: dict, path: str) -> None:
-    """Plots validation accuracy vs average MACs on the ranking scores (dynamic: cross-fitted,
-    held out; static: every exit, nothing fitted): both fronts, choices, largest, smallest.
+    """Plots validation accuracy vs average cost (MACs, or ms with a latency cost) on the
+    ranking scores (dynamic: cross-fitted, held out; static: every exit, nothing fitted):
+    both fronts, choices, largest, smallest.
 
     Written to a temporary file and renamed, so `path` is never a partial image.
     """

@@ -109,6 +109,20 @@ class CostModel:
             cache[key] = (cumulative, [int(c - u) for c, u in zip(cumulative, unused, strict=True)])
         return cache[key]
 
+    def target(self) -> dict | None:
+        """The latency table's target (`kind`, `device`, `runtime`, `threads`,
+        `quantization`) the costs are of, or None for MACs. A search has no quantisation of
+        its own: the costs are those of the table's graphs."""
+        return None if self.latency is None else self.latency.table.target.to_dict()
+
+    def origin(self) -> str:
+        """Where the costs come from, for the log: `MACs` or `ms of <quantization> graphs on
+        <device> (<kind>, <runtime>, <threads> thread(s))`."""
+        if (t := self.target()) is None:
+            return self.unit
+        where = f"{t['kind']}, {t['runtime']}, {t['threads']} thread(s)"
+        return f"{self.unit} of {t['quantization']} graphs on {t['device']} ({where})"
+
     def format(self, value: float) -> str:
         """A cost or budget as names and tables show it: `2.5M` (MACs) or `3.1ms`."""
         return format_cost(value, self.unit)
@@ -352,6 +366,10 @@ def make_cost_model(space: SearchSpace, num_classes: int, config) -> CostModel:
     """The cost model `config.cost` asks for: MACs, or the latency model of
     `config.latency_table` (loaded and checked to cover every part the space can need, so
     a missing entry is refused before any measurement rather than midway).
+
+    The table's target is taken as it is: its quantisation, device and threads are what
+    the costs are of (`CostModel.target`, recorded in every architecture file). A float32
+    table for networks that will be exported as int8 is the user's choice, not refused.
 
     Raises:
       LatencyError: the table is missing, corrupt, of another format, space or class

@@ -4,17 +4,25 @@ Under `<workdir>/search/`:
 
   archs/<mode>_<budget>.json  one architecture file per chosen network (the schema is
                               `enas4d_tf.export.formats`'s; `tools/export.py` reads them)
-  pareto.json                 the chosen networks, the dynamic and static accuracy-vs-MACs
-                              fronts, the largest and smallest networks, run statistics
+  pareto.json                 the chosen networks, the dynamic and static accuracy-vs-cost
+                              fronts (MACs, or ms with `--cost=latency`), the largest and
+                              smallest networks, run statistics
   pareto.png                  the fronts plotted
 
 Every entry of pareto.json is an architecture-file record (`formats.arch_file_record`; a
 static network has `"exit": s`, the exit it is cut at) plus the search's `key` of the
-candidate and `ranking_accuracy` / `ranking_avg_macs`, the score it was ranked by and the
+candidate and `ranking_accuracy` / `ranking_avg_cost`, the score it was ranked by and the
 fronts are drawn on: for a dynamic network the cross-fitted (held-out) validation accuracy
-and average MACs, for a static one its validation accuracy and cost (nothing fitted). Its
-`val_accuracy` and `avg_macs` are those of the thresholds it carries, refitted on every
-validation image.
+and average cost, for a static one its validation accuracy and truncated cost (nothing
+fitted). `ranking_avg_cost` is in the search's cost unit (`cost_report`: MACs, or ms of the
+latency table with `--cost=latency`); `ranking_avg_macs` is the same policy's average MACs
+whatever the cost. Its `val_accuracy` and `avg_macs` (and with latency `avg_ms`) are those
+of the thresholds it carries, refitted on every validation image.
+
+With `--cost=latency` a record also has `cost_target`: the latency table's target (`kind`,
+`device`, `runtime`, `threads`, `quantization`) its milliseconds are of, so an exporter can
+check it is given the same table. The search has no quantisation of its own: its costs are
+those of the table's graphs, whatever quantisations the networks are later exported as.
 """
 
 from __future__ import annotations
@@ -91,7 +99,7 @@ def cost_report(costs) -> dict:
     runtime, threads, quantisation) and the smallest and largest networks' costs."""
     out = {"kind": costs.kind, "unit": costs.unit}
     if costs.latency is not None:
-        out["target"] = costs.latency.table.target.to_dict()
+        out["target"] = costs.target()
         out["smallest_ms"] = [float(c) for c in costs.smallest]
         out["largest_ms"] = [float(c) for c in costs.largest]
     return out
@@ -103,8 +111,8 @@ def _record(name: str, mode: str, candidate: Candidate, result, budget, costs, e
     With MACs costs it is `formats.arch_file_record`'s. With latency costs the record's
     `avg_macs` is the network's average MACs on the same images (exit rates times stage
     MACs) and `budget_macs` is null; the budget, the average and the stage costs in ms are
-    `budget_ms`, `avg_ms` and `stage_ms`. `cost` says which ("macs" or "latency"), as
-    `enas4d_tf.export.arch_files` reads it.
+    `budget_ms`, `avg_ms` and `stage_ms`, and `cost_target` is the table's target they are
+    of. `cost` says which ("macs" or "latency"), as `enas4d_tf.export.arch_files` reads it.
     """
     latency = costs.kind == "latency"
     record = formats.arch_file_record(
@@ -122,6 +130,7 @@ def _record(name: str, mode: str, candidate: Candidate, result, budget, costs, e
         record["avg_ms"] = float(result.avg_macs)
         record["budget_ms"] = None if budget is None else float(budget)
         record["stage_ms"] = [float(c) for c in costs(candidate.arch)]
+        record["cost_target"] = costs.target()
         record["avg_macs"] = _average_macs(candidate, result.exit_rates, exit, costs)
     return record
 
@@ -198,8 +207,9 @@ def _front(points: list, make) -> list:
 
 
 def fronts(objectives: dict, budgets: dict, records: list) -> dict:
-    """The accuracy-vs-average-MACs Pareto front of each searched mode, cheapest first, on
-    the scores candidates are ranked by (`ranking_accuracy`, `ranking_avg_macs`).
+    """The accuracy-vs-average-cost Pareto front of each searched mode, cheapest first, on
+    the scores candidates are ranked by (`ranking_accuracy`, `ranking_avg_cost`: MACs, or
+    ms with a latency cost).
 
     Static points: every candidate cut at every exit. Dynamic points: every candidate's
     cross-fitted policy for each dynamic budget, and its policy without early exits (every
@@ -252,13 +262,18 @@ def _dynamic_front_record(n: int, candidate: Candidate, budget, ranking, costs) 
 
 def reference_entries(static, smallest: Candidate, largest: Candidate) -> dict:
     """Records of the space's smallest and largest networks as static networks at their last
-    exit, with each exit's validation accuracy and truncated cost."""
+    exit, with each exit's validation accuracy and the network cut at each exit's MACs
+    (`truncated_macs`) and, with a latency cost, milliseconds (`truncated_ms`), as records
+    carry `stage_macs` and `stage_ms`."""
     out = {}
+    costs = static.costs
     for label, candidate in (("smallest", smallest), ("largest", largest)):
         s = len(candidate.stage_macs)
         entry = _static_record(label, static, candidate, s, None)
         entry["exit_accuracy"] = candidate.measurement.exit_accuracy
-        entry["truncated_macs"] = static.costs.truncated(candidate.arch)
+        entry["truncated_macs"] = [int(c) for c in costs.truncated_macs(candidate.arch)]
+        if costs.kind == "latency":
+            entry["truncated_ms"] = [float(c) for c in costs.truncated(candidate.arch)]
         out[label] = entry
     return out
 

@@ -180,7 +180,7 @@ def run_search(
     log(
         f"search of {workdir}: {evaluator.num_val_images} validation images, "
         f"{evaluator.num_calibration_images} calibration images, modes {', '.join(config.modes)}, "
-        f"costs in {costs.unit}"
+        f"costs in {costs.origin()}"
     )
     settings = _settings(workdir, dataset, data_dir, evaluator, evaluator.batch_size)
     store = SearchStore(paths, settings, net.space, log)

@@ -535,6 +535,8 @@ def test_latency_search_keeps_average_latency_on_validation_within_budget(workdi
         assert entry["stage_ms"] == pytest.approx(model.cumulative(arch))
         spec = formats.read_arch_file(paths.arch_file(entry["name"]), space)
         assert spec.search["cost"] == "latency" and spec.search["budget_ms"] == budget
+        # Which table's ms these are, for the exporter to check.
+        assert spec.search["cost_target"] == fake_table().target.to_dict()
         if entry["mode"] == "static":
             s = entry["exit"]
             assert entry["avg_ms"] == pytest.approx(model.truncated(arch)[s - 1])
@@ -554,6 +556,10 @@ def test_latency_search_keeps_average_latency_on_validation_within_budget(workdi
         assert entry["avg_ms"] <= budget
         assert entry["avg_macs"] == pytest.approx(float(rates @ np.array(entry["stage_macs"])))
     assert {f"dynamic_{low:.3g}ms", f"dynamic_{mid:.3g}ms"} <= names
+    for ref in report["references"].values():  # MACs and ms under their own keys
+        arch = Arch.from_dict(ref["arch"])
+        assert ref["truncated_macs"] == [truncated_macs(space, arch, s, 10) for s in (1, 2, 3)]
+        assert ref["truncated_ms"] == pytest.approx(model.truncated(arch))
     # The predictor's quality per generation, in the report and the state: 2 modes x 2.
     # (The report leaves their CPU times to `stats`: a rerun rewrites the same report.)
     generations = report["generations"]
