@@ -247,7 +247,32 @@ SMOKE = dict(
 )
 
 
+def parse_seeds(values) -> list[int]:
+    """`--seeds` as distinct integers >= 0 (numpy's generators refuse negative seeds).
+
+    Raises:
+      ValueError: an empty list, or a value that is not such an integer (one line naming it).
+    """
+    seeds = []
+    for v in values:
+        try:
+            seed = int(v)
+        except ValueError:
+            raise ValueError(f"--seeds: {v!r} is not an integer") from None
+        if seed < 0 or seed in seeds:
+            raise ValueError(f"--seeds: {seed} is {'negative' if seed < 0 else 'given twice'}")
+        seeds.append(seed)
+    if not seeds:
+        raise ValueError("--seeds is empty: give at least one, e.g. --seeds=0,1,2")
+    return seeds
+
+
 def settings_from_flags() -> dict:
+    """The run's settings from the flags.
+
+    Raises:
+      ValueError: bad `--seeds`.
+    """
     names = (
         "measurements step population budget_points score_points num_val_images "
         "num_calibration_images batch_size inner_population inner_generations"
@@ -255,10 +280,42 @@ def settings_from_flags() -> dict:
     settings = {n: FLAGS[n].value for n in names}
     if FLAGS.smoke:
         settings.update(SMOKE)
-    settings["seeds"] = [int(v) for v in FLAGS.seeds]
+    settings["seeds"] = parse_seeds(FLAGS.seeds)
     settings["cost"] = FLAGS.cost
     settings["latency_table"] = FLAGS.latency_table or ""
     return settings
+
+
+def search_config(settings: dict):
+    """The `SearchConfig` every strategy's costs and data come from, validated (a latency
+    cost without a table, ...: one line)."""
+    from enas4d_tf.search.config import SearchConfig
+
+    config = SearchConfig(
+        pareto=True,
+        cost=settings["cost"],
+        latency_table=settings["latency_table"],
+        num_val_images=settings["num_val_images"],
+        num_calibration_images=settings["num_calibration_images"],
+    )
+    config.validate()
+    return config
+
+
+def output_paths(out: str) -> dict:
+    """`{"json": path, "md": path}` of the report in `out`, checked writable before any
+    work (a bad `--out` is refused in one line, not after an hours-long run).
+
+    Raises:
+      Enas4dError: `out` or a report file in it cannot be written.
+    """
+    from enas4d_tf.files import check_writable_dir, check_writable_file
+
+    check_writable_dir(out, "--out folder")
+    paths = {ext: os.path.join(out, f"search_efficiency.{ext}") for ext in ("json", "md")}
+    for path in paths.values():
+        check_writable_file(path, "report")
+    return paths
 
 
 def mean_curves(per_seed: list) -> dict:
@@ -275,19 +332,14 @@ def mean_curves(per_seed: list) -> dict:
 def run(workdir: str, settings: dict, log=print) -> dict:
     """Measures the three strategies on `workdir` and returns the report."""
     from enas4d_tf.evaluation import CandidateEvaluator
-    from enas4d_tf.search.config import SearchConfig
     from enas4d_tf.search.objectives import DynamicObjective, make_cost_model, pareto_budgets
     from enas4d_tf.search.run import load_search_data
     from enas4d_tf.workdir import load_supernet
 
+    config = search_config(settings)
     net, run_config = load_supernet(workdir)
-    config = SearchConfig(
-        pareto=True,
-        cost=settings["cost"],
-        latency_table=settings["latency_table"],
-        num_val_images=settings["num_val_images"],
-        num_calibration_images=settings["num_calibration_images"],
-    )
+    # The latency table is checked before the data are read.
+    costs = make_cost_model(net.space, net.num_classes, config)
     data_dir = FLAGS.data_dir or run_config.get("data_dir")
     data = load_search_data(run_config.get("dataset", "fashion_mnist"), data_dir, config, log)
     evaluator = CandidateEvaluator(
@@ -298,8 +350,6 @@ def run(workdir: str, settings: dict, log=print) -> dict:
         settings["num_calibration_images"],
         settings["batch_size"],
     )
-    config.validate()  # a latency cost without a table, ...: one line
-    costs = make_cost_model(net.space, net.num_classes, config)
     bench = Bench(evaluator, costs, net.space)
     budgets = pareto_budgets(costs, settings["budget_points"])
     score_budgets = pareto_budgets(costs, settings["score_points"])
@@ -370,14 +420,23 @@ def main(argv: list[str]) -> None:
     from enas4d_tf.errors import Enas4dError
     from enas4d_tf.files import write_bytes_atomic, write_json_atomic
 
+    try:
+        settings = settings_from_flags()
+    except ValueError as e:
+        fail("search_efficiency", e, code=2)
     out = FLAGS.out or os.path.join(FLAGS.workdir, "search_efficiency")
     try:
-        report = run(FLAGS.workdir, settings_from_flags(), log=lambda m: print(m, flush=True))
-        write_json_atomic(os.path.join(out, "search_efficiency.json"), report)
+        # Everything cheap is checked before TensorFlow starts and the run begins.
+        paths = output_paths(out)
+        search_config(settings)
+        report = run(FLAGS.workdir, settings, log=lambda m: print(m, flush=True))
+        write_json_atomic(paths["json"], report)
         text = markdown(report)
-        write_bytes_atomic(os.path.join(out, "search_efficiency.md"), text.encode())
+        write_bytes_atomic(paths["md"], text.encode())
     except Enas4dError as e:
         fail("search_efficiency", str(e))
+    except OSError as e:
+        fail("search_efficiency", f"{e.filename or out}: {e.strerror or e}")
     print(text)
 
 

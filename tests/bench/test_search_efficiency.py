@@ -1,5 +1,6 @@
 """Tests of bench/search_efficiency.py: the hypervolume, the goal, fronts scored on the
-validation half no search saw, and (slow) one whole `--smoke` run on a tiny workdir."""
+validation half no search saw, bad flags and outputs refused in one line before any work,
+and (slow) one whole `--smoke` run on a tiny workdir."""
 
 import json
 import os
@@ -13,6 +14,7 @@ from bench import search_efficiency as eff
 from enas4d_tf.exit_policy import ValidationSplit
 from enas4d_tf.search.measurement import Measurement
 from enas4d_tf.space import SearchSpace
+from tests.faults.harness import check_fault
 from tests.helpers import REPO, make_tiny_workdir
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
@@ -78,6 +80,56 @@ def test_fronts_are_scored_on_the_half_the_thresholds_were_not_fitted_on():
     assert on_a.fit(150.0).accuracy == 0.0 and points[1] == (100.0, 1.0)
     # Budget 300: fitted on A, images go on to an exit right on A (1.0); on B they are wrong.
     assert on_a.fit(300.0).accuracy == 1.0 and points[2][1] == 0.0 and points[2][0] >= 200.0
+
+
+@pytest.mark.parametrize(
+    "args, needles, code",
+    [
+        (["--seeds=a"], ("--seeds", "'a'", "not an integer"), 2),
+        (["--seeds=0,-1"], ("--seeds", "-1", "negative"), 2),
+        (["--seeds=1,1"], ("--seeds", "given twice"), 2),
+        (["--out={file}/sub"], ("--out folder", "is a file"), 1),
+        (["--out={file}"], ("--out folder", "is a file"), 1),
+        (["--out={out}"], ("report", "search_efficiency.json", "is a folder"), 1),
+        (["--cost=latency", "--out={fresh}"], ("--latency_table",), 1),
+    ],
+)
+def test_bad_flags_and_outputs_are_refused_in_one_line_before_any_work(
+    tmp_path, args, needles, code
+):
+    # The workdir does not exist: a case that got as far as reading it (after an
+    # hours-long run's start, or TensorFlow's) would name it instead of the problem.
+    file, out = tmp_path / "file", tmp_path / "out"
+    file.write_text("keep")
+    os.makedirs(out / "search_efficiency.json")
+    args = [a.format(file=file, out=out, fresh=tmp_path / "fresh") for a in args]
+    workdir = f"--workdir={tmp_path / 'no_workdir'}"
+    check_fault(
+        "bench.search_efficiency",
+        [workdir, *args],
+        *needles,
+        code=code,
+        guarded=[str(file), str(out)],
+        timeout=60,
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_out_folder_is_refused_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        check_fault(
+            "bench.search_efficiency",
+            [f"--workdir={tmp_path / 'no_workdir'}", f"--out={out}"],
+            "--out folder",
+            "not writable",
+            code=1,
+            timeout=60,
+        )
+    finally:
+        out.chmod(0o700)
 
 
 @pytest.mark.slow
