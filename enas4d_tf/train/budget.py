@@ -194,7 +194,8 @@ def fit_epochs(config: TrainConfig, strategy, dataset_fn=None, log=None) -> Trai
             return dataclasses.replace(config, epochs=previous["epochs"])
         return config
     # The trainer imports this module; `_plan` works out the run's steps as the run will.
-    from enas4d_tf.train.trainer import _plan, train
+    from enas4d_tf.train.plan import _plan
+    from enas4d_tf.train.trainer import train
 
     scratch = tempfile.mkdtemp(prefix="enas4d_budget_probe_")
     probe = dataclasses.replace(
