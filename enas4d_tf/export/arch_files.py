@@ -244,19 +244,22 @@ def _spec_from_record(data: dict, space: SearchSpace, default_name: str) -> Arch
             f"a network truncated at exit {exit} has no earlier exit to leave at: its "
             f"thresholds must be [null, ..., null, 0.0], got {thresholds}"
         )
-    _check_cost_fields(data, space.num_stages)  # exit_rates: one per exit of the arch
+    # exit_rates: one per exit of the arch; a truncated network's file written before the
+    # search listed all S may list its `exit` exits only.
+    _check_cost_fields(data, space.num_stages, exit)
     skip = ("format_version", "arch", "thresholds", "name", "exit")
     search = {k: v for k, v in data.items() if k not in skip}
     name = data.get("name", default_name)
     return ArchSpec(name, arch, tuple(thresholds), mode, search, "", exit)
 
 
-def _check_cost_fields(data: dict, num_exits: int) -> None:
+def _check_cost_fields(data: dict, num_exits: int, exit: int | None = None) -> None:
     """What the export refits thresholds from: `cost` is "macs" or "latency"; `budget_macs`
     and `budget_ms` are null or positive finite numbers; `cost_target` is null or (with
     "latency" only) a latency table's target; `exit_rates`, when given, are `num_exits`
     numbers in [0, 1] (the architecture's S, also for a truncated network, as
-    `stage_macs`)."""
+    `stage_macs`; `exit` numbers are read too for a network truncated at `exit`, as files
+    of earlier versions record them)."""
     cost = data.get("cost", "macs")
     if cost not in COSTS:
         raise ValueError(f"cost must be 'macs' or 'latency', got {cost!r}")
@@ -271,7 +274,8 @@ def _check_cost_fields(data: dict, num_exits: int) -> None:
     rates = data.get("exit_rates")
     if rates is None:
         return
-    if not isinstance(rates, list) or len(rates) != num_exits:
+    lengths = {num_exits} if exit is None else {num_exits, exit}
+    if not isinstance(rates, list) or len(rates) not in lengths:
         raise ValueError(f"exit_rates must be a list of {num_exits} numbers, got {rates!r}")
     if not all(_is_number(r) and 0.0 <= r <= 1.0 for r in rates):
         raise ValueError(f"exit_rates must be numbers in [0, 1], got {rates!r}")
