@@ -283,7 +283,7 @@ def test_a_run_stops_at_its_time_budget_checkpoints_and_stays_stopped(tmp_path):
 def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monkeypatch):
     import dataclasses
 
-    from enas4d_tf.train import trainer
+    from enas4d_tf.train import plan, trainer
     from enas4d_tf.train.config import TrainConfig
 
     probes = []
@@ -298,7 +298,7 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
     monkeypatch.setattr(budget.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(trainer, "train", fake_train)
     monkeypatch.setattr(
-        trainer,
+        plan,
         "_plan",
         lambda config, strategy: dataclasses.make_dataclass("P", ["steps_per_epoch"])(20),
     )
