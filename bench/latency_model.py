@@ -29,14 +29,20 @@ from absl import app, flags  # noqa: E402
 
 from tools._cli import fail, flags_parser, quiet_stderr  # noqa: E402
 
-flags.DEFINE_string("exports", None, "A folder whose subfolders are export folders.")
-flags.DEFINE_list("export_dirs", None, "Export folders (instead of --exports).")
-flags.DEFINE_string("table", None, "The latency table (python -m tools.latency_table).")
-flags.DEFINE_string("quantization", "float32", "Which stage graphs to run.")
-flags.DEFINE_integer("num_threads", 1, "LiteRT interpreter threads.", lower_bound=1)
-flags.DEFINE_integer("max_images", 1000, "Validation images per run.", lower_bound=10)
-flags.DEFINE_integer("repeats", 5, "Interleaved runs per network.", lower_bound=1)
-flags.DEFINE_string("out", None, "Folder for latency_model.json and .md.")
+
+def define_flags() -> None:
+    """Defines the program's flags: called when it runs, not on import, so tests can import
+    it beside other programs that define flags of the same names."""
+    flags.DEFINE_string("exports", None, "A folder whose subfolders are export folders.")
+    flags.DEFINE_list("export_dirs", None, "Export folders (instead of --exports).")
+    flags.DEFINE_string("table", None, "The latency table (python -m tools.latency_table).")
+    flags.DEFINE_string("quantization", "float32", "Which stage graphs to run.")
+    flags.DEFINE_integer("num_threads", 1, "LiteRT interpreter threads.", lower_bound=1)
+    flags.DEFINE_integer("max_images", 1000, "Validation images per run.", lower_bound=10)
+    flags.DEFINE_integer("repeats", 5, "Interleaved runs per network.", lower_bound=1)
+    flags.DEFINE_string("out", None, "Folder for latency_model.json and .md.")
+
+
 FLAGS = flags.FLAGS
 
 GOAL = 0.15  # issue 18: predicted average latency within 15% of the measured one
@@ -218,4 +224,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=flags_parser("latency_model"))

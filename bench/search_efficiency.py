@@ -47,23 +47,34 @@ from absl import app, flags  # noqa: E402
 
 from tools._cli import fail, flags_parser  # noqa: E402
 
-flags.DEFINE_string("workdir", None, "The training workdir whose supernet is searched.")
-flags.DEFINE_string("out", None, "Output folder (default <workdir>/search_efficiency).")
-flags.DEFINE_integer("measurements", 200, "Candidates each strategy measures.", lower_bound=4)
-flags.DEFINE_integer("step", 10, "Hypervolume every this many measurements.", lower_bound=1)
-flags.DEFINE_integer("population", 20, "Candidates per generation (old, new).", lower_bound=2)
-flags.DEFINE_integer("budget_points", 4, "Budgets the searches search (a grid).", lower_bound=2)
-flags.DEFINE_integer("score_points", 8, "Budgets fronts are scored at.", lower_bound=2)
-flags.DEFINE_list("seeds", ["0"], "Search seeds; curves are averaged over them.")
-flags.DEFINE_integer("num_val_images", 5000, "Validation images (split in halves).", lower_bound=4)
-flags.DEFINE_integer("num_calibration_images", 2000, "BN recalibration images.", lower_bound=1)
-flags.DEFINE_integer("batch_size", 500, "Images per forward pass.", lower_bound=1)
-flags.DEFINE_integer("inner_population", 100, "The new search's inner population.", lower_bound=2)
-flags.DEFINE_integer("inner_generations", 50, "The new search's inner generations.", lower_bound=1)
-flags.DEFINE_string("data_dir", None, "Where the dataset is, if not where the run config says.")
-flags.DEFINE_enum("cost", "macs", ["macs", "latency"], "Costs: MACs or a latency table's ms.")
-flags.DEFINE_string("latency_table", None, "The latency table, with --cost=latency.")
-flags.DEFINE_bool("smoke", False, "A tiny run (12 measurements, small images counts): checks.")
+
+def define_flags() -> None:
+    """Defines the program's flags: called when it runs, not on import, so tests can import
+    it beside other programs that define flags of the same names."""
+    flags.DEFINE_string("workdir", None, "The training workdir whose supernet is searched.")
+    flags.DEFINE_string("out", None, "Output folder (default <workdir>/search_efficiency).")
+    flags.DEFINE_integer("measurements", 200, "Candidates each strategy measures.", lower_bound=4)
+    flags.DEFINE_integer("step", 10, "Hypervolume every this many measurements.", lower_bound=1)
+    flags.DEFINE_integer("population", 20, "Candidates per generation (old, new).", lower_bound=2)
+    flags.DEFINE_integer("budget_points", 4, "Budgets the searches search (a grid).", lower_bound=2)
+    flags.DEFINE_integer("score_points", 8, "Budgets fronts are scored at.", lower_bound=2)
+    flags.DEFINE_list("seeds", ["0"], "Search seeds; curves are averaged over them.")
+    flags.DEFINE_integer(
+        "num_val_images", 5000, "Validation images (split in halves).", lower_bound=4
+    )
+    flags.DEFINE_integer("num_calibration_images", 2000, "BN recalibration images.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 500, "Images per forward pass.", lower_bound=1)
+    flags.DEFINE_integer(
+        "inner_population", 100, "The new search's inner population.", lower_bound=2
+    )
+    flags.DEFINE_integer(
+        "inner_generations", 50, "The new search's inner generations.", lower_bound=1
+    )
+    flags.DEFINE_string("data_dir", None, "Where the dataset is, if not where the run config says.")
+    flags.DEFINE_enum("cost", "macs", ["macs", "latency"], "Costs: MACs or a latency table's ms.")
+    flags.DEFINE_string("latency_table", None, "The latency table, with --cost=latency.")
+    flags.DEFINE_bool("smoke", False, "A tiny run (12 measurements, small images counts): checks.")
+
 
 FLAGS = flags.FLAGS
 STRATEGIES = ("random", "old", "new")
@@ -441,4 +452,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=flags_parser("search_efficiency"))
