@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from enas4d_tf.errors import LatencyError
+from enas4d_tf.errors import LatencyError, SpaceError
 from enas4d_tf.files import read_json, write_bytes_atomic, write_json_atomic
 from enas4d_tf.latency.calibrate import fit_graph_costs
 from enas4d_tf.latency.handoffs import stage_io
@@ -29,6 +29,10 @@ KIT_FORMAT = "enas4d_latency_kit/1"
 KIT_FILE = "latency_kit.json"
 RUN_FILE = "run.json"
 NULL_GRAPH = "null"
+# A kit timed on this machine (`--host`) records this runtime: its table's target is of kind
+# "host", told apart from tools.latency_table's host tables (LiteRT's Python interpreter) by
+# its runtime.
+HOST_RUNTIME_PREFIX = "litert-benchmark"
 
 
 def check_new_kit_dir(folder: str) -> None:
@@ -68,10 +72,14 @@ def write_kit(folder: str, header: dict, parts: dict, null: bytes, stages: dict)
 
 
 def read_kit(folder: str) -> dict:
-    """Reads and checks `folder/latency_kit.json` (graph files present).
+    """Reads and checks `folder/latency_kit.json`: its header (format, a known preset and
+    quantisation, `num_classes` an integer >= 1), every graph (a file that is there; the null
+    graph, a part graph's `key`, or a stage graph's `arch` of the preset and `stage`), and
+    that the kit holds every part its stage graphs are made of.
 
     Raises:
-      LatencyError: missing, unreadable or malformed kit, or a graph file missing.
+      LatencyError: missing, unreadable or malformed kit (one line naming the file and the
+        first bad field), or a graph file missing.
     """
     path = os.path.join(folder, KIT_FILE)
     kit = read_json(path, LatencyError, "latency kit")
@@ -80,11 +88,48 @@ def read_kit(folder: str) -> dict:
     ok = ok and kit.get("quantization") in QUANTIZATIONS and isinstance(kit.get("preset"), str)
     if not ok:
         raise LatencyError(f"latency kit {path} is not a {KIT_FORMAT} file")
+    n = kit.get("num_classes")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise LatencyError(f"latency kit {path}: num_classes must be an integer >= 1, got {n!r}")
+    try:
+        space = SearchSpace.preset(kit["preset"])
+    except SpaceError as e:
+        raise LatencyError(f"latency kit {path}: {e}") from None
+    keys = set()
     for name, graph in kit["graphs"].items():
         file = graph.get("file") if isinstance(graph, dict) else None
         if not isinstance(file, str) or not os.path.isfile(os.path.join(folder, file)):
             raise LatencyError(f"latency kit {path}: graph {name} has no file in {folder}")
+        if "key" in graph and not isinstance(graph["key"], str):
+            raise LatencyError(f"latency kit {path}: graph {name}'s key is not a string")
+        keys.add(graph.get("key"))
+    for name, graph in kit["graphs"].items():
+        if name != NULL_GRAPH and "key" not in graph:
+            missing = _stage_graph_problem(space, n, graph, keys)
+            if missing:
+                raise LatencyError(f"latency kit {path}: stage graph {name} {missing}")
     return kit
+
+
+def _stage_graph_problem(space: SearchSpace, num_classes: int, graph: dict, keys: set):
+    """What is wrong with a kit's stage graph entry (None: nothing): its `arch` must be of
+    the space, its `stage` an exit number, and each of its parts a part graph of the kit."""
+    if "arch" not in graph or "stage" not in graph:
+        return "lacks 'arch' or 'stage' (a part graph has a 'key')"
+    stage = graph["stage"]
+    if not isinstance(stage, int) or isinstance(stage, bool):
+        return f"has stage {stage!r}, not an integer"
+    if not 1 <= stage <= space.num_stages:
+        return f"has stage {stage}, not in 1..{space.num_stages}"
+    try:
+        arch = Arch.from_dict(graph["arch"])
+        space.validate(arch)
+    except SpaceError as e:
+        return f"has an arch not of search space {space.name!r}: {e}"
+    lacking = sorted(set(stage_parts(space, arch, stage - 1, num_classes)) - keys)
+    if lacking:
+        return f"needs part {lacking[0]!r}, which the kit has no graph of"
+    return None
 
 
 def output_path(folder: str, graph: str, suffix: str = ".txt") -> str:
@@ -112,10 +157,11 @@ def kit_commands(kit: dict, folder: str, settings, host_binary: str | None = Non
     names = sorted(kit["graphs"])
     run = {"num_threads": settings.num_threads}
     if host_binary is not None:
-        from enas4d_tf.latency.build import host_target
+        from enas4d_tf.latency.build import host_target, litert_version
 
         target = host_target(kit["quantization"], settings.num_threads)
-        run.update(device=target.device, runtime="litert-benchmark (median), XNNPACK")
+        runtime = f"{HOST_RUNTIME_PREFIX} (ai-edge-litert {litert_version()}, median), XNNPACK"
+        run.update(device=target.device, runtime=runtime)
         commands = [
             (
                 [
@@ -211,7 +257,9 @@ def _parse(folder: str, name: str) -> float:
 
 
 def table_from_kit(folder: str) -> LatencyTable:
-    """The table of a kit whose graphs the phone has timed (outputs recorded).
+    """The table of a kit whose graphs the phone (or this machine, `--host`) has timed
+    (outputs recorded). The target is of kind "android", or "host" for a kit timed here,
+    with the runtime `litert-benchmark ...`.
 
     Raises:
       LatencyError: a bad kit, a missing or unreadable output (named), a bad run.json.
@@ -230,16 +278,18 @@ def table_from_kit(folder: str) -> LatencyTable:
     for name, g in kit["graphs"].items():
         if "stage" not in g:
             continue
-        arch, s = Arch.from_dict(g["arch"]), int(g["stage"]) - 1
+        arch, s = Arch.from_dict(g["arch"]), g["stage"] - 1
         parts = stage_parts(space, arch, s, kit["num_classes"])
         io = stage_io(space, arch, kit["num_classes"])[s]
         # Invokes only: the runner's terms are 0 (runner time = invoke time).
         total = sum(entries[k] for k in parts)
         rows.append((total, *io.counts, times[name], times[name]))
+    runtime = str(run.get("runtime", "benchmark_model, XNNPACK"))
+    host = runtime.startswith(HOST_RUNTIME_PREFIX)
     target = Target(
-        kind="android",
-        device=str(run.get("device", "unknown phone")),
-        runtime=str(run.get("runtime", "benchmark_model, XNNPACK")),
+        kind="host" if host else "android",
+        device=str(run.get("device", "this machine" if host else "unknown phone")),
+        runtime=runtime,
         threads=run["num_threads"],
         quantization=kit["quantization"],
     )

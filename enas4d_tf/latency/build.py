@@ -69,8 +69,6 @@ def keys_of(space: SearchSpace, archs: Sequence[Arch], num_classes: int) -> set[
 
 def host_target(quantization: str, num_threads: int) -> Target:
     """This machine as a table target (CPU model from /proc/cpuinfo where there is one)."""
-    from importlib.metadata import version
-
     device = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -79,8 +77,19 @@ def host_target(quantization: str, num_threads: int) -> Target:
             device = f"{names[0]} ({len(names)} logical CPUs)"
     except OSError:
         pass
-    runtime = f"ai-edge-litert {version('ai-edge-litert')} interpreter, XNNPACK"
+    runtime = f"ai-edge-litert {litert_version()} interpreter, XNNPACK"
     return Target("host", device, runtime, int(num_threads), quantization)
+
+
+def litert_version() -> str:
+    """The installed ai-edge-litert's version, "unknown" where its metadata is missing (a
+    table's runtime names it; a missing package is no reason to refuse)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ai-edge-litert")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def convert_parts(

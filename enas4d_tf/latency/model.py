@@ -27,7 +27,9 @@ from enas4d_tf.space import Arch, SearchSpace
 
 
 class LatencyModel:
-    """Stage, cumulative and truncated latencies in milliseconds, memoised per architecture.
+    """Stage, cumulative and truncated latencies in milliseconds, memoised per architecture
+    (each memo is emptied when it reaches `max_cached` architectures: a long search asks for
+    about a million, which would otherwise hold hundreds of MB).
 
     Args:
       table: the measured table.
@@ -41,6 +43,7 @@ class LatencyModel:
     """
 
     unit = "ms"
+    max_cached = 100_000
 
     def __init__(
         self,
@@ -99,6 +102,7 @@ class LatencyModel:
         if key not in self._stages:
             space, n = self.space, self.num_classes
             ios = stage_io(space, arch, n)
+            _make_room(self._stages, self.max_cached)
             self._stages[key] = [
                 self._graph_ms(stage_parts(space, arch, s, n), ios[s])
                 for s in range(space.num_stages)
@@ -124,6 +128,7 @@ class LatencyModel:
         if key not in self._truncated:
             space, n = self.space, self.num_classes
             io = truncated_io(space, arch, n)
+            _make_room(self._truncated, self.max_cached)
             self._truncated[key] = [
                 self._graph_ms(truncated_parts(space, arch, e, n), io)
                 for e in range(1, space.num_stages + 1)
@@ -136,3 +141,10 @@ class LatencyModel:
         if len(exit_rates) != len(cum):
             raise ValueError(f"{len(exit_rates)} exit rates for {len(cum)} exits")
         return float(sum(float(p) * c for p, c in zip(exit_rates, cum, strict=True)))
+
+
+def _make_room(cache: dict, limit: int) -> None:
+    """Empties a memo that holds `limit` entries (cheaper than an LRU; a search's
+    recent architectures are soon asked for again and computed anew)."""
+    if len(cache) >= limit:
+        cache.clear()

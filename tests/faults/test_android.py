@@ -141,3 +141,16 @@ def test_latency_kit_with_an_existing_table(export, tmp_path):
     check_fault(
         PROGRAM, [f"--latency_kit={kit}"], "table.json", "exists", guarded=[str(kit)], code=1
     )
+
+
+@pytest.mark.parametrize("case", ["no num_classes", "text num_classes", "stage graph without arch"])
+def test_latency_kit_malformed(tmp_path, case):
+    from tests.faults.test_latency_table import KIT_FAULTS
+    from tests.latency.test_android import write_bad_kit
+
+    edit, needle = KIT_FAULTS[case]
+    kit = tmp_path / "kit"
+    write_bad_kit(kit, edit)
+    args = [f"--latency_kit={kit}"]
+    check_fault(PROGRAM, args, "latency_kit.json", needle, guarded=[str(kit)], code=1)
+    assert not (kit / "table.json").exists()

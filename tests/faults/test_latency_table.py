@@ -122,3 +122,33 @@ def test_from_android_with_a_corrupt_kit(place):
         "enas4d_latency_kit/1",
     )
     assert not os.path.exists(place["tmp"] / "n.json")
+
+
+KIT_FAULTS = {
+    "no num_classes": (lambda k: k.pop("num_classes"), "num_classes must be an integer"),
+    "text num_classes": (lambda k: k.update(num_classes="10"), "num_classes must be an integer"),
+    "stage graph without arch": (
+        lambda k: k["graphs"]["arch0_stage2"].pop("arch"),
+        "arch0_stage2 lacks 'arch' or 'stage'",
+    ),
+    "stage graph without stage": (
+        lambda k: k["graphs"]["arch0_stage1"].pop("stage"),
+        "arch0_stage1 lacks 'arch' or 'stage'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KIT_FAULTS))
+def test_from_android_with_a_malformed_kit(place, case):
+    from tests.latency.test_android import write_bad_kit
+
+    edit, needle = KIT_FAULTS[case]
+    kit = place["tmp"] / "kit"
+    write_bad_kit(kit, edit)
+    _check(
+        place,
+        [f"--from_android={kit}", f"--out={place['tmp']}/n.json"],
+        "latency_kit.json",
+        needle,
+    )
+    assert not os.path.exists(place["tmp"] / "n.json")

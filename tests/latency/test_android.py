@@ -210,3 +210,103 @@ def test_a_stopped_phone_run_resumes_where_it_was(tmp_path):
     assert calls.count("null") == 1 and calls.count("p00005") == 2
     assert sorted(set(calls)) == sorted(kit["graphs"])
     _check_table(LatencyTable.load(str(folder / "table.json")))
+
+
+def _host_run(folder, kit) -> dict:
+    """The run record of a kit timed on this machine (`--host`), as kit_commands gives it."""
+    settings = BenchmarkSettings(num_threads=1)
+    _, run = android.kit_commands(kit, str(folder), settings, host_binary="/x/litert-benchmark")
+    _record(folder, kit)
+    with open(os.path.join(folder, "outputs", android.RUN_FILE), "w") as f:
+        json.dump(run, f)
+    return run
+
+
+def test_a_kit_timed_on_this_host_makes_a_host_table_told_apart_by_its_runtime(tmp_path):
+    from enas4d_tf.export.arch_files import _check_cost_target
+    from enas4d_tf.latency.build import host_target
+
+    kit = _kit(tmp_path)
+    run = _host_run(tmp_path, kit)
+    table = android.table_from_kit(str(tmp_path))
+    target = table.target
+    assert target.kind == "host" and target.device == run["device"]
+    assert target.runtime.startswith("litert-benchmark") and "XNNPACK" in target.runtime
+    # tools.latency_table's host tables time the Python interpreter: another runtime.
+    assert target.runtime != host_target("int8", 1).runtime
+    # The saved table, the latency model (the search's and the export's costs) and an
+    # architecture file's cost_target all take it.
+    table.save(str(tmp_path / "t.json"))
+    loaded = LatencyTable.load(str(tmp_path / "t.json"))
+    assert loaded.target == target
+    model = LatencyModel(loaded, TINY, 10, quantization="int8", threads=1)
+    assert model.stage_ms(ARCH) == pytest.approx([_stage_us(s) / 1e3 for s in range(3)])
+    _check_cost_target(target.to_dict())
+    # A phone's run stays an android table.
+    _record(tmp_path, kit)
+    assert android.table_from_kit(str(tmp_path)).target.kind == "android"
+
+
+def test_the_host_target_without_litert_metadata_says_unknown(monkeypatch):
+    import importlib.metadata
+
+    from enas4d_tf.latency.build import host_target
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    target = host_target("float32", 2)
+    assert target.runtime == "ai-edge-litert unknown interpreter, XNNPACK"
+    assert target.kind == "host" and target.threads == 2
+
+
+def _stage_graph(kit) -> str:
+    return next(n for n, g in kit["graphs"].items() if "stage" in g)
+
+
+def _bad_kits():
+    """(name, edit of the kit's JSON, what the one-line error names)."""
+
+    def drop(key):
+        return lambda kit: kit.pop(key)
+
+    def setter(key, value):
+        return lambda kit: kit.__setitem__(key, value)
+
+    def stage(edit):
+        return lambda kit: edit(kit["graphs"][_stage_graph(kit)])
+
+    return [
+        ("no num_classes", drop("num_classes"), "num_classes"),
+        ("text num_classes", setter("num_classes", "10"), "num_classes"),
+        ("bool num_classes", setter("num_classes", True), "num_classes"),
+        ("unknown preset", setter("preset", "huge"), "huge"),
+        ("no arch", stage(lambda g: g.pop("arch")), "lacks 'arch' or 'stage'"),
+        ("no stage", stage(lambda g: g.pop("stage")), "lacks 'arch' or 'stage'"),
+        ("text stage", stage(lambda g: g.__setitem__("stage", "1")), "not an integer"),
+        ("stage 4", stage(lambda g: g.__setitem__("stage", 4)), "not in 1..3"),
+        ("bad arch", stage(lambda g: g.__setitem__("arch", {"depth": 1})), "arch not of"),
+        ("part key", lambda k: k["graphs"]["p00001"].__setitem__("key", 7), "key is not"),
+        ("part gone", lambda k: k["graphs"].pop("p00000"), "needs part"),
+    ]
+
+
+def write_bad_kit(folder, edit) -> None:
+    """A recorded kit (tiny, int8) whose latency_kit.json `edit` spoils."""
+    kit = _kit(folder)
+    _record(folder, kit)
+    with open(os.path.join(folder, android.KIT_FILE)) as f:
+        record = json.load(f)
+    edit(record)
+    with open(os.path.join(folder, android.KIT_FILE), "w") as f:
+        json.dump(record, f)
+
+
+@pytest.mark.parametrize("name, edit, needle", _bad_kits(), ids=[c[0] for c in _bad_kits()])
+def test_a_malformed_kit_is_one_latency_error(tmp_path, name, edit, needle):
+    write_bad_kit(tmp_path, edit)
+    for read in (android.read_kit, android.table_from_kit):
+        with pytest.raises(LatencyError, match=needle) as caught:
+            read(str(tmp_path))
+        assert android.KIT_FILE in str(caught.value) and "\n" not in str(caught.value)

@@ -134,6 +134,19 @@ def test_cumulative_and_truncated():
     assert model.unit == "ms"
 
 
+def test_the_memos_are_bounded_and_answers_stay_the_same():
+    # A long search asks for ~1M architectures: the memos must not keep them all.
+    assert LatencyModel.max_cached <= 200_000
+    model, fresh = _model(), _model()
+    model.max_cached = 3
+    archs = [TINY.sample(seed=i) for i in range(10)]
+    for arch in archs + archs[:2]:
+        assert model.stage_ms(arch) == fresh.stage_ms(arch)
+        assert model.truncated(arch) == fresh.truncated(arch)
+        assert len(model._stages) <= 3 and len(model._truncated) <= 3
+    assert len(fresh._stages) == len(fresh._truncated) == 10
+
+
 def test_a_missing_key_is_named():
     entries = {k: 0.01 for k in SMALLEST_STAGE1 if k != "mean:c=8,side=3"}
     model = LatencyModel(_table(entries), TINY, 10)
