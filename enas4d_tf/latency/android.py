@@ -5,7 +5,8 @@ for the fit) under `DIR/graphs/` and lists them in `DIR/latency_kit.json`, writt
 its presence means the folder is complete. `python -m export.android_benchmark
 --latency_kit=DIR` pushes them, runs TFLite's `benchmark_model` on each, keeps each output as
 `DIR/outputs/<graph>.txt` with `DIR/outputs/run.json` (phone, threads) and writes the table
-with `table_from_kit`, as `tools.latency_table --from_android=DIR` does again later.
+with `table_from_kit`, as `tools.latency_table --from_android=DIR` does again later. With
+`--host` the kit is timed on this machine by litert-benchmark: a table of kind "host".
 
 `benchmark_model` times invokes only, so a phone's table charges no per-tensor cost: its fit
 is the ops' (`scale`, `fixed_ms`) from the stage graphs' invokes.

@@ -75,9 +75,11 @@ class Target:
     """Where a table was measured.
 
     Attributes:
-      kind: "host" (this machine, LiteRT's Python interpreter) or "android" (benchmark_model).
+      kind: "host" (this machine) or "android" (a phone, benchmark_model).
       device: the machine, in words (CPU model, phone model).
-      runtime: the runtime and its version.
+      runtime: the runtime and its version; for "host" it tells LiteRT's Python interpreter
+        (`ai-edge-litert X interpreter`, tools.latency_table) from `litert-benchmark ...`
+        (a kit timed with `export.android_benchmark --latency_kit --host`).
       threads: CPU threads the graphs ran on.
       quantization: which stage graphs the times are for (one of `QUANTIZATIONS`).
     """
