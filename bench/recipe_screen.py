@@ -193,8 +193,9 @@ def main(argv):
         row["wall_seconds_this_call"] = time.time() - t0
         rows.append(row)
         print(f"[recipe_screen] {name}: {json.dumps(row)}", flush=True)
-    write_json_atomic(FLAGS.out + ".json", {"epochs": FLAGS.epochs, "rows": rows})
-    write_bytes_atomic(FLAGS.out + ".md", (markdown(rows, FLAGS.epochs) + "\n").encode())
+        # After every variant, so the rows measured so far are kept if a later one is stopped.
+        write_json_atomic(FLAGS.out + ".json", {"epochs": FLAGS.epochs, "rows": rows})
+        write_bytes_atomic(FLAGS.out + ".md", (markdown(rows, FLAGS.epochs) + "\n").encode())
 
 
 if __name__ == "__main__":
