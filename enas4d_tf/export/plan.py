@@ -179,12 +179,40 @@ def plan_export(workdir: str, arch_files: Sequence[str], config: ExportConfig) -
         num_classes = int(run_config["num_classes"])
         models = latency_models(config.latency_tables, config.quantizations, space, num_classes)
         for spec in specs:  # every key each network needs is in its tables
+            check_cost_target(spec, models)
             for q, model in models.items():
                 try:
                     graph_ms(model, spec)
                 except Enas4dError as e:  # LatencyError, or SpaceError
                     raise type(e)(f"network {spec.name}, {q} graphs: {e}") from None
     return ExportPlan(run_config, space, specs, models)
+
+
+def check_cost_target(spec, models: dict) -> None:
+    """A latency search's budget is in the milliseconds of the table it searched with (its
+    arch file's `cost_target`): exporting with a table of another machine, runtime or thread
+    count would refit to a budget that means something else there. The quantisation may
+    differ (each quantisation's graphs have their own table).
+
+    Raises:
+      LatencyError: a table's target differs from the file's in kind, device, runtime or
+        threads.
+    """
+    from enas4d_tf.errors import LatencyError
+
+    recorded = spec.search.get("cost_target")
+    if not recorded:
+        return
+    for q, model in models.items():
+        t = model.table.target
+        if any(recorded.get(k) != getattr(t, k) for k in ("kind", "device", "runtime", "threads")):
+            raise LatencyError(
+                f"network {spec.name} was searched with the latencies of {recorded.get('kind')} "
+                f"{recorded.get('device')!r} ({recorded.get('runtime')}, "
+                f"{recorded.get('threads')} threads) but the {q} latency table is of {t.kind} "
+                f"{t.device!r} ({t.runtime}, {t.threads} threads): its ms budget does not carry "
+                "over; export with tables measured on the same target"
+            )
 
 
 # -- temporary folders -----------------------------------------------------------------------

@@ -272,3 +272,26 @@ def test_non_finite_supernet_is_refused(base, work):
         guarded=[workdir, work["out"]],
         code=1,
     )
+
+
+def test_latency_table_of_another_target_than_the_search_used(work):
+    # The file's ms budget was measured on a phone; the table given is this host's.
+    with open(_net0(work)) as f:
+        record = json.load(f)
+    record.update(
+        cost="latency",
+        budget_ms=1.0,
+        cost_target={
+            "kind": "android",
+            "device": "Pixel 7",
+            "runtime": "benchmark_model",
+            "threads": 1,
+            "quantization": "float32",
+        },
+    )
+    arch = work["tmp"] / "phone.json"
+    arch.write_text(json.dumps(record))
+    table = latency_table(work["tmp"] / "t.json")
+    args = _latency(work, table)
+    args[1] = f"--arch={arch}"
+    _check(work, args, "searched with the latencies of android 'Pixel 7'", "host 'test'")
