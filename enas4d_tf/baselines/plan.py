@@ -20,6 +20,7 @@ from enas4d_tf.baselines.backbone import BackboneSpec
 from enas4d_tf.baselines.config import BaselineConfig, BaselineWorkdir
 from enas4d_tf.errors import TrainError, WorkdirError
 from enas4d_tf.files import write_bytes_atomic
+from enas4d_tf.train import plan as train_plan
 from enas4d_tf.train.config import steps_per_epoch as config_steps_per_epoch
 
 # Training data: `fn(epoch)` -> an endless dataset of `(images, labels)` batches of that epoch.
@@ -88,21 +89,11 @@ def check_workdir_config(workdir: BaselineWorkdir, config: BaselineConfig, recor
 
 
 def default_dataset_fn(config: BaselineConfig) -> DatasetFn:
-    """The training data of `config`, seeded per epoch exactly as `tools.train` seeds it."""
-
-    def fn(epoch: int) -> tf.data.Dataset:
-        return data_lib.make_dataset(
-            config.dataset,
-            "train",
-            config.data_dir,
-            batch_size=config.batch_size,
-            training=True,
-            seed=config.seed * 100_003 + epoch,
-            max_examples=config.max_train_examples,
-            repeat=True,
-        )
-
-    return fn
+    """The training data of `config`: `tools.train`'s own (`enas4d_tf.train.plan.
+    default_dataset_fn`, the same data, augmentation and per-epoch seed), with no input
+    context."""
+    train_fn = train_plan.default_dataset_fn(config)
+    return lambda epoch: train_fn(None, epoch)
 
 
 def append_log(path: str, record: dict) -> None:
