@@ -74,19 +74,10 @@ FLAGS = flags.FLAGS
 
 
 def _last_eval(workdir: str) -> dict | None:
-    path = os.path.join(workdir, "train_log.jsonl")
-    if not os.path.exists(path):
-        return None
-    last = None
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("kind") == "eval":
-                last = record
-    return last
+    from enas4d_tf.train.logs import read_train_log
+
+    evals = [r for r in read_train_log(workdir) if r.get("kind") == "eval"]
+    return evals[-1] if evals else None
 
 
 def _train_seconds(workdir: str) -> float | None:
@@ -97,6 +88,19 @@ def _train_seconds(workdir: str) -> float | None:
     except (OSError, json.JSONDecodeError):
         return None
     return summary.get("train_seconds")
+
+
+def _macs_of(workdir: str, count: int) -> tuple[list, dict]:
+    """Last-exit MACs of the workdir's space's spread architectures, and of its smallest and
+    largest networks (the space the run trained, not a preset named here)."""
+    from enas4d_tf.space import SearchSpace
+    from enas4d_tf.train import sampling
+    from enas4d_tf.workdir import read_run_config
+
+    space = SearchSpace.from_dict(read_run_config(workdir)["space"])
+    spread = [sampling.last_exit_macs(space, a) for a in sampling.spread_archs(space, count)]
+    ends = {n: sampling.last_exit_macs(space, getattr(space, n)()) for n in ("smallest", "largest")}
+    return spread, ends
 
 
 def summarize(name: str, record: dict, spread_macs: list[float], end_macs: dict) -> dict:
@@ -158,15 +162,6 @@ def main(argv):
     unknown = [v for v in FLAGS.variants if v not in VARIANTS]
     if unknown:
         fail("recipe_screen", f"unknown variants {unknown}; use some of {list(VARIANTS)}", code=2)
-    from enas4d_tf.space import SearchSpace
-    from enas4d_tf.train import sampling
-
-    space = SearchSpace.preset("fashion_mnist")
-    spread_macs = [sampling.last_exit_macs(space, a) for a in sampling.spread_archs(space, 10)]
-    end_macs = {
-        "smallest": sampling.last_exit_macs(space, space.smallest()),
-        "largest": sampling.last_exit_macs(space, space.largest()),
-    }
     rows = []
     for name in FLAGS.variants:
         workdir = os.path.join(FLAGS.workdir, name)
@@ -188,7 +183,7 @@ def main(argv):
         record = _last_eval(workdir)
         if record is None or "spread_1" not in record:
             fail("recipe_screen", f"variant {name} has no evaluation with spread architectures")
-        row = summarize(name, record, spread_macs, end_macs)
+        row = summarize(name, record, *_macs_of(workdir, FLAGS.spread))
         row["train_seconds"] = _train_seconds(workdir)
         row["wall_seconds_this_call"] = time.time() - t0
         rows.append(row)
