@@ -40,6 +40,7 @@ BASELINE_RECIPE_FLAGS = (
     "label_smoothing",
     "clip_norm",
     "exit_weights",
+    "zero_init_residual",
     "checkpoint_every_steps",
     "keep_checkpoints",
     "log_every_steps",
@@ -88,7 +89,8 @@ def read_jsonl(path: str) -> list[dict]:
 
 
 def parse_flagfile(path: str) -> dict[str, str]:
-    """`{name: value}` of the `--name=value` lines of an absl flag file (comments skipped)."""
+    """`{name: value}` of the lines of an absl flag file (comments skipped): `--name=value`,
+    or a boolean's `--name` ("true")."""
     out = {}
     try:
         with open(path) as f:
@@ -99,9 +101,15 @@ def parse_flagfile(path: str) -> dict[str, str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        if not line.startswith("--") or "=" not in line:
+        if not line.startswith("--") or len(line) == 2:
             raise ClaimError(f"flag file {path}: {line!r} is not a --name=value line")
-        name, value = line[2:].split("=", 1)
+        if "=" in line:
+            name, value = line[2:].split("=", 1)
+        elif line.startswith("--no"):
+            # absl's --noname, or a flag whose name starts with "no": unknowable here.
+            raise ClaimError(f"flag file {path}: write {line!r} as --name=false or --name=true")
+        else:
+            name, value = line[2:], "true"
         out[name] = value
     return out
 

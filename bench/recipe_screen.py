@@ -1,6 +1,6 @@
 """Screening of training-recipe changes on the validation split (issue: every subnet good).
 
-Each variant is the benchmark config (`configs/train_benchmark.cfg`) shortened to
+Each variant is the old benchmark config (`configs/train_benchmark_v1.cfg`) shortened to
 `--epochs` epochs, plus the variant's flags, trained into `<workdir>/<variant>/` by
 `tools.train`. Its last training-time evaluation (validation split, BN recalibrated) measures
 the largest, the smallest and `--spread` fixed architectures spread over the space's MACs
@@ -69,7 +69,9 @@ flags.DEFINE_string("out", None, "Output prefix: writes <out>.json and <out>.md.
 flags.DEFINE_list("variants", ["base", "every_step", "macs"], "Variants to run, in order.")
 flags.DEFINE_integer("epochs", 3, "Epochs of each screening run.", lower_bound=1)
 flags.DEFINE_integer("spread", 10, "Spread architectures measured at the end.", lower_bound=2)
-flags.DEFINE_string("config", "configs/train_benchmark.cfg", "The config the variants shorten.")
+flags.DEFINE_string(
+    "config", "configs/train_benchmark_v1.cfg", "The config the variants shorten (the old recipe)."
+)
 FLAGS = flags.FLAGS
 
 

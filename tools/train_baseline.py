@@ -112,6 +112,11 @@ flags.DEFINE_float(
     "clip_norm", _DEFAULTS.clip_norm, "Clip the gradient's global norm; 0: off.", lower_bound=0.0
 )
 flags.DEFINE_list("exit_weights", None, "Loss weight of each exit, one per unit; equal by default.")
+flags.DEFINE_bool(
+    "zero_init_residual",
+    _DEFAULTS.zero_init_residual,
+    "Start every residual block's last BN gamma at 0 (the block begins as the identity).",
+)
 flags.DEFINE_integer(
     "checkpoint_every_steps", _DEFAULTS.checkpoint_every_steps, "Checkpoint period.", lower_bound=1
 )

@@ -102,6 +102,8 @@ class BaselineConfig:
       batch_size, learning_rate, momentum, warmup_epochs, weight_decay, label_smoothing,
         clip_norm: the recipe, as `TrainConfig`.
       exit_weights: loss weight of each exit (normalised to sum 1); None = equal.
+      zero_init_residual: start the last batch norm's gamma of every residual block at 0
+        (`tools.train --zero_init_residual`, so the recipes can match).
       checkpoint_every_steps, keep_checkpoints, log_every_steps: as `TrainConfig`.
       eval_every_epochs: per-exit validation accuracy every this many epochs and at the end
         (0: at the end only).
@@ -129,6 +131,7 @@ class BaselineConfig:
     label_smoothing: float = 0.1
     clip_norm: float = 0.0
     exit_weights: tuple | None = None
+    zero_init_residual: bool = False
     checkpoint_every_steps: int = 500
     keep_checkpoints: int = 3
     log_every_steps: int = 50

@@ -145,6 +145,21 @@ class EarlyExitNetwork:
         r = self.spec.resolution
         return keras.Input((r, r, self.spec.image_channels), name=IMAGE_INPUT)
 
+    def zero_residual_gammas(self) -> int:
+        """Sets the gamma of every residual block's last batch norm (its projection's) to 0,
+        so the block computes the identity until it learns otherwise. Returns how many were
+        set. Call it on a new network, before training."""
+        count = 0
+        for unit in self.units:
+            for block in unit:
+                if block.residual is not None:
+                    bn = block.project_bn
+                    if not bn.built:
+                        raise ValueError("zero_residual_gammas: build the model first (model())")
+                    bn.gamma.assign(keras.ops.zeros_like(bn.gamma))
+                    count += 1
+        return count
+
     def model(self) -> keras.Model:
         """The multi-exit model (built once, then the same object): images at the spec's
         resolution in, `num_exits` logits tensors out (`exit1`, `exit2`, ...)."""

@@ -103,6 +103,8 @@ class Session:
         keras.utils.set_random_seed(config.seed)  # repeatable initial weights
         self.network = EarlyExitNetwork(plan.spec)
         self.model = self.network.model()
+        if config.zero_init_residual:
+            self.network.zero_residual_gammas()
         self.schedule = warmup_cosine(config, plan.total_steps, plan.steps_per_epoch)
         # make_optimizer reads the recipe fields BaselineConfig shares with TrainConfig.
         self.optimizer = make_optimizer(config, self.model.trainable_variables, self.schedule)

@@ -52,3 +52,24 @@ def test_only_standard_keras_layers():
     names = [layer.name for layer in model.layers]
     assert "exit1" in names and "exit2" in names and "s2_head_conv" in names
     assert isinstance(model.get_layer("s2_u1b0_se_scale"), keras.layers.Multiply)
+
+
+def test_zero_residual_gammas_make_residual_blocks_the_identity():
+    # With its projection's gamma (and beta) at 0 a residual block adds nothing: deeper
+    # networks start as the shallow ones they contain (tools.train --zero_init_residual).
+    spec = backbone_spec(SearchSpace.preset("tiny"), BackboneGenes(depth=2, resolution=24))
+    network = EarlyExitNetwork(spec)
+    network.model()
+    blocks = [b for unit in network.units for b in unit]
+    residual = [b for b in blocks if b.residual is not None]
+    assert residual and len(residual) < len(blocks)
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(2, 6, 6, b.plan.out_width)).astype("float32") for b in residual]
+    before = [np.asarray(b(x)) for b, x in zip(residual, inputs, strict=True)]
+    assert not any(np.allclose(y, x, atol=1e-3) for y, x in zip(before, inputs, strict=True))
+    assert network.zero_residual_gammas() == len(residual)
+    for block, x in zip(residual, inputs, strict=True):
+        np.testing.assert_allclose(block(x), x, atol=1e-6)
+    # A block without a residual keeps its projection's gamma.
+    plain = [b for b in blocks if b.residual is None]
+    assert all(np.all(np.asarray(b.project_bn.gamma) == 1) for b in plain)

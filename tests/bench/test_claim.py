@@ -104,6 +104,22 @@ def test_baseline_recipe_takes_the_flags_that_apply():
     assert any("exit_weights" in n for n in notes)
 
 
+def test_flagfile_bare_booleans_and_bad_lines(tmp_path):
+    path = tmp_path / "f.cfg"
+    path.write_text("# c\n--epochs=6\n--zero_init_residual\n\n--exit_weights=1,1,3\n")
+    assert ch.parse_flagfile(str(path)) == {
+        "epochs": "6",
+        "zero_init_residual": "true",
+        "exit_weights": "1,1,3",
+    }
+    flags, _ = ch.baseline_recipe(ch.parse_flagfile(str(path)), num_exits=3)
+    assert "--zero_init_residual=true" in flags  # the baseline's recipe matches
+    for bad in ("--nozero_init_residual", "epochs=6", "--"):
+        path.write_text(bad + "\n")
+        with pytest.raises(ClaimError, match="flag file"):
+            ch.parse_flagfile(str(path))
+
+
 def test_baseline_epochs_from_the_probe():
     # Step 1 traces (not timed); steps 2..9 run 256 images/s at batch 256: 1 s a step. The
     # probe's 20 s less its 8 timed seconds is the setup: 12 s.
