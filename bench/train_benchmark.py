@@ -2,7 +2,7 @@
 
 After `python -m tools.train --flagfile=configs/train_benchmark.cfg --workdir=W`:
 
-  python -m bench.train_benchmark --workdir=W
+  python -m bench.train_benchmark --workdir=W [--out=bench/results/train_benchmark]
 
 loads the newest checkpoint of W, recalibrates BN for the largest, the smallest and 10 fixed
 architectures spread over the space's MACs (2,000 training images each) and measures every
@@ -20,6 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags, logging  # noqa: E402
 
 from enas4d_tf.errors import DataError, WorkdirError  # noqa: E402
+from enas4d_tf.files import (  # noqa: E402
+    check_writable_dir,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from enas4d_tf.train import report as train_report  # noqa: E402
 from tools._cli import fail, flags_parser  # noqa: E402
 
@@ -51,6 +56,9 @@ flags.DEFINE_integer(
     lower_bound=1,
 )
 flags.DEFINE_string("data_dir", None, "Override the run's data directory.")
+flags.DEFINE_string(
+    "out", None, "Also write <out>.json (the JSON line, indented) and <out>.md (the table)."
+)
 FLAGS = flags.FLAGS
 
 
@@ -59,6 +67,8 @@ def main(argv):
         fail("train_benchmark", "--workdir is required", code=2)
     logging.set_verbosity(logging.WARNING)
     try:
+        if FLAGS.out:  # before minutes of measuring
+            check_writable_dir(os.path.dirname(FLAGS.out) or ".", "--out folder", WorkdirError)
         report = train_report.benchmark_workdir(
             FLAGS.workdir,
             num_sampled=FLAGS.num_sampled,
@@ -70,9 +80,16 @@ def main(argv):
         )
     except (WorkdirError, DataError) as e:
         fail("train_benchmark", str(e))
+    table = train_report.markdown_table(report)
     print(train_report.report_json(report))
     print()
-    print(train_report.markdown_table(report))
+    print(table)
+    if FLAGS.out:
+        try:
+            write_json_atomic(FLAGS.out + ".json", report, error=WorkdirError)
+            write_bytes_atomic(FLAGS.out + ".md", (table + "\n").encode(), error=WorkdirError)
+        except WorkdirError as e:
+            fail("train_benchmark", str(e))
 
 
 if __name__ == "__main__":

@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 
 from enas4d_tf.errors import WorkdirError
-from enas4d_tf.files import sha256
+from enas4d_tf.files import read_json, sha256
 
 PREFIX = "pretrained:"
 # ENAS4D_RELEASES_DIR points the names at another folder of releases (your own, or a test's).
@@ -155,6 +156,70 @@ def load_pretrained(name: str, root: str | None = None):
     return load_supernet(release_dir(name, root))
 
 
+def _git_commit() -> str:
+    """The package checkout's commit (with "+changes" when its files differ), or "unknown"."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        run = lambda *a: subprocess.run(  # noqa: E731
+            ["git", *a], cwd=here, capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        dirty = run("status", "--porcelain", "--untracked-files=no", "--", "enas4d_tf", "tools")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+changes" if dirty else "")
+
+
+def workdir_provenance(workdir: str, command: str, benchmark: dict | None = None) -> dict:
+    """How a finished training workdir was made, for `make_release`.
+
+    Args:
+      workdir: the training workdir; its `train_summary.json` must say it finished.
+      command: the command that trained it, as a user would type it.
+      benchmark: `bench/train_benchmark.py`'s report of it (test accuracies), if measured.
+
+    Returns:
+      `{command, commit, date, machine, step, training, validation, test, summary}`: the
+      training summary (epochs, wall time, images/s), its last validation evaluation, and
+      the test accuracy of every network the benchmark measured (`None` without one).
+
+    Raises:
+      WorkdirError: the workdir has no summary, or its training has not finished.
+    """
+    import datetime
+    import platform
+
+    summary = read_json(os.path.join(workdir, "train_summary.json"), WorkdirError, "summary")
+    if not isinstance(summary, dict) or not summary.get("finished"):
+        raise WorkdirError(f"{workdir}: training has not finished; release a finished run")
+    evaluations = summary.get("evaluations") or []
+    training = {k: v for k, v in summary.items() if k != "evaluations"}
+    test = None
+    if benchmark is not None:
+        test = {
+            n["name"]: {"accuracy": n["test_accuracy"], "stage_macs": n["stage_macs"]}
+            for n in benchmark.get("networks", [])
+        }
+    minutes = float(summary.get("train_seconds", 0.0)) / 60
+    line = f"{summary.get('epochs_done')} epochs, {minutes:.0f} min of training"
+    if test and "largest" in test and "smallest" in test:
+        line += (
+            f"; test, last exit: largest {100 * test['largest']['accuracy'][-1]:.2f}%, "
+            f"smallest {100 * test['smallest']['accuracy'][-1]:.2f}%"
+        )
+    return {
+        "command": command,
+        "commit": _git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "step": int(summary.get("step", 0)),
+        "training": training,
+        "validation": evaluations[-1] if evaluations else None,
+        "test": test,
+        "summary": line,
+    }
+
+
 def make_release(workdir: str, folder: str, provenance: dict) -> dict:
     """Writes a release of a trained workdir into `folder` (which must not exist).
 
@@ -175,7 +240,12 @@ def make_release(workdir: str, folder: str, provenance: dict) -> dict:
     if os.path.exists(folder):
         raise WorkdirError(f"{folder} exists: a release is never overwritten")
     net, _ = load_supernet(workdir)
-    scratch = tempfile.mkdtemp(prefix=".tmp_release_", dir=os.path.dirname(folder) or ".")
+    parent = os.path.dirname(folder) or "."
+    try:
+        os.makedirs(parent, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix=".tmp_release_", dir=parent)
+    except OSError as e:
+        raise WorkdirError(f"cannot write a release into {parent}: {e.strerror or e}") from None
     try:
         shutil.copy(Workdir(workdir).run_config, os.path.join(scratch, "run_config.json"))
         checkpoints = os.path.join(scratch, "checkpoints")

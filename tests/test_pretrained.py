@@ -126,3 +126,58 @@ def test_demo_refuses_a_missing_release_before_training(tmp_path):
     assert run.returncode == 1
     assert "demo: error: no released supernet named 'fashion_mnist'" in run.stderr
     assert not os.path.exists(tmp_path / "d")  # nothing trained
+
+
+def _make(workdir, releases, *extra):
+    env = dict(os.environ, ENAS4D_RELEASES_DIR=str(releases))
+    args = ["--name=fm", f"--make_from={workdir}", "--command=python -m tools.train ...", *extra]
+    return subprocess.run(
+        [sys.executable, "-m", "tools.pretrained", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_make_from_a_finished_workdir_records_how_it_was_made(tmp_path):
+    import json
+
+    from enas4d_tf.workdir import latest_checkpoint
+
+    workdir = tmp_path / "run"
+    make_tiny_workdir(str(workdir))
+    releases = tmp_path / "released"
+    summary = {"finished": False, "step": 5, "train_seconds": 600.0, "epochs_done": 1.0}
+    (workdir / "train_summary.json").write_text(json.dumps(summary))
+    run = _make(workdir, releases)
+    assert run.returncode == 1 and "training has not finished" in run.stderr
+    assert not releases.exists()  # nothing written
+    evaluation = {"kind": "eval", "largest": {"accuracy": [0.5, 0.6]}}
+    summary.update(finished=True, evaluations=[evaluation])
+    (workdir / "train_summary.json").write_text(json.dumps(summary))
+    benchmark = tmp_path / "bench.json"
+    report = {
+        "workdir": str(tmp_path / "other"),
+        "checkpoint": latest_checkpoint(str(workdir)),
+        "networks": [
+            {"name": n, "test_accuracy": [0.7, a], "stage_macs": [1, 2]}
+            for n, a in (("largest", 0.9321), ("smallest", 0.8812))
+        ],
+    }
+    benchmark.write_text(json.dumps(report))
+    run = _make(workdir, releases, f"--benchmark={benchmark}")  # of another workdir
+    assert run.returncode == 1 and "measures" in run.stderr and not releases.exists()
+    report["workdir"] = str(workdir)
+    benchmark.write_text(json.dumps(report))
+    run = _make(workdir, releases, f"--benchmark={benchmark}")
+    assert run.returncode == 0, run.stderr
+    info = pretrained.release_info("fm", str(releases))
+    assert info["command"] == "python -m tools.train ..." and info["step"] == 5
+    assert info["validation"] == evaluation and info["training"]["train_seconds"] == 600.0
+    assert info["test"]["largest"]["accuracy"] == [0.7, 0.9321]
+    assert "10 min of training" in info["summary"] and "largest 93.21%" in info["summary"]
+    assert len(info["commit"]) >= 7
+    pretrained.release_dir("fm", str(releases))  # its sha256 sums check
+    run = _make(workdir, releases, f"--benchmark={benchmark}")  # never overwritten
+    assert run.returncode == 1 and "never overwritten" in run.stderr
