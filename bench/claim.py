@@ -13,7 +13,9 @@ Runs, in order (`bench/claim_stages.py`, `bench/claim_testsplit.py`):
 4. the baselines, trained from scratch for T (one deployment) and T / k (many deployments);
 5. each chosen dynamic architecture trained alone for T / k, and its cut-out fine-tuned,
    thresholds refitted on validation;
-6. exports (LiteRT stage graphs) of every network to be timed;
+6. exports (LiteRT stage graphs) of every network to be timed; with `--before_workdir=B` (a
+   supernet of the earlier recipe), B searched with the same settings and its chosen dynamic
+   networks exported;
 7. the report, the only stage that reads the test split: `<out>/claim.json`, `claim.md`,
    `claim.png`.
 
@@ -106,6 +108,14 @@ flags.DEFINE_integer(
     lower_bound=16,
 )
 
+flags.DEFINE_string(
+    "before_workdir",
+    "",
+    "A finished supernet of an earlier recipe (configs/train_benchmark_v1.cfg): searched with "
+    "the same settings, its dynamic front is measured against the same baselines (may be "
+    "added to a finished benchmark; the report is regenerated).",
+)
+
 FLAGS = flags.FLAGS
 
 # --smoke: what the test runs (tiny preset, a few dozen steps, a few hundred images).
@@ -149,8 +159,12 @@ def settings():
         "finetune_epochs", "finetune_steps", "finetune_learning_rate", "max_static_front",
         "num_test_images", "export_calibration_images",
     )  # fmt: skip
+    before = FLAGS.before_workdir
+    if before and not os.path.isfile(os.path.join(before, "run_config.json")):
+        raise ClaimError(f"--before_workdir {before} is not a training workdir")
     return Settings(
         workdir=os.path.normpath(FLAGS.workdir),
+        before_workdir=os.path.normpath(before) if before else "",
         train_flagfile=os.path.abspath(flagfile),
         quantizations=quantizations,
         **{n: _flag(n) for n in names},
@@ -178,6 +192,7 @@ def run(settings, out: str, log=print) -> dict:
         st.stage_export_supernet(c, choices)
         st.stage_finetune(c, choices)
         st.stage_export_trained(c, choices)
+        st.stage_before(c, choices)
         return stage_report(c, choices, out)
 
 

@@ -17,7 +17,9 @@ _STYLE = {  # group: (label, marker, colour)
     "early_exit": ("early-exit baseline", "^", "C3"),
     "alone": ("dynamic architecture trained alone (T / k)", "v", "C4"),
     "finetuned": ("cut-out fine-tuned", "P", "C5"),
+    "before": ("dynamic front of the earlier recipe's supernet", "x", "C7"),
 }
+_CONNECTED = ("dynamic", "supernet_static", "early_exit", "before")  # fronts: drawn as lines
 
 
 def _cost(value, cost: str) -> str:
@@ -98,6 +100,25 @@ def _per_network(rows: list) -> list[str]:
             f"{_point(r['finetuned'])}|"
         )
     return out + [""]
+
+
+def _before_after(before: dict | None) -> list[str]:
+    if not before:
+        return []
+    out = [
+        "## Before and after the training recipe",
+        "",
+        f"The supernet of the earlier recipe ({before['workdir']}) searched with the same "
+        "settings, its chosen dynamic networks measured on test like the others, against the "
+        "same baselines (float32, average MACs):",
+        "",
+    ]
+    for view, pair in before["views"].items():
+        out.append(f"Against {_AGAINST[view]}:")
+        out.append(_goal_line(pair["before"], "before (earlier recipe)", "avg_macs"))
+        out.append(_goal_line(pair["after"], "after (this supernet)", "avg_macs"))
+        out.append("")
+    return out
 
 
 def _points_table(points: list) -> list[str]:
@@ -195,6 +216,7 @@ def markdown(report: dict) -> str:
     for name, entry in report["comparisons"].items():
         out += _comparison(name, entry, qs)
     out += _per_network(report["per_network"])
+    out += _before_after(report.get("before"))
     out += _closing(report)
     out += _points_table(report["points"]["float32"])
     return "\n".join(out)
@@ -227,7 +249,7 @@ def plot(report: dict, path: str) -> None:
                 [100 * p["accuracy"] for p in mine],
                 marker=marker,
                 color=colour,
-                linestyle="-" if group in ("dynamic", "supernet_static", "early_exit") else "",
+                linestyle="-" if group in _CONNECTED else "",
                 markerfacecolor="none" if view == "many" else colour,
                 label=text,
             )

@@ -147,6 +147,27 @@ def comparisons(points: dict, quantizations: Sequence[str]) -> dict:
     return out
 
 
+def before_after(points: Sequence[dict], before_workdir: str) -> dict | None:
+    """The MACs goal (float32) of the dynamic front and of the earlier recipe's dynamic front
+    (group "before"), against the same baselines in each view; None without a before run.
+
+    Returns:
+      `{"workdir", "views": {view: {"after": goal, "before": goal}}}` (`goal` as `goal()`).
+    """
+    if not before_workdir:
+        return None
+    after = [p for p in points if p["group"] == "dynamic"]
+    before = [p for p in points if p["group"] == "before"]
+    views = {}
+    for view in VIEWS:
+        base = _baselines({"float32": list(points)}, view)("float32")
+        views[view] = {
+            "after": goal(after, base, "avg_macs", MACS_GOAL),
+            "before": goal(before, base, "avg_macs", MACS_GOAL),
+        }
+    return {"workdir": before_workdir, "views": views}
+
+
 def _baselines(points: dict, view: str):
     return lambda q: [p for p in points[q] if p["group"] in BASELINE_GROUPS and p["view"] == view]
 

@@ -62,6 +62,9 @@ class Settings:
     max_static_front: int
     num_test_images: int
     export_calibration_images: int
+    # A supernet trained with an earlier recipe (issue 17's "before"): searched with the same
+    # settings, its dynamic front measured against the same baselines. May be added later.
+    before_workdir: str = ""
 
     def record(self) -> dict:
         """JSON-safe (the settings file's contents)."""
@@ -316,6 +319,44 @@ def stage_export_supernet(c: Claim, choices: dict) -> None:
     files = [c.paths.arch(n) for n in names]
     config = c.export_config(c.paths.exports("supernet"))
     c.steps.run("export_supernet", export_networks, c.workdir, files, config, c.log)
+
+
+def stage_before(c: Claim, choices: dict) -> None:
+    """Stage 6c (with `before_workdir`): the earlier recipe's supernet, searched with the same
+    settings (validation only), and its chosen dynamic networks exported, so the report can
+    state the dynamic front's ratio to the same baselines before and after."""
+    from enas4d_tf.export import formats
+    from enas4d_tf.workdir import Workdir
+
+    before = c.settings.before_workdir
+    if not before:
+        return
+    w = Workdir(before)
+    summary = choices_lib.read_json_file(w.train_summary, "the before supernet's summary")
+    if not summary.get("finished"):
+        raise ClaimError(f"--before_workdir {before}: its training has not finished")
+    s = c.settings
+    args = [
+        f"--workdir={before}",
+        "--mode=both",
+        "--pareto",
+        f"--pareto_points={s.pareto_points}",
+        f"--population={s.population}",
+        f"--generations={s.generations}",
+        f"--num_val_images={s.num_val_images}",
+        f"--num_calibration_images={s.num_calibration_images}",
+    ]
+    c.steps.tool("before_search", "tools.search", args)
+    pareto = choices_lib.read_json_file(w.pareto_json, "the before supernet's search report")
+    picked = choices_lib.make_choices(pareto, c.settings.max_static_front)["dynamic"]
+    files = []
+    for record in picked:
+        files.append(c.paths.arch(f"before_{record['name']}"))
+        if not os.path.exists(files[-1]):
+            formats.write_arch_file(files[-1], record)
+    export_networks = measure_module().export_networks
+    config = c.export_config(c.paths.exports("before"))
+    c.steps.run("export_before", export_networks, before, files, config, c.log)
 
 
 def stage_finetune(c: Claim, choices: dict) -> None:

@@ -78,7 +78,7 @@ class ClaimPaths:
 
 # Settings a resumed run may spell differently: the workdir holds the claim folder itself, so
 # `runs/bench` and its absolute path are the same run.
-RESUMABLE_SETTINGS = ("workdir",)
+RESUMABLE_SETTINGS = ("workdir", "before_workdir")
 
 
 def check_settings(paths: ClaimPaths, settings: dict) -> None:

@@ -61,6 +61,12 @@ def networks(c: Claim, choices: dict) -> list[dict]:
         finetuned = _net(f"finetuned_{name}", f"finetuned_{name}", "finetuned", None, None)
         finetuned.update(model=p.finetuned(name), fit=p.finetuned_fit(name))
         out.append(finetuned)
+    before = p.exports("before")
+    if c.settings.before_workdir and os.path.isdir(before):
+        for folder in sorted(os.listdir(before)):
+            if os.path.exists(os.path.join(before, folder, "manifest.json")):
+                name = f"before_{folder}"
+                out.append(_net(name, name, "before", None, os.path.join(before, folder)))
     return out
 
 
@@ -161,6 +167,7 @@ def stage_report(c: Claim, choices: dict, out_dir: str) -> dict:
         "chosen_dynamic": [r["name"] for r in choices["dynamic"]],
         "points": pts,
         "comparisons": claim_report.comparisons(pts, qs),
+        "before": claim_report.before_after(pts["float32"], c.settings.before_workdir),
         "per_network": per_network(choices, pts["float32"]),
         "steps": step_times(c),
     }

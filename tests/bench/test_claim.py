@@ -200,6 +200,28 @@ def test_comparisons_keep_the_views_apart_and_time_only_timed_networks():
     assert out["supernet_static"]["goal_macs"]["why"] == "no points to compare"
 
 
+def test_before_and_after_against_the_same_baselines_per_view():
+    from bench import claim_render
+
+    points = [
+        _pt("d", 2e6, 0.90),
+        _pt("old_a", 3e6, 0.88, "before"),
+        _pt("old_b", 6e6, 0.90, "before"),
+        _pt("one", 4e6, 0.90, "scratch_static", "one"),
+        _pt("many", 8e6, 0.90, "early_exit", "many"),
+    ]
+    assert rep.before_after(points, "") is None
+    out = rep.before_after(points, "runs/bench_v1")
+    one, many = out["views"]["one"], out["views"]["many"]
+    assert one["after"]["ratio"] == pytest.approx(0.5) and one["before"]["ratio"] == 1.5
+    assert many["after"]["ratio"] == pytest.approx(0.25)
+    assert many["before"]["ratio"] == pytest.approx(0.75)
+    assert one["before"]["dynamic"] == "old_b"  # old_a does not reach 90%
+    text = "\n".join(claim_render._before_after(out))
+    assert "runs/bench_v1" in text and "before (earlier recipe): NOT MET" in text
+    assert "after (this supernet): MET" in text
+
+
 def test_a_step_runs_once_and_a_failed_step_runs_again(tmp_path):
     steps = Steps(ClaimPaths(str(tmp_path)), log=lambda line: None)
     calls = []
@@ -227,6 +249,10 @@ def test_settings_are_kept_and_other_settings_refused(tmp_path):
     check_settings(paths, {"workdir": "/abs/runs/w", "population": 12, "generations": 5})
     with pytest.raises(ClaimError, match="population 12 -> 4"):
         check_settings(paths, {"workdir": "runs/w", "population": 4, "generations": 5})
+    # An earlier recipe's supernet may be added to a benchmark already run.
+    check_settings(
+        paths, {"workdir": "runs/w", "population": 12, "generations": 5, "before_workdir": "b"}
+    )
 
 
 def _fake_workdir(root):
@@ -325,3 +351,23 @@ def test_smoke_run_end_to_end_then_resumes_doing_nothing(tmp_path):
         again = json.load(f)
     assert again["comparisons"] == report["comparisons"]
     assert not math.isnan(report["choices"]["minutes"]["one"])
+    assert report["before"] is None
+    # An earlier recipe's supernet added afterwards (here the same one, so before == after):
+    # searched with the same settings, its dynamic networks exported and measured.
+    third = subprocess.run(
+        [*command, f"--before_workdir={workdir}"], cwd=REPO, capture_output=True, text=True, env=env
+    )
+    assert third.returncode == 0, third.stderr[-3000:]
+    with open(os.path.join(out, "claim.json")) as f:
+        with_before = json.load(f)
+    before = [p for p in with_before["points"]["float32"] if p["group"] == "before"]
+    dynamic = [p for p in with_before["points"]["float32"] if p["group"] == "dynamic"]
+    assert before and len(before) == len(dynamic)
+    assert sorted(p["avg_macs"] for p in before) == pytest.approx(
+        sorted(p["avg_macs"] for p in dynamic), rel=1e-6
+    )
+    for view in ("one", "many"):
+        pair = with_before["before"]["views"][view]
+        assert pair["before"]["ratio"] == pytest.approx(pair["after"]["ratio"])
+    with open(os.path.join(out, "claim.md")) as f:
+        assert "## Before and after the training recipe" in f.read()
