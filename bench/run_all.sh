@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates every figure of BENCHMARKS.md (`make bench`). About 2 hours on 2 idle cores.
+# Regenerates every figure of BENCHMARKS.md (`make bench`). The parts before the claim take
+# about 4 hours on 2 idle cores (two 90-minute supernets among them).
 # Outputs: the workdir (runs/bench/ unless WORKDIR is set) and bench/results/, the files
 # BENCHMARKS.md and BUILD_NOTES.md link to: supernet_step.md, conv_variants.md,
 # train_benchmark.md, search_benchmark.md|json, pareto.png|json (the search plot and fronts),
@@ -27,7 +28,7 @@ $PY -m bench.recipe_screen --workdir=runs/screen --out="$R/recipe_screen" \
 
 echo "== training (resumes if interrupted)"
 $PY -m tools.train --flagfile=configs/train_benchmark.cfg --workdir="$W"
-$PY -m bench.train_benchmark --workdir="$W" | tee "$R/train_benchmark.md"
+$PY -m bench.train_benchmark --workdir="$W" --out="$R/train_benchmark"
 
 echo "== search: dynamic vs static, test split read only after the choice"
 $PY -m bench.search_benchmark --workdir="$W" --pareto --pareto_points=4 --population=12 \
@@ -44,8 +45,20 @@ static=$($PY -c "import glob,json,sys; d=sorted(glob.glob(sys.argv[1]+'/export/s
 $PY -m bench.export_benchmark --export_dirs="$dyn" --static_dir="$static" --max_images=2000 \
     --out="$R/export_benchmark.json" | tee "$R/export_benchmark.md"
 
+echo "== the earlier recipe's supernet (runs/bench16's config), for the claim's before/after"
+$PY -m tools.train --flagfile=configs/train_benchmark_v1.cfg --workdir="${W}_v1"
+
 echo "== the benchmark of record (issue 16): baselines trained from scratch for T and T/k (hours; resumable)"
-$PY -m bench.claim --workdir="$W" --out="$R/claim"
+$PY -m bench.claim --workdir="$W" --out="$R/claim" --before_workdir="${W}_v1"
+
+echo "== search efficiency (issue 18): random vs old vs new search, N = 200, validation only"
+$PY -m bench.search_efficiency --workdir="$W" --measurements=200 --out="$R/search_efficiency"
+
+echo "== latency model (issue 18): host table, predicted vs measured cascade latency, 1 thread"
+[ -f runs/latency/host_float32.json ] || $PY -m tools.latency_table --preset=fashion_mnist \
+    --out=runs/latency/host_float32.json
+$PY -m bench.latency_model --exports="$W/export" --table=runs/latency/host_float32.json \
+    --max_images=1000 --repeats=5 --out="$R/latency_model"
 
 echo "== once-for-all's own test: three cut-outs against the same networks trained alone"
 $PY -m bench.ofa_check --workdir="$W" --out="$R/ofa_check"
