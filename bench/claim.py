@@ -19,11 +19,11 @@ Runs, in order (`bench/claim_stages.py`, `bench/claim_testsplit.py`):
 7. the report, the only stage that reads the test split: `<out>/claim.json`, `claim.md`,
    `claim.png`.
 
-Wall time on 2 idle cores (estimates; T = 88 min, k = 4): supernet 88 min, search ~12 min,
-static_best and static_third ~113 min each (T + T / k and their timing probes), the early-exit
-baseline ~116 min (with its front's exports), the dynamic architectures alone ~98 min, the
-fine-tuning ~15 min, the exports ~20 min, the report ~20 min: about 10 hours in all, 8.5
-after the supernet. The smoke run takes ~25 min on 2 busy cores.
+Wall time on 2 idle cores (estimates made with the v1 recipe's T = 88 min, k = 4): supernet 88
+min, search ~12 min, static_best and static_third ~113 min each (T + T / k and their timing
+probes), the early-exit baseline ~116 min (with its front's exports), the dynamic architectures
+alone ~98 min, the fine-tuning ~15 min, the exports ~20 min, the report ~20 min: about 10 hours
+in all, 8.5 after the supernet. The smoke run takes ~25 min on 2 busy cores.
 
 Stop it at any point and run the same command again: each step that completed left a marker
 (`W/claim/done/`), long trainings resume through the tools' own resume. `--smoke` runs the

@@ -332,9 +332,7 @@ def stage_before(c: Claim, choices: dict) -> None:
     if not before:
         return
     w = Workdir(before)
-    summary = choices_lib.read_json_file(w.train_summary, "the before supernet's summary")
-    if not summary.get("finished"):
-        raise ClaimError(f"--before_workdir {before}: its training has not finished")
+    _check_before(c, w)
     s = c.settings
     args = [
         f"--workdir={before}",
@@ -357,6 +355,35 @@ def stage_before(c: Claim, choices: dict) -> None:
     export_networks = measure_module().export_networks
     config = c.export_config(c.paths.exports("before"))
     c.steps.run("export_before", export_networks, before, files, config, c.log)
+
+
+def _check_before(c: Claim, w) -> None:
+    """The before supernet must have finished, on this run's data and search space; the first
+    one measured is the only one (its steps, exports and test results are not redone)."""
+    from enas4d_tf.workdir import Workdir
+
+    summary = choices_lib.read_json_file(w.train_summary, "the before supernet's summary")
+    if not isinstance(summary, dict) or not summary.get("finished"):
+        raise ClaimError(f"--before_workdir {w.root}: its training has not finished")
+    ours = choices_lib.read_json_file(Workdir(c.workdir).run_config, "run config")
+    theirs = choices_lib.read_json_file(w.run_config, "the before supernet's run config")
+    for key in ("dataset", "space", "num_classes"):
+        if ours.get(key) != theirs.get(key):
+            raise ClaimError(
+                f"--before_workdir {w.root} trained another {key} than {c.workdir}: the "
+                "before/after comparison needs the same data and search space"
+            )
+    where = os.path.realpath(w.root)
+    if os.path.exists(c.paths.before):
+        measured = choices_lib.read_json_file(c.paths.before, "before record").get("workdir")
+        if measured != where:
+            raise ClaimError(
+                f"{c.paths.root} measured {measured} as the before supernet, not {where}: "
+                f"remove {c.paths.before}, {c.paths.exports('before')} and the claim's "
+                "done/*before*, archs/before_* and test/before_* files to measure another"
+            )
+    else:
+        write_json_atomic(c.paths.before, {"workdir": where}, error=ClaimError)
 
 
 def stage_finetune(c: Claim, choices: dict) -> None:

@@ -71,6 +71,11 @@ class ClaimPaths:
         """A fine-tuned cut-out's thresholds, refitted on validation."""
         return self._path("finetune", f"{name}.json")
 
+    @property
+    def before(self) -> str:
+        """Which earlier-recipe supernet the "before" steps measured (`stage_before`)."""
+        return self._path("before.json")
+
     def test_result(self, name: str) -> str:
         """A network's measurement on the test split (stage 7)."""
         return self._path("test", f"{name}.json")

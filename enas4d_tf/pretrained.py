@@ -194,13 +194,27 @@ def workdir_provenance(workdir: str, command: str, benchmark: dict | None = None
         raise WorkdirError(f"{workdir}: training has not finished; release a finished run")
     evaluations = summary.get("evaluations") or []
     training = {k: v for k, v in summary.items() if k != "evaluations"}
+    try:
+        minutes = float(summary.get("train_seconds", 0.0)) / 60
+        step = int(summary.get("step", 0))
+    except (TypeError, ValueError):
+        message = f"{workdir}/train_summary.json: step or train_seconds is not a number"
+        raise WorkdirError(message) from None
     test = None
     if benchmark is not None:
-        test = {
-            n["name"]: {"accuracy": n["test_accuracy"], "stage_macs": n["stage_macs"]}
-            for n in benchmark.get("networks", [])
-        }
-    minutes = float(summary.get("train_seconds", 0.0)) / 60
+        try:
+            test = {
+                str(n["name"]): {
+                    "accuracy": [float(a) for a in n["test_accuracy"]],
+                    "stage_macs": [int(m) for m in n["stage_macs"]],
+                }
+                for n in benchmark["networks"]
+            }
+        except (KeyError, TypeError, ValueError):
+            raise WorkdirError(
+                "the benchmark report is not bench.train_benchmark's (networks with name, "
+                "test_accuracy and stage_macs)"
+            ) from None
     line = f"{summary.get('epochs_done')} epochs, {minutes:.0f} min of training"
     if test and "largest" in test and "smallest" in test:
         line += (
@@ -212,7 +226,7 @@ def workdir_provenance(workdir: str, command: str, benchmark: dict | None = None
         "commit": _git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
-        "step": int(summary.get("step", 0)),
+        "step": step,
         "training": training,
         "validation": evaluations[-1] if evaluations else None,
         "test": test,

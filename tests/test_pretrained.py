@@ -1,6 +1,7 @@
 """Released supernets: made from a workdir, checked by sha256, copied, loaded by name."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -177,7 +178,23 @@ def test_make_from_a_finished_workdir_records_how_it_was_made(tmp_path):
     assert info["validation"] == evaluation and info["training"]["train_seconds"] == 600.0
     assert info["test"]["largest"]["accuracy"] == [0.7, 0.9321]
     assert "10 min of training" in info["summary"] and "largest 93.21%" in info["summary"]
-    assert len(info["commit"]) >= 7
+    assert re.fullmatch(r"[0-9a-f]{40}(\+changes)?", info["commit"]), info["commit"]
     pretrained.release_dir("fm", str(releases))  # its sha256 sums check
     run = _make(workdir, releases, f"--benchmark={benchmark}")  # never overwritten
     assert run.returncode == 1 and "never overwritten" in run.stderr
+
+
+def test_provenance_refuses_a_malformed_summary_or_benchmark(tmp_path):
+    import json
+
+    (tmp_path / "train_summary.json").write_text(
+        json.dumps({"finished": True, "step": 4, "train_seconds": 60.0})
+    )
+    info = pretrained.workdir_provenance(str(tmp_path), "cmd")
+    assert info["test"] is None and info["step"] == 4 and "1 min" in info["summary"]
+    for bad in ({"networks": [{"name": "largest"}]}, {"networks": None}, {"other": 1}):
+        with pytest.raises(WorkdirError, match="not bench.train_benchmark's"):
+            pretrained.workdir_provenance(str(tmp_path), "cmd", bad)
+    (tmp_path / "train_summary.json").write_text(json.dumps({"finished": True, "step": "x"}))
+    with pytest.raises(WorkdirError, match="not a number"):
+        pretrained.workdir_provenance(str(tmp_path), "cmd")

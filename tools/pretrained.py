@@ -51,6 +51,10 @@ def _list() -> None:
         print(f"  made by: {info.get('command', '?')} (commit {info.get('commit', '?')})")
 
 
+def _same(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _make() -> None:
     from enas4d_tf import pretrained
     from enas4d_tf.files import read_json
@@ -69,7 +73,8 @@ def _make() -> None:
         with quiet_stderr():
             from enas4d_tf.workdir import latest_checkpoint
         newest = latest_checkpoint(FLAGS.make_from)
-        if benchmark.get("checkpoint") != newest:
+        measured = benchmark.get("checkpoint")
+        if not newest or not isinstance(measured, str) or not _same(measured, newest):
             raise WorkdirError(
                 f"{FLAGS.benchmark} measures checkpoint {benchmark.get('checkpoint')}, but the "
                 f"newest in {FLAGS.make_from} is {newest}: measure it again"

@@ -249,9 +249,16 @@ def _unwrap(value):
     return value
 
 
+# Fields added after baseline workdirs were first written, with the value those runs had: a
+# saved config without the key trained with it.
+ADDED_FIELDS = {"zero_init_residual": False}
+
+
 def differences(old: dict, new: dict) -> list[str]:
     """`"name: old -> new"` for each recipe or backbone field (not `SESSION_FIELDS`) of two
-    `BaselineConfig.to_dict()` values that differ."""
+    `BaselineConfig.to_dict()` values that differ (a field `old` predates counts as its
+    `ADDED_FIELDS` value)."""
+    old = {**ADDED_FIELDS, **old}
     out = []
     for key in sorted(set(old) | set(new)):
         if key in SESSION_FIELDS:

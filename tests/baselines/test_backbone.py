@@ -119,6 +119,13 @@ def test_saved_config_refuses_other_settings_but_not_session_fields(tmp_path):
         config_lib.check_saved_config(str(tmp_path), dataclasses.replace(config, epochs=3))
     with pytest.raises(WorkdirError, match=r"kernel: None -> \[5\]"):
         config_lib.check_saved_config(str(tmp_path), dataclasses.replace(config, kernel=(5,)))
+    # A config saved before zero_init_residual existed trained without it: it resumes as such.
+    del record["train"]["zero_init_residual"]
+    (tmp_path / config_lib.CONFIG_FILE).write_text(__import__("json").dumps(record))
+    assert config_lib.check_saved_config(str(tmp_path), config) is not None
+    with pytest.raises(WorkdirError, match=r"zero_init_residual: False -> True"):
+        zero = dataclasses.replace(config, zero_init_residual=True)
+        config_lib.check_saved_config(str(tmp_path), zero)
     assert config.normalized_exit_weights(2) == [0.5, 0.5]
     assert dataclasses.replace(config, exit_weights=(1, 3)).normalized_exit_weights(2) == [
         0.25,

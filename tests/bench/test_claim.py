@@ -312,6 +312,33 @@ def test_choices_are_written_once_and_a_changed_search_is_refused(tmp_path):
         st.stage_choices(c)
 
 
+def test_the_before_supernet_is_checked_and_never_swapped(tmp_path):
+    from bench import claim_stages as st
+    from enas4d_tf.workdir import Workdir
+
+    _fake_workdir(str(tmp_path / "w"))
+    settings = st.Settings(
+        str(tmp_path / "w"), "cfg", 2, 4, 1, 10, 10, ("float32",), 2, 3, False, 1, 0, 1e-4, 0, 0, 16
+    )
+    paths = ClaimPaths(str(tmp_path / "w" / "claim"))
+    c = st.Claim(settings, paths, Steps(paths, lambda line: None), lambda line: None)
+    a, b = Workdir(str(tmp_path / "a")), Workdir(str(tmp_path / "b"))
+    for w in (a, b):
+        _fake_workdir(w.root)
+    write_json_atomic(a.train_summary, {"finished": False})
+    with pytest.raises(ClaimError, match="has not finished"):
+        st._check_before(c, a)
+    write_json_atomic(a.train_summary, {"finished": True})
+    write_json_atomic(a.run_config, {"dataset": "mnist", "steps_per_epoch": 12})
+    with pytest.raises(ClaimError, match="trained another dataset"):
+        st._check_before(c, a)
+    st._check_before(c, b)  # the first one measured is recorded
+    st._check_before(c, Workdir(str(tmp_path / "w" / ".." / "b")))  # the same folder
+    write_json_atomic(a.run_config, {"train": {"batch_size": 64}, "steps_per_epoch": 12})
+    with pytest.raises(ClaimError, match="as the before supernet"):
+        st._check_before(c, a)
+
+
 @pytest.mark.slow
 def test_smoke_run_end_to_end_then_resumes_doing_nothing(tmp_path):
     """The whole benchmark on the tiny preset (minutes); then the same command skips every
