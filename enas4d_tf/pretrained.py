@@ -170,13 +170,16 @@ def _git_commit() -> str:
     return commit + ("+changes" if dirty else "")
 
 
-def workdir_provenance(workdir: str, command: str, benchmark: dict | None = None) -> dict:
+def workdir_provenance(
+    workdir: str, command: str, benchmark: dict | None = None, commit: str | None = None
+) -> dict:
     """How a finished training workdir was made, for `make_release`.
 
     Args:
       workdir: the training workdir; its `train_summary.json` must say it finished.
       command: the command that trained it, as a user would type it.
       benchmark: `bench/train_benchmark.py`'s report of it (test accuracies), if measured.
+      commit: the commit the workdir was trained at; None: this checkout's.
 
     Returns:
       `{command, commit, date, machine, step, training, validation, test, summary}`: the
@@ -223,7 +226,7 @@ def workdir_provenance(workdir: str, command: str, benchmark: dict | None = None
         )
     return {
         "command": command,
-        "commit": _git_commit(),
+        "commit": commit or _git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
         "step": step,

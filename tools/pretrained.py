@@ -36,6 +36,9 @@ flags.DEFINE_string("command", None, "With --make_from: the command that trained
 flags.DEFINE_string(
     "benchmark", None, "With --make_from: bench.train_benchmark's --out JSON of the workdir."
 )
+flags.DEFINE_string(
+    "commit", None, "With --make_from: the commit that trained the workdir (default: this one)."
+)
 FLAGS = flags.FLAGS
 
 
@@ -79,7 +82,9 @@ def _make() -> None:
                 f"{FLAGS.benchmark} measures checkpoint {benchmark.get('checkpoint')}, but the "
                 f"newest in {FLAGS.make_from} is {newest}: measure it again"
             )
-    provenance = pretrained.workdir_provenance(FLAGS.make_from, FLAGS.command, benchmark)
+    provenance = pretrained.workdir_provenance(
+        FLAGS.make_from, FLAGS.command, benchmark, FLAGS.commit
+    )
     folder = os.path.join(pretrained.RELEASES_DIR, FLAGS.name)
     with quiet_stderr():
         info = pretrained.make_release(FLAGS.make_from, folder, provenance)
