@@ -113,9 +113,14 @@ def stage_supernet(c: Claim) -> None:
 
 def stage_search(c: Claim) -> None:
     """Stage 2: the search, both modes, a Pareto grid of budgets (validation only)."""
+    c.steps.tool("search", "tools.search", _search_args(c, c.workdir))
+
+
+def _search_args(c: Claim, workdir: str) -> list[str]:
+    """tools.search's flags for the benchmark's search of `workdir` (both modes, a grid)."""
     s = c.settings
-    args = [
-        f"--workdir={c.workdir}",
+    return [
+        f"--workdir={workdir}",
         "--mode=both",
         "--pareto",
         f"--pareto_points={s.pareto_points}",
@@ -124,7 +129,6 @@ def stage_search(c: Claim) -> None:
         f"--num_val_images={s.num_val_images}",
         f"--num_calibration_images={s.num_calibration_images}",
     ]
-    c.steps.tool("search", "tools.search", args)
 
 
 def search_digest(pareto: dict) -> str:
@@ -333,18 +337,7 @@ def stage_before(c: Claim, choices: dict) -> None:
         return
     w = Workdir(before)
     _check_before(c, w)
-    s = c.settings
-    args = [
-        f"--workdir={before}",
-        "--mode=both",
-        "--pareto",
-        f"--pareto_points={s.pareto_points}",
-        f"--population={s.population}",
-        f"--generations={s.generations}",
-        f"--num_val_images={s.num_val_images}",
-        f"--num_calibration_images={s.num_calibration_images}",
-    ]
-    c.steps.tool("before_search", "tools.search", args)
+    c.steps.tool("before_search", "tools.search", _search_args(c, before))
     pareto = choices_lib.read_json_file(w.pareto_json, "the before supernet's search report")
     picked = choices_lib.make_choices(pareto, c.settings.max_static_front)["dynamic"]
     files = []
