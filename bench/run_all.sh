@@ -19,6 +19,9 @@ export TF_CPP_MIN_LOG_LEVEL=3
 echo "== supernet step (foundation)"
 $PY -m bench.supernet_step --preset fashion_mnist --batch 128 --repeats 10 | tee "$R/supernet_step.md"
 
+echo "== the training recipe's step: where its time goes (one trace, streams of architectures)"
+{ $PY -m bench.step_cost; $PY -m bench.step_cost --pair --rounds=2; } | tee "$R/step_cost.md"
+
 echo "== convolution variants (float32, bfloat16, XLA, grouped) at the largest network's shapes"
 $PY -m bench.conv_variants --batch 128 --repeats 10 | tee "$R/conv_variants.md"
 
