@@ -141,9 +141,17 @@ def measure(folders, table, quantization: str, num_threads: int, max_images: int
                     np.median([r["median_based_ms"] for r in reports])
                 ),
                 "predicted_ms": _predict(model, manifest, first["exit_rates"]),
+                **_budget(manifest, quantization),
             }
         )
     return rows
+
+
+def _budget(manifest: dict, quantization: str) -> dict:
+    """`{"cost", "budget"}` the export fitted this quantisation's thresholds for (a budget in
+    ms for an export with `--cost=latency`; None for a network without a budget)."""
+    record = (manifest.get("per_quantization") or {}).get(quantization) or {}
+    return {"cost": record.get("cost"), "budget": record.get("budget")}
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -157,6 +165,10 @@ def summarize(rows: list[dict]) -> dict:
         r["median_based_ratio"] = r["predicted_ms"] / r["measured_median_based_ms"]
         r["macs_ratio"] = r["avg_macs"] * per_mac / r["measured_ms"]
     within = [abs(r["ratio"] - 1) <= GOAL for r in rows]
+    # Networks exported for a latency budget: is what the cascade measures within it?
+    budgeted = [r for r in rows if r.get("cost") == "latency" and r.get("budget") is not None]
+    for r in budgeted:
+        r["within_budget"] = bool(r["measured_ms"] <= r["budget"])
     return {
         "networks": len(rows),
         "within_goal": int(sum(within)),
@@ -166,6 +178,10 @@ def summarize(rows: list[dict]) -> dict:
         "ms_per_mac": per_mac,
         "goal": f"|predicted / measured - 1| <= {GOAL} for >= 6 networks",
         "met": bool(sum(within) >= 6 and all(within)),
+        "latency_budgets": {
+            "networks": len(budgeted),
+            "within": sum(r["within_budget"] for r in budgeted),
+        },
         "rows": rows,
     }
 
@@ -176,14 +192,17 @@ def markdown(summary: dict, table) -> str:
         f"{table.target.threads} thread(s), {table.target.quantization}.",
         "",
         "| network | avg MACs | measured ms | predicted ms | ratio | ratio (stage medians) "
-        "| MACs ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| MACs ratio | budget ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(summary["rows"], key=lambda r: r["avg_macs"]):
+        budget = "-"
+        if "within_budget" in r:
+            budget = f"{r['budget']:.4f} ({'within' if r['within_budget'] else 'OVER'})"
         lines.append(
             f"| {os.path.basename(r['export'])} | {r['avg_macs']:.3g} | {r['measured_ms']:.4f} | "
             f"{r['predicted_ms']:.4f} | {r['ratio']:.3f} | {r['median_based_ratio']:.3f} | "
-            f"{r['macs_ratio']:.3f} |"
+            f"{r['macs_ratio']:.3f} | {budget} |"
         )
     lines += [
         "",
@@ -192,6 +211,12 @@ def markdown(summary: dict, table) -> str:
         f"{summary['median_based_max_error']:.1%}; MACs at the median ms per MAC: "
         f"{summary['macs_max_error']:.1%}). Goal met: {summary['met']}.",
     ]
+    b = summary["latency_budgets"]
+    if b["networks"]:
+        lines.append(
+            f"Exported for a latency budget (`--cost=latency`): {b['within']} of {b['networks']} "
+            "measured within their budget."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -182,7 +182,7 @@ def run_search(
         f"{evaluator.num_calibration_images} calibration images, modes {', '.join(config.modes)}, "
         f"costs in {costs.origin()}"
     )
-    settings = _settings(workdir, dataset, data_dir, evaluator, evaluator.batch_size)
+    settings = store_settings(workdir, dataset, data_dir, evaluator)
     store = SearchStore(paths, settings, net.space, log)
     if len(store):
         log(f"continuing from {store.path}: {len(store)} candidates measured before")
@@ -314,8 +314,9 @@ def _search(config, objectives, budgets, measure: _Measurer, log) -> tuple[list,
     return references, records, generations
 
 
-def _settings(workdir, dataset, data_dir, evaluator: CandidateEvaluator, batch_size) -> dict:
-    """What makes measurements comparable: a state measured otherwise is not reused."""
+def store_settings(workdir, dataset, data_dir, evaluator: CandidateEvaluator) -> dict:
+    """What makes measurements comparable: a state measured otherwise is not reused (the
+    search's `SearchStore`, and bench/search_efficiency.py's)."""
     net = evaluator.net
     return {
         "checkpoint": os.path.basename(latest_checkpoint(workdir) or ""),
@@ -323,7 +324,7 @@ def _settings(workdir, dataset, data_dir, evaluator: CandidateEvaluator, batch_s
         "data_dir": data_dir,
         "num_val_images": evaluator.num_val_images,
         "num_calibration_images": evaluator.num_calibration_images,
-        "batch_size": batch_size,
+        "batch_size": evaluator.batch_size,
         "num_classes": net.num_classes,
         "space": net.space.to_dict(),
     }

@@ -36,6 +36,17 @@ def test_summary_ratios_and_the_goal():
     assert summarize(rows)["met"]
 
 
+def test_networks_exported_for_a_latency_budget_are_checked_against_it():
+    rows = [_row(f"n{i}", 1e6, 2.0, 2.0) for i in range(3)]
+    rows[0].update(cost="latency", budget=2.5)  # measured 2.0 ms: within
+    rows[1].update(cost="latency", budget=1.5)  # measured 2.0 ms: over
+    rows[2].update(cost="macs", budget=1e5)  # a MACs budget is not a latency budget
+    summary = summarize(rows)
+    assert summary["latency_budgets"] == {"networks": 2, "within": 1}
+    assert [r.get("within_budget") for r in summary["rows"]] == [True, False, None]
+    assert summarize([_row("n", 1e6, 1.0, 1.0)])["latency_budgets"]["networks"] == 0
+
+
 @pytest.mark.slow
 def test_smoke_run_on_a_tiny_export(tmp_path):
     import enas4d_tf as e4

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ import pytest
 from bench import search_efficiency as eff
 from enas4d_tf.exit_policy import ValidationSplit
 from enas4d_tf.search.measurement import Measurement
+from enas4d_tf.search.store import SearchStore
 from enas4d_tf.space import SearchSpace
+from enas4d_tf.workdir import Workdir
 from tests.faults.harness import check_fault
 from tests.helpers import REPO, make_tiny_workdir
 
@@ -134,26 +137,36 @@ def test_a_read_only_out_folder_is_refused_before_any_work(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(FASHION_DIR), reason="needs Fashion-MNIST")
-def test_smoke_run_on_a_tiny_workdir(tmp_path):
+def test_smoke_run_on_a_tiny_workdir_then_resumes_measuring_nothing(tmp_path):
     workdir, out = str(tmp_path / "wd"), str(tmp_path / "out")
     make_tiny_workdir(workdir, bn_seed=0, data_dir=FASHION_DIR)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.search_efficiency",
-            f"--workdir={workdir}",
-            "--smoke",
-            f"--out={out}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(os.path.join(out, "search_efficiency.json")) as f:
-        report = json.load(f)
+
+    def run():
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.search_efficiency",
+                f"--workdir={workdir}",
+                "--smoke",
+                f"--out={out}",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with open(os.path.join(out, "search_efficiency.json")) as f:
+            return json.load(f)
+
+    report = run()
+    assert report["measured_this_run"] == report["distinct_measured"]
+    # The same command again loads every measurement from <out>/measured and measures
+    # nothing, and the strategies replay to the same curves.
+    again = run()
+    assert again["measured_this_run"] == 0
+    assert again["mean"] == report["mean"] and again["goal"] == report["goal"]
     assert report["validation_halves"] == {"search": 100, "score": 100}
     for name in ("random", "old", "new"):
         curve = report["mean"][name]
@@ -167,3 +180,47 @@ def test_smoke_run_on_a_tiny_workdir(tmp_path):
     with open(os.path.join(out, "search_efficiency.md")) as f:
         text = f.read()
     assert "| 12 |" in text and "Goal: the new search reaches random's hypervolume" in text
+
+
+class _CountingEvaluator:
+    """Stands in for `CandidateEvaluator`: random exits, and a count of what it measured."""
+
+    def __init__(self, num_val_images: int):
+        self.num_val_images = num_val_images
+        self.calls = 0
+
+    def measure(self, arch):
+        self.calls += 1
+        rng = np.random.default_rng(self.calls)
+        confidence = rng.uniform(size=(3, self.num_val_images)).astype(np.float32)
+        correct = rng.uniform(size=(3, self.num_val_images)) < 0.7
+        split = ValidationSplit.from_confidences(confidence, correct)
+        return Measurement(arch, [100, 200, 300], split, seconds=0.5)
+
+
+def test_measurements_are_kept_so_a_second_run_measures_nothing_again(tmp_path):
+    space = SearchSpace.preset("tiny")
+    settings = {"checkpoint": "ckpt-1", "num_val_images": 40}
+    costs = SimpleNamespace(kind="macs")
+    archs = [space.smallest(), space.largest()]
+
+    def bench(run_settings):
+        store = SearchStore(Workdir(str(tmp_path)), run_settings, space, log=lambda m: None)
+        return eff.Bench(_CountingEvaluator(40), costs, space, store)
+
+    first = bench(settings)
+    measured = [first.candidate(a) for a in [*archs, archs[0]]]
+    assert first.evaluator.calls == 2 and first.measured_this_run == 2
+    second = bench(settings)
+    loaded = [second.candidate(a) for a in archs]
+    assert second.evaluator.calls == 0 and second.measured_this_run == 0
+    for a, b in zip(measured[:2], loaded, strict=True):
+        assert a.key == b.key
+        np.testing.assert_array_equal(a.measurement.split.correct, b.measurement.split.correct)
+        np.testing.assert_array_equal(
+            second.full[b.key].split.confidence, first.full[a.key].split.confidence
+        )
+    # Another checkpoint: nothing saved is comparable, so it is measured again.
+    third = bench({**settings, "checkpoint": "ckpt-2"})
+    third.candidate(archs[0])
+    assert third.evaluator.calls == 1
