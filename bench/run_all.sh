@@ -55,7 +55,10 @@ echo "== the benchmark of record (issue 16): baselines trained from scratch for 
 $PY -m bench.claim --workdir="$W" --out="$R/claim" --before_workdir="${W}_v1"
 
 echo "== search efficiency (issue 18): random vs old vs new search, N = 200, validation only"
-$PY -m bench.search_efficiency --workdir="$W" --measurements=200 --out="$R/search_efficiency"
+# Its measurements stay in the workdir's folder (<out>/measured/, resumable); the report is copied.
+$PY -m bench.search_efficiency --workdir="$W" --measurements=200 --out="$W/search_efficiency"
+mkdir -p "$R/search_efficiency"
+cp "$W"/search_efficiency/search_efficiency.{json,md} "$R/search_efficiency/"
 
 echo "== latency model (issue 18): host table, predicted vs measured cascade latency, 1 thread"
 [ -f runs/latency/host_float32.json ] || $PY -m tools.latency_table --preset=fashion_mnist \
