@@ -8,7 +8,7 @@ stream alike, under streams of step architectures that differ in one thing each:
   fixed_mid    largest, smallest, one fixed architecture of median MACs every step
   new_macs     largest, smallest, a new MACs-drawn architecture every step (the recipe)
   new_uniform  largest, smallest, a new gene-uniform architecture every step
-  new_macs_r   as new_macs, at the largest resolution (only the other genes new)
+  new_macs_r   as new_macs, at one resolution (native, if a choice; only the other genes new)
   smallest_x2  largest, smallest, the smallest again (the floor of a 3-network step)
 
 If `new_macs` costs much more than `fixed_mid` at similar MACs, the step's time goes to shapes
@@ -42,11 +42,19 @@ from enas4d_tf.train.step import TrainStep  # noqa: E402
 STREAMS = ("fixed_mid", "new_macs", "new_uniform", "new_macs_r", "smallest_x2")
 
 
-def _largest_resolution(space: SearchSpace, arch):
-    """`arch` with its resolution gene at the space's largest choice (fashion_mnist: 28)."""
+def _fixed_resolution(space: SearchSpace, arch):
+    """`arch` with its resolution gene at the space's native resolution when that is a choice
+    (fashion_mnist: 28), else at its largest choice."""
     from dataclasses import replace
 
-    return replace(arch, resolution=space.largest().resolution)
+    from enas4d_tf.errors import SpaceError
+
+    native = replace(arch, resolution=space.native_resolution)
+    try:
+        space.validate(native)
+    except SpaceError:
+        return replace(arch, resolution=space.largest().resolution)
+    return native
 
 
 def main():
@@ -108,7 +116,7 @@ def main():
         if name == "new_uniform":
             return sampling.sample_arch(space, r)
         if name == "new_macs_r":
-            return _largest_resolution(space, sampling.sample_arch_by_macs(space, r))
+            return _fixed_resolution(space, sampling.sample_arch_by_macs(space, r))
         if name == "smallest_x2":
             return small
         raise ValueError(name)
