@@ -20,7 +20,8 @@ echo "== supernet step (foundation)"
 $PY -m bench.supernet_step --preset fashion_mnist --batch 128 --repeats 10 | tee "$R/supernet_step.md"
 
 echo "== the training recipe's step: where its time goes (one trace, streams of architectures)"
-{ $PY -m bench.step_cost; $PY -m bench.step_cost --pair --rounds=2; } | tee "$R/step_cost.md"
+# (bench/results/step_cost.md is the annotated record of 2026-12-01; this writes a fresh run beside it)
+{ $PY -m bench.step_cost; $PY -m bench.step_cost --pair --rounds=2; } | tee "$R/step_cost_run.md"
 
 echo "== convolution variants (float32, bfloat16, XLA, grouped) at the largest network's shapes"
 $PY -m bench.conv_variants --batch 128 --repeats 10 | tee "$R/conv_variants.md"
