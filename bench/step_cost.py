@@ -147,7 +147,8 @@ def main():
         name: {
             "median_s": float(np.median(times[name])),
             "mean_s": float(np.mean(times[name])),
-            "third_macs_ratio": float(np.mean(macs[name]) / largest_macs),
+            # A two-network step has no third network.
+            "third_macs_ratio": None if args.pair else float(np.mean(macs[name]) / largest_macs),
             "steps": len(times[name]),
         }
         for name in streams
@@ -157,11 +158,12 @@ def main():
     for name, row in rows.items():
         print(
             f"| {name} | {row['median_s']:.2f} | {row['mean_s']:.2f} | "
-            f"{row['third_macs_ratio']:.3f} |"
+            + ("- |" if row["third_macs_ratio"] is None else f"{row['third_macs_ratio']:.3f} |")
         )
     print(f"first call (trace): {trace_s:.0f} s; batch {args.batch}, machine {platform.machine()}")
     env = {k: os.environ[k] for k in os.environ if k.startswith(("TF_", "ONEDNN", "OMP"))}
-    print(json.dumps({"trace_s": trace_s, "rows": rows, "batch": args.batch, "env": env}))
+    report = {"trace_s": trace_s, "traces": step.traces, "rows": rows, "batch": args.batch}
+    print(json.dumps({**report, "env": env}))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ def _report(args):
 @pytest.mark.slow
 def test_every_stream_is_timed_through_one_step():
     report = _report([])
+    assert report["traces"] == 1  # every stream's architectures through the one trace
     assert list(report["rows"]) == list(STREAMS)
     for name, row in report["rows"].items():
         assert row["steps"] == 2 and row["median_s"] > 0, name
@@ -29,3 +30,4 @@ def test_every_stream_is_timed_through_one_step():
     assert rows["smallest_x2"]["third_macs_ratio"] < rows["fixed_mid"]["third_macs_ratio"] < 1
     pair = _report(["--pair"])
     assert list(pair["rows"]) == ["pair"] and pair["rows"]["pair"]["steps"] == 2
+    assert pair["traces"] == 1 and pair["rows"]["pair"]["third_macs_ratio"] is None
