@@ -2,12 +2,15 @@
 # Regenerates every figure of BENCHMARKS.md (`make bench`). The parts before the claim take
 # about 4 hours on 2 idle cores (two 90-minute supernets among them).
 # Outputs: the workdir (runs/bench/ unless WORKDIR is set) and bench/results/, the files
-# BENCHMARKS.md and BUILD_NOTES.md link to: supernet_step.md, conv_variants.md,
+# BENCHMARKS.md and BUILD_NOTES.md link to: supernet_step.md, step_cost_run.md, conv_variants.md,
 # train_benchmark.md, search_benchmark.md|json, pareto.png|json (the search plot and fronts),
 # export_benchmark.md|json, claim/claim.json|md|png (the benchmark of record, bench/claim.py:
 # about 8-9 more hours on 2 idle cores; run it again with the same command to resume),
-# recipe_screen.md|json (the recipe variants on validation, ~15 min each) and
+# recipe_screen.md|json (the recipe variants on validation, ~15 min each),
+# search_efficiency/ (issue 18, ~1.5 hours, resumable), latency_model/ and
+# latency_model_latency_search/ (issue 18) and
 # ofa_check.md|json (cut-outs against the same networks trained alone, ~1-1.5 hours).
+# Times are those of the 2-core AMD EPYC VM of 2026-12-01.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -62,10 +65,25 @@ mkdir -p "$R/search_efficiency"
 cp "$W"/search_efficiency/search_efficiency.{json,md} "$R/search_efficiency/"
 
 echo "== latency model (issue 18): host table, predicted vs measured cascade latency, 1 thread"
-[ -f runs/latency/host_float32.json ] || $PY -m tools.latency_table --preset=fashion_mnist \
-    --out=runs/latency/host_float32.json
-$PY -m bench.latency_model --exports="$W/export" --table=runs/latency/host_float32.json \
+T=runs/latency/host_float32_fashion_mnist.json
+[ -f "$T" ] || $PY -m tools.latency_table --preset=fashion_mnist --out="$T"
+$PY -m bench.latency_model --exports="$W/export" --table="$T" \
     --max_images=1000 --repeats=5 --out="$R/latency_model"
+
+echo "== a search by latency (issue 18): its networks' measured latency against their budgets"
+L="${W}_lat"  # the same checkpoint and measurements, its own search outputs
+if [ ! -d "$L" ]; then
+    mkdir -p "$L/search"
+    cp -r "$W"/checkpoints "$W"/run_config.json "$W"/train_summary.json "$W"/train_log.jsonl "$L/"
+    cp -r "$W"/search/state.json "$W"/search/predictions "$L/search/"
+fi
+$PY -m tools.search --workdir="$L" --mode=dynamic --cost=latency --latency_table="$T" --pareto \
+    --pareto_points=4 --population=12 --generations=5 --num_val_images=5000 \
+    --num_calibration_images=2000
+$PY -m tools.export --workdir="$L" --from_search --cost=latency --latency_table="$T" \
+    --quantization=float32 --out="$L/export" --overwrite
+$PY -m bench.latency_model --exports="$L/export" --table="$T" --max_images=1000 --repeats=5 \
+    --out="$R/latency_model_latency_search"
 
 echo "== once-for-all's own test: three cut-outs against the same networks trained alone"
 $PY -m bench.ofa_check --workdir="$W" --out="$R/ofa_check"
