@@ -47,14 +47,9 @@ def _fixed_resolution(space: SearchSpace, arch):
     (fashion_mnist: 28), else at its largest choice."""
     from dataclasses import replace
 
-    from enas4d_tf.errors import SpaceError
-
-    native = replace(arch, resolution=space.native_resolution)
-    try:
-        space.validate(native)
-    except SpaceError:
-        return replace(arch, resolution=space.largest().resolution)
-    return native
+    choices = space.resolution_choices
+    native = space.native_resolution
+    return replace(arch, resolution=native if native in choices else max(choices))
 
 
 def main():

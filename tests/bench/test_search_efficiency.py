@@ -4,8 +4,6 @@ and (slow) one whole `--smoke` run on a tiny workdir."""
 
 import json
 import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,8 +15,8 @@ from enas4d_tf.search.measurement import Measurement
 from enas4d_tf.search.store import SearchStore
 from enas4d_tf.space import SearchSpace
 from enas4d_tf.workdir import Workdir
-from tests.faults.harness import check_fault
-from tests.helpers import REPO, make_tiny_workdir
+from tests.faults.harness import check_fault, run_program
+from tests.helpers import make_tiny_workdir
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -142,20 +140,8 @@ def test_smoke_run_on_a_tiny_workdir_then_resumes_measuring_nothing(tmp_path):
     make_tiny_workdir(workdir, bn_seed=0, data_dir=FASHION_DIR)
 
     def run():
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.search_efficiency",
-                f"--workdir={workdir}",
-                "--smoke",
-                f"--out={out}",
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        args = [f"--workdir={workdir}", "--smoke", f"--out={out}"]
+        proc = run_program("bench.search_efficiency", args, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         with open(os.path.join(out, "search_efficiency.json")) as f:
             return json.load(f)
