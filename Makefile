@@ -1,5 +1,6 @@
 # One command to set up and run the main job, one to set up and run the tests.
-#   make demo   trains a small supernet on Fashion-MNIST, searches, exports, runs the cascade
+#   make demo   searches the released Fashion-MNIST supernet, exports, runs the cascade
+#               (after a short training run of its own to watch)
 #   make test   lint + the test suite (slow tests apart: make test-slow)
 # Both create .venv when it is missing and install Fashion-MNIST from Debian when apt exists.
 

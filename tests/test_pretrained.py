@@ -129,6 +129,24 @@ def test_demo_refuses_a_missing_release_before_training(tmp_path):
     assert not os.path.exists(tmp_path / "d")  # nothing trained
 
 
+def test_the_demo_does_not_take_a_trained_workdir_for_the_release(tmp_path):
+    # The default demo stands on the committed release; a workdir the demo trained before
+    # (no release.json) is refused before anything runs, and left as it was.
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    (workdir / "run_config.json").write_text("{}")
+    run = subprocess.run(
+        [sys.executable, "-m", "tools.demo", f"--workdir={workdir}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1
+    assert "holds a supernet the demo trained, not the release 'fashion_mnist'" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert sorted(os.listdir(workdir)) == ["run_config.json"]
+
+
 def _make(workdir, releases, *extra):
     env = dict(os.environ, ENAS4D_RELEASES_DIR=str(releases))
     args = ["--name=fm", f"--make_from={workdir}", "--command=python -m tools.train ...", *extra]

@@ -4,17 +4,20 @@
   python -m tools.demo --workdir=/tmp/d --smoke       # a reduced run (tests use it)
 
 Each step runs the package's own command line, printed before it runs, so the demo is the
-same thing a user would type. With a released supernet (`--pretrained=<name>`), the search
-stands on its weights and the training step is a short run to watch:
+same thing a user would type. By default the search stands on the released supernet
+(`--pretrained=fashion_mnist`, committed under enas4d_tf/released/), and the training step is
+a short run of its own to watch:
 
-  1. python -m tools.train --flagfile=configs/train_quick.cfg --workdir=W/train_watch
-  2. python -m tools.pretrained --name=fashion_mnist --workdir=W/supernet
-  3. python -m tools.search --workdir=W/supernet --pareto ...
-  4. python -m tools.export --workdir=W/supernet --from_search ...
-  5. python -m tools.cascade --export_dir=W/supernet/export/<name> --split=test ...
+  1. python -m tools.pretrained --name=fashion_mnist --workdir=W
+  2. python -m tools.train --flagfile=configs/train_quick.cfg --workdir=W/train_watch
+  3. python -m tools.search --workdir=W --pareto ...
+  4. python -m tools.export --workdir=W --from_search ...
+  5. python -m tools.cascade --export_dir=W/export/<name> --split=test ...
 
-Without `--pretrained` (the default until a release is committed) the search stands on the
-supernet step 1 trains, in W itself.
+With `--pretrained=` (empty; `--smoke` too, unless it names a release) the search stands on
+the supernet the demo trains, in W itself (step 2 with --workdir=W, no step 1). A W that
+holds a supernet the demo trained is not searched as if it were the release: the demo stops
+and says so.
 
 Steps whose outputs exist are not redone (training resumes or says it has finished; the
 search continues from its state; existing export folders are reused), so running the demo
@@ -53,11 +56,12 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "max_images", None, "Test images the cascade runs; default all (smoke: 300).", lower_bound=1
 )
+DEFAULT_RELEASE = "fashion_mnist"
 flags.DEFINE_string(
     "pretrained",
-    "",
-    "Released supernet to search on (python -m tools.pretrained --list), e.g. fashion_mnist; "
-    "empty: search on the supernet the demo trains.",
+    None,
+    "Released supernet to search on (python -m tools.pretrained --list); default "
+    f"{DEFAULT_RELEASE} (smoke: none). Empty: search on the supernet the demo trains.",
 )
 
 FLAGS = flags.FLAGS
@@ -203,6 +207,8 @@ def main(argv: list[str]) -> None:
     started = time.time()
 
     release = FLAGS.pretrained
+    if release is None:
+        release = "" if smoke else DEFAULT_RELEASE
     if release:
         with quiet_stderr():
             from enas4d_tf import pretrained
@@ -211,21 +217,26 @@ def main(argv: list[str]) -> None:
             pretrained.release_dir(release)
         except WorkdirError as e:
             fail("demo", str(e))
-        # Training is shown on a short run of its own; the search stands on the release.
-        watch = os.path.join(workdir, "train_watch")
-        _run([sys.executable, "-m", "tools.train", f"--flagfile={config}", f"--workdir={watch}"])
-        supernet = os.path.join(workdir, "supernet")
-        if not os.path.exists(os.path.join(supernet, "run_config.json")):
+        # The search stands on the release, copied into W; training is shown on a short
+        # run of its own beside it.
+        if not os.path.exists(os.path.join(workdir, "run_config.json")):
             _run(
                 [
                     sys.executable,
                     "-m",
                     "tools.pretrained",
                     f"--name={release}",
-                    f"--workdir={supernet}",
+                    f"--workdir={workdir}",
                 ]
             )
-        workdir = supernet
+        elif not os.path.exists(os.path.join(workdir, "release.json")):
+            fail(
+                "demo",
+                f"{workdir} holds a supernet the demo trained, not the release {release!r}: "
+                "give another --workdir, remove it, or pass --pretrained= to search it",
+            )
+        watch = os.path.join(workdir, "train_watch")
+        _run([sys.executable, "-m", "tools.train", f"--flagfile={config}", f"--workdir={watch}"])
     else:
         _run([sys.executable, "-m", "tools.train", f"--flagfile={config}", f"--workdir={workdir}"])
     _run([sys.executable, *_search_args(workdir, smoke)])

@@ -159,9 +159,11 @@ def test_demo_stands_on_a_released_supernet(tmp_path):
         timeout=1500,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    # The train tool ran on a run of its own; the search stood on the released weights.
+    # The search stood on the released weights, copied into the workdir; the train tool ran
+    # on a run of its own beside them.
     assert (workdir / "train_watch" / "train_summary.json").exists()
-    assert json.loads((workdir / "supernet" / "release.json").read_text())["command"] == "test"
-    assert (workdir / "supernet" / "search" / "pareto.json").exists()
-    assert not (workdir / "search").exists()
+    assert json.loads((workdir / "release.json").read_text())["command"] == "test"
+    assert (workdir / "search" / "pareto.json").exists()
+    released = releases / "tiny_demo" / "checkpoints"
+    assert sorted(os.listdir(workdir / "checkpoints")) == sorted(os.listdir(released))
     assert "Dynamic vs static (cut at any exit)" in result.stdout
