@@ -34,6 +34,58 @@ def test_hypervolume_by_hand():
     assert eff.hypervolume([], c_min, c_max) == 0.0
 
 
+def test_hypervolume_batch_equals_hypervolume_row_by_row():
+    rng = np.random.default_rng(3)
+    c_min, c_max = 1e3, 1e7
+    cost = 10 ** rng.uniform(2.5, 7.5, size=(6, 9))  # some clipped at either end
+    accuracy = rng.uniform(0.5, 1.0, size=(6, 9))
+    batch = eff.hypervolume_batch(cost, accuracy, c_min, c_max)
+    for row in range(6):
+        points = list(zip(cost[row], accuracy[row], strict=True))
+        assert batch[row] == pytest.approx(eff.hypervolume(points, c_min, c_max))
+
+
+def _bootstrap_bench(correct_by_key, costs_by_key, n_images=50):
+    """A Bench stand-in: each key has per-image (cost, correct) rows of its points."""
+
+    class FakeBench:
+        costs = SimpleNamespace(smallest=[100.0], largest=[1000.0])
+        half_b = np.arange(n_images)
+
+        def scored_images(self, key, budgets):
+            del budgets
+            return costs_by_key[key], correct_by_key[key]
+
+    return FakeBench()
+
+
+def test_bootstrap_brackets_the_verdict_by_the_scoring_images():
+    n = 400
+    rng = np.random.default_rng(0)
+    keys = [f"k{i}" for i in range(8)]
+    costs = {k: np.full((1, n), 100.0 * (i + 1)) for i, k in enumerate(keys)}
+    # Every candidate right on about 80% of the images, independently.
+    correct = {k: (rng.random((1, n)) < 0.8) for k in keys}
+    bench = _bootstrap_bench(correct, costs, n)
+    # The new search measured random's first candidates first: after 2 of 8 its front is
+    # random's front after 2, and random's later candidates (costlier, no better) add little.
+    orders = {"random": keys, "old": keys[::-1], "new": keys[:2] + keys[2:][::-1]}
+    out = eff.bootstrap(bench, [orders], [1.0], 8, resamples=60)
+    hv = out["hypervolume"]
+    assert set(hv) == {"random@8", "old@8", "new@8", "new@2"}
+    # Same candidates, same front, on every resample.
+    for label in ("old@8", "new@8"):
+        assert hv[label] == pytest.approx(hv["random@8"], abs=1e-12)
+    for q in hv.values():
+        assert q["p05"] < q["p50"] < q["p95"]  # resampling moves the fronts
+    assert out["goal_margin"]["p95"] <= 1e-12  # a subset of the points never scores more
+    assert 0.0 <= out["goal_met_share"] < 1.0
+    # A new search whose first two candidates are right on every image reaches it always.
+    correct["k0"] = np.ones((1, n), bool)
+    out = eff.bootstrap(bench, [orders], [1.0], 8, resamples=20)
+    assert out["goal_met_share"] == 1.0 and out["goal_margin"]["p05"] >= -1e-12
+
+
 def test_goal_is_when_the_new_search_first_reaches_randoms_final_hypervolume():
     curves = {
         "random": [(10, 0.2), (20, 0.3), (40, 0.5)],
