@@ -9,13 +9,14 @@ same thing a user would type. By default the search stands on the released super
 a short run of its own to watch:
 
   1. python -m tools.pretrained --name=fashion_mnist --workdir=W
-  2. python -m tools.train --flagfile=configs/train_quick.cfg --workdir=W/train_watch
+  2. python -m tools.train --flagfile=configs/train_watch.cfg --workdir=W/train_watch
   3. python -m tools.search --workdir=W --pareto ...
   4. python -m tools.export --workdir=W --from_search ...
   5. python -m tools.cascade --export_dir=W/export/<name> --split=test ...
 
 With `--pretrained=` (empty; `--smoke` too, unless it names a release) the search stands on
-the supernet the demo trains, in W itself (step 2 with --workdir=W, no step 1). A W that
+the supernet the demo trains, in W itself (step 2 with --workdir=W and
+configs/train_quick.cfg, no step 1). A W that
 holds a supernet the demo trained is not searched as if it were the release: the demo stops
 and says so.
 
@@ -46,12 +47,16 @@ flags.DEFINE_bool(
     "float32 graphs and a few hundred test images.",
 )
 flags.DEFINE_string(
-    "train_config", None, "Training flagfile; default configs/train_quick.cfg (smoke: train_smoke)."
+    "train_config",
+    None,
+    "Training flagfile; default configs/train_watch.cfg beside a release, "
+    "configs/train_quick.cfg without one (smoke: train_smoke).",
 )
 flags.DEFINE_string(
     "quantization",
     None,
-    "Stage-graph quantisations to export; default float32,int8 (smoke: float32).",
+    "Stage-graph quantisations to export; default int8, the graphs the table measures "
+    "(smoke: float32).",
 )
 flags.DEFINE_integer(
     "max_images", None, "Test images the cascade runs; default all (smoke: 300).", lower_bound=1
@@ -147,7 +152,7 @@ def _search_args(workdir: str, smoke: bool) -> list[str]:
     if smoke:
         args += ["--pareto_points=2", "--population=6", "--generations=2"]
         return args + ["--num_val_images=500", "--num_calibration_images=200"]
-    args += ["--pareto_points=3", "--population=16", "--generations=4"]
+    args += ["--pareto_points=3", "--population=12", "--generations=4"]
     return args + ["--num_val_images=2000", "--num_calibration_images=1000"]
 
 
@@ -166,7 +171,8 @@ def _export_missing(paths, names: list[str], quantization: str, smoke: bool) -> 
             f"--out={paths.exports}",
             f"--quantization={quantization}",
             "--overwrite",
-            f"--num_calibration_images={500 if smoke else 2000}",
+            f"--num_calibration_images={500 if smoke else 1000}",
+            f"--threshold_images={500 if smoke else 2000}",  # the search's validation images
         ]
     )
 
@@ -199,16 +205,20 @@ def _cascade_reports(paths, names: list[str], quantization: str, max_images) -> 
 def main(argv: list[str]) -> None:
     smoke = FLAGS.smoke
     workdir = FLAGS.workdir
-    config = FLAGS.train_config or (
-        "configs/train_smoke.cfg" if smoke else "configs/train_quick.cfg"
-    )
-    quantization = FLAGS.quantization or ("float32" if smoke else "float32,int8")
+    quantization = FLAGS.quantization or ("float32" if smoke else "int8")
     max_images = FLAGS.max_images or (300 if smoke else None)
     started = time.time()
 
     release = FLAGS.pretrained
     if release is None:
         release = "" if smoke else DEFAULT_RELEASE
+    config = FLAGS.train_config or (
+        "configs/train_smoke.cfg"
+        if smoke
+        else "configs/train_watch.cfg"
+        if release
+        else "configs/train_quick.cfg"
+    )
     if release:
         with quiet_stderr():
             from enas4d_tf import pretrained

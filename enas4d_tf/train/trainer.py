@@ -279,9 +279,13 @@ class Trainer:
         stacked = sampling.stack_arch_tensors(space, archs)
         batch = next(iterator)
         traces = self.train_step.traces
+        if not traces:  # a newcomer watching sees why nothing happens for a while
+            self.log.line(f"step {step + 1}: tracing the training step (a minute or more) ...")
         t0 = time.perf_counter()
         out = self.train_step(batch, stacked)
         seconds = time.perf_counter() - t0
+        if not traces:
+            self.log.line(f"step {step + 1}: traced and run in {seconds:.0f} s")
         problem = nonfinite_message(out, self._arch_names(len(archs)))
         if problem:
             raise TrainError(f"step {step + 1}: {problem}; training stopped, {self._kept()}")

@@ -60,6 +60,10 @@ def test_real_slice_loss_falls_for_largest_and_smallest_with_one_trace(tmp_path)
     assert evaluation["largest"]["accuracy"][-1] > 0.25
     assert evaluation["smallest"]["accuracy"][-1] > 0.2
     assert any(line.startswith("step 24/24") and "img/s" in line for line in lines)
+    # The trace is announced once, before it starts, and its time said after it.
+    tracing = [i for i, line in enumerate(lines) if "tracing the training step" in line]
+    assert len(tracing) == 1 and lines[tracing[0]].startswith("step 1:")
+    assert lines[tracing[0] + 1].startswith("step 1: traced and run in")
     # The workdir contract: run_config.json, checkpoints loadable by load_supernet.
     with open(os.path.join(config.workdir, "run_config.json")) as f:
         run_config = json.load(f)
