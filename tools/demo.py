@@ -111,11 +111,13 @@ def _table(pareto: dict, reports: dict[str, dict], quantization: str) -> str:
         if r is None:
             continue
         exits = []
-        for s, (t, rate, macs) in enumerate(
-            zip(r["thresholds"], r["exit_rates"], r["stage_macs"], strict=True)
+        # The report names each graph's exit (a network cut at exit s has one graph: exit s).
+        numbers = r.get("exits") or range(1, len(r["thresholds"]) + 1)
+        for number, t, rate, macs in zip(
+            numbers, r["thresholds"], r["exit_rates"], r["stage_macs"], strict=True
         ):
             t_txt = "never" if t is None else f"{t:.3f}"
-            exits.append(f"{s + 1}: {t_txt}, {rate * 100:.1f}%, {_fmt_macs(macs)}")
+            exits.append(f"{number}: {t_txt}, {rate * 100:.1f}%, {_fmt_macs(macs)}")
         budget = "-" if e.get("budget_macs") is None else _fmt_macs(e["budget_macs"])
         held_out = e.get("ranking_accuracy", e["val_accuracy"])
         lines.append(

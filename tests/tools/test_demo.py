@@ -69,13 +69,14 @@ def test_demo_smoke_run_writes_what_it_promises(tmp_path):
 def test_demo_table_compares_dynamic_with_static_networks_cut_at_any_exit():
     from tools.demo import _table
 
-    def report(accuracy, avg_macs, thresholds, rates, macs):
+    def report(accuracy, avg_macs, thresholds, rates, macs, exits):
         return {
             "accuracy": accuracy,
             "avg_macs": avg_macs,
             "thresholds": thresholds,
             "exit_rates": rates,
             "stage_macs": macs,
+            "exits": exits,
         }
 
     pareto = {
@@ -102,14 +103,19 @@ def test_demo_table_compares_dynamic_with_static_networks_cut_at_any_exit():
         ]
     }
     reports = {
-        "dynamic_2M": report(0.8, 1.8e6, [0.9, 0.8, 0.0], [0.5, 0.3, 0.2], [1e6, 2e6, 3e6]),
-        "static_2M_exit2": report(0.76, 1.5e6, [None, 0.0], [0.0, 1.0], [1e6, 1.5e6]),
+        "dynamic_2M": report(
+            0.8, 1.8e6, [0.9, 0.8, 0.0], [0.5, 0.3, 0.2], [1e6, 2e6, 3e6], [1, 2, 3]
+        ),
+        # A network cut at exit 2 runs one graph, whose exit is exit 2 (as the cascade says).
+        "static_2M_exit2": report(0.76, 1.5e6, [0.0], [1.0], [1.5e6], [2]),
     }
     table = _table(pareto, reports, "float32")
     assert (
         "| static_2M_exit2 | static | 2 only | 2.00M | 76.00% | 1.50M | 77.00% | 77.00% |" in table
     )
+    assert "| 76.00% | 1.50M | 77.00% | 77.00% | 2: 0.000, 100.0%, 1.50M |" in table
     assert "| dynamic_2M | dynamic | 1-3 | 2.00M | 80.00% | 1.80M | 81.00% | 79.00% |" in table
+    assert "| 1: 0.900, 50.0%, 1.00M; 2: 0.800, 30.0%, 2.00M; 3: 0.000, 20.0%, 3.00M |" in table
     assert "budget 2.00M: dynamic 80.00% at 1.80M, static (exit 2) 76.00% at 1.50M" in table
 
 
