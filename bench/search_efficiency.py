@@ -47,7 +47,6 @@ run again resumes (the strategies replay over what was measured and go on).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -457,27 +456,16 @@ def mean_curves(per_seed: list) -> dict:
     return out
 
 
-def checkpoint_digest(prefix: str | None) -> str:
-    """The sha256 of checkpoint `prefix`'s `.index` file ("" for none): it lists every
-    tensor's offset and checksum, so it tells two checkpoints of the same name apart."""
-    if not prefix:
-        return ""
-    with open(prefix + ".index", "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def measurement_store(out: str, workdir: str, dataset: str, data_dir, evaluator, log):
     """The store of this report's measurements: `<out>/measured/search/` (state.json and
-    one predictions file per candidate), kept only while the supernet's checkpoint, the data
-    and the image counts are the same (otherwise moved aside, with a log line). The
-    checkpoint is named by the sha256 of its index file too: another workdir, or this one
-    trained again, has a checkpoint of the same name but not the same index."""
+    one predictions file per candidate), kept only while the search's `store_settings` are
+    the same: the supernet's checkpoint (its name and its index's sha256), the data and the
+    image counts (otherwise moved aside, with a log line)."""
     from enas4d_tf.search.run import store_settings
     from enas4d_tf.search.store import SearchStore
-    from enas4d_tf.workdir import Workdir, latest_checkpoint
+    from enas4d_tf.workdir import Workdir
 
     settings = store_settings(workdir, dataset, data_dir, evaluator)
-    settings["checkpoint_index_sha256"] = checkpoint_digest(latest_checkpoint(workdir))
     paths = Workdir(os.path.join(out, MEASURED_FOLDER))
     store = SearchStore(paths, settings, evaluator.net.space, log)
     if len(store):

@@ -18,6 +18,7 @@ Layout of `<workdir>` (`Workdir(root)` names each path):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -215,6 +216,16 @@ def _pointer_target(pointer: str) -> tuple[str | None, str | None]:
 def latest_checkpoint(workdir: str) -> str | None:
     """The newest checkpoint of the workdir (its path prefix), or None (see `find_checkpoint`)."""
     return find_checkpoint(Workdir(workdir).checkpoints)[0]
+
+
+def checkpoint_digest(prefix: str | None) -> str:
+    """The sha256 of checkpoint `prefix`'s `.index` file ("" for none): it lists every
+    tensor's offset and checksum, so it tells two checkpoints of the same name apart (another
+    workdir's `ckpt-5`, or this one trained again)."""
+    if not prefix:
+        return ""
+    with open(prefix + ".index", "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def checkpoint_nonfinite(path: str, prefix: str = "") -> str | None:

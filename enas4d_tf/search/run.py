@@ -49,7 +49,7 @@ from enas4d_tf.search.outputs import (
 from enas4d_tf.search.preflight import check_search_workdir
 from enas4d_tf.search.store import Candidate, SearchStore
 from enas4d_tf.space import Arch, arch_key
-from enas4d_tf.workdir import Workdir, latest_checkpoint, load_supernet
+from enas4d_tf.workdir import Workdir, checkpoint_digest, latest_checkpoint, load_supernet
 
 # Pixels of one forward pass at most: MAX_BATCH_SIZE images at 32x32, the largest pass of the
 # fashion_mnist space, peaked at about 3.4 GB resident (BN recalibration and all exits of its
@@ -316,10 +316,14 @@ def _search(config, objectives, budgets, measure: _Measurer, log) -> tuple[list,
 
 def store_settings(workdir, dataset, data_dir, evaluator: CandidateEvaluator) -> dict:
     """What makes measurements comparable: a state measured otherwise is not reused (the
-    search's `SearchStore`, and bench/search_efficiency.py's)."""
+    search's `SearchStore`, and bench/search_efficiency.py's). The checkpoint is named by
+    its file name and by the sha256 of its index: a workdir trained again, or another
+    workdir copied in, has a checkpoint of the same name but other weights."""
     net = evaluator.net
+    checkpoint = latest_checkpoint(workdir)
     return {
-        "checkpoint": os.path.basename(latest_checkpoint(workdir) or ""),
+        "checkpoint": os.path.basename(checkpoint or ""),
+        "checkpoint_index_sha256": checkpoint_digest(checkpoint),
         "dataset": dataset,
         "data_dir": data_dir,
         "num_val_images": evaluator.num_val_images,

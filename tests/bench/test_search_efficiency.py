@@ -262,13 +262,3 @@ def test_measurements_are_kept_so_a_second_run_measures_nothing_again(tmp_path):
     third = bench({**settings, "checkpoint": "ckpt-2"})
     third.candidate(archs[0])
     assert third.evaluator.calls == 1
-
-
-def test_checkpoints_of_the_same_name_are_told_apart_by_their_index(tmp_path):
-    first, second = tmp_path / "a" / "ckpt-5", tmp_path / "b" / "ckpt-5"
-    for path, content in ((first, b"index of one run"), (second, b"index of another")):
-        path.parent.mkdir()
-        (path.parent / "ckpt-5.index").write_bytes(content)
-    assert eff.checkpoint_digest(str(first)) != eff.checkpoint_digest(str(second))
-    assert eff.checkpoint_digest(str(first)) == eff.checkpoint_digest(str(first))
-    assert eff.checkpoint_digest(None) == ""

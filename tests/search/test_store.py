@@ -100,3 +100,40 @@ def test_a_malformed_state_is_refused_and_kept(tmp_path):
         SearchStore(paths, SETTINGS, SPACE)
     with open(paths.search_state) as f:
         assert f.read() == '{"version": 2, "candidates": '
+
+
+def test_a_checkpoint_of_the_same_name_with_other_weights_is_other_settings(tmp_path):
+    """A workdir trained again (or another copied in) keeps the name `ckpt-5`: the settings
+    tell them apart by the checkpoint's index, so its measurements are not reused."""
+    from types import SimpleNamespace
+
+    from enas4d_tf.search.run import store_settings
+
+    evaluator = SimpleNamespace(
+        net=SimpleNamespace(num_classes=10, space=SPACE),
+        num_val_images=50,
+        num_calibration_images=20,
+        batch_size=10,
+    )
+
+    def workdir_with_index(name: str, index: bytes) -> str:
+        checkpoints = tmp_path / name / "checkpoints"
+        checkpoints.mkdir(parents=True)
+        (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\n')
+        (checkpoints / "ckpt-5.index").write_bytes(index)
+        (checkpoints / "ckpt-5.data-00000-of-00001").write_bytes(b"weights")
+        return str(tmp_path / name)
+
+    one = store_settings(workdir_with_index("one", b"index of one run"), "d", None, evaluator)
+    same = store_settings(workdir_with_index("same", b"index of one run"), "d", None, evaluator)
+    other = store_settings(workdir_with_index("other", b"index of another"), "d", None, evaluator)
+    assert one["checkpoint"] == other["checkpoint"] == "ckpt-5"
+    assert one == same and one != other
+    assert len(one["checkpoint_index_sha256"]) == 64
+    # The store moves a state of the other checkpoint aside and measures again.
+    paths = Workdir(str(tmp_path / "search_run"))
+    store = SearchStore(paths, one, SPACE, log=lambda line: None)
+    store.add(measured(0))
+    lines = []
+    again = SearchStore(paths, other, SPACE, log=lines.append)
+    assert len(again) == 0 and any("checkpoint_index_sha256" in line for line in lines)
