@@ -208,8 +208,10 @@ class Bench:
         return self.images[key]
 
 
-def run_strategy(name, bench, objective, budgets, settings, seed) -> list:
-    """The keys `name` measured, in order, `settings["measurements"]` of them."""
+def run_strategy(name, bench, objective, budgets, settings, seed, generations=None) -> list:
+    """The keys `name` measured, in order, `settings["measurements"]` of them. With a list
+    `generations`, each finished generation's predictor record (`predictor_row`) is added to
+    it."""
     import numpy as np
 
     from enas4d_tf.search.evolution import EvolutionConfig, evolve
@@ -254,6 +256,8 @@ def run_strategy(name, bench, objective, budgets, settings, seed) -> list:
     def on_generation(summary: dict) -> None:
         # A crowded space can run out of new children: stop rather than loop.
         idle.append(summary["measured"] == 0)
+        if generations is not None:
+            generations.append(predictor_row(summary, len(order)))
         if idle[-5:] == [True] * 5:
             raise _Enough
 
@@ -262,6 +266,23 @@ def run_strategy(name, bench, objective, budgets, settings, seed) -> list:
     except _Enough:
         pass
     return order
+
+
+def predictor_row(summary: dict, measured: int) -> dict:
+    """One generation's predictor, from its `GenerationLog.summary()`: the rows it was fitted
+    on, its held-out Kendall tau (cross-validated over the measured candidates), whether it
+    ranked, and the prospective tau (its predictions of the children it chose against their
+    measured scores); `measured` is the strategy's count after the generation."""
+    predictor = summary.get("predictor") or {}
+    return {
+        "generation": summary["generation"],
+        "measured": measured,
+        "rows": predictor.get("rows"),
+        "model": predictor.get("model"),
+        "held_out_tau": predictor.get("held_out_tau"),
+        "used": predictor.get("used"),
+        "prospective_tau": summary.get("prospective_tau"),
+    }
 
 
 def curves(bench, orders, score_budgets, step) -> dict:
@@ -503,12 +524,15 @@ def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict
     budgets = pareto_budgets(costs, settings["budget_points"])
     score_budgets = pareto_budgets(costs, settings["score_points"])
     per_seed, all_orders, seconds = [], [], {name: 0.0 for name in STRATEGIES}
+    predictors = []
     for seed in settings["seeds"]:
-        orders = {}
+        orders, generations = {}, {"old": [], "new": []}
         for name in STRATEGIES:
             objective = DynamicObjective(net.space, costs, seed=seed)
             start = time.perf_counter()
-            orders[name] = run_strategy(name, bench, objective, budgets, settings, seed)
+            orders[name] = run_strategy(
+                name, bench, objective, budgets, settings, seed, generations.get(name)
+            )
             seconds[name] += time.perf_counter() - start
             log(
                 f"seed {seed}: {name} measured {len(orders[name])}; {len(bench.full)} in all, "
@@ -516,6 +540,7 @@ def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict
             )
         per_seed.append(curves(bench, orders, score_budgets, settings["step"]))
         all_orders.append(orders)
+        predictors.append(generations)
     mean = mean_curves(per_seed)
     spread = None
     if settings["bootstrap"]:
@@ -535,6 +560,7 @@ def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict
         "mean": mean,
         "goal": goal(mean, settings["measurements"]),
         "bootstrap": spread,
+        "predictor": predictors,
         "wall_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "distinct_measured": len(bench.full),
         "measured_this_run": bench.measured_this_run,
@@ -590,7 +616,39 @@ def markdown(report: dict) -> str:
             f"{m['p50']:+.4f} ({m['p05']:+.4f} to {m['p95']:+.4f}); the new search reaches "
             f"random's front in {b['goal_met_share'] * 100:.0f}% of the resamples.",
         ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _predictor_markdown(report)) + "\n"
+
+
+def _predictor_markdown(report: dict) -> list[str]:
+    """The new search's predictor per generation (first seed): what it was fitted on and
+    how well it ranked candidates it had not seen."""
+    seeds = report.get("predictor") or []
+    rows = seeds[0].get("new", []) if seeds else []
+    if not rows:
+        return []
+
+    def tau(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    lines = [
+        "",
+        f"The new search's predictor per generation (seed {report['settings']['seeds'][0]}): "
+        "held-out Kendall tau over the measured candidates it was fitted on (5-fold), and "
+        "prospective tau (its predictions of the children it chose against their measured "
+        "scores):",
+        "",
+        "| generation | measured after | rows | model | held-out tau | used | prospective tau |",
+        "|---:|---:|---:|---|---:|---|---:|",
+    ]
+    for r in rows:
+        used = "-" if r["used"] is None else ("yes" if r["used"] else "no")
+        fitted = "-" if r["rows"] is None else r["rows"]
+        lines.append(
+            f"| {r['generation']} | {r['measured']} | {fitted} "
+            f"| {r['model'] or '-'} | {tau(r['held_out_tau'])} | {used} "
+            f"| {tau(r['prospective_tau'])} |"
+        )
+    return lines
 
 
 def main(argv: list[str]) -> None:

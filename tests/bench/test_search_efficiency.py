@@ -218,6 +218,11 @@ def test_smoke_run_on_a_tiny_workdir_then_resumes_measuring_nothing(tmp_path):
     with open(os.path.join(out, "search_efficiency.md")) as f:
         text = f.read()
     assert "| 12 |" in text and "Goal: the new search reaches random's hypervolume" in text
+    # The predictor of each generation after the random first one, replayed identically.
+    new_rows = report["predictor"][0]["new"]
+    assert new_rows and new_rows[0]["model"] is None  # generation 1 is random
+    assert [r["generation"] for r in new_rows] == list(range(1, len(new_rows) + 1))
+    assert again["predictor"] == report["predictor"]
 
 
 class _CountingEvaluator:
@@ -262,3 +267,28 @@ def test_measurements_are_kept_so_a_second_run_measures_nothing_again(tmp_path):
     third = bench({**settings, "checkpoint": "ckpt-2"})
     third.candidate(archs[0])
     assert third.evaluator.calls == 1
+
+
+def test_predictor_rows_and_their_table_come_from_each_generations_summary():
+    first = {"generation": 1, "predictor": None, "prospective_tau": None}
+    second = {
+        "generation": 2,
+        "predictor": {"model": "ridge(alpha=3)", "held_out_tau": 0.41, "rows": 20, "used": True},
+        "prospective_tau": 0.25,
+    }
+    rows = [eff.predictor_row(first, 10), eff.predictor_row(second, 20)]
+    assert rows[0] == {
+        "generation": 1,
+        "measured": 10,
+        "rows": None,
+        "model": None,
+        "held_out_tau": None,
+        "used": None,
+        "prospective_tau": None,
+    }
+    assert rows[1]["held_out_tau"] == 0.41 and rows[1]["rows"] == 20 and rows[1]["used"]
+    report = {"settings": {"seeds": [0]}, "predictor": [{"new": rows, "old": []}]}
+    table = eff._predictor_markdown(report)
+    assert "| 1 | 10 | - | - | - | - | - |" in table
+    assert "| 2 | 20 | 20 | ridge(alpha=3) | 0.410 | yes | 0.250 |" in table
+    assert eff._predictor_markdown({"settings": {"seeds": [0]}, "predictor": []}) == []
