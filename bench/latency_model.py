@@ -1,14 +1,18 @@
 """How well the latency table predicts what the host cascade measures (issue 18).
 
   python -m bench.latency_model --exports=runs/bench/export --table=runs/latency/host_fp32.json \
-      --max_images=1000 --repeats=5 --out=bench/results/latency_model
+      --max_images=1000 --repeats=9 --out=bench/results/latency_model
 
 For every export folder under --exports (or listed in --export_dirs) and one quantisation:
 the cascade (`enas4d_tf.export.cascade`, what tools.cascade runs, --num_threads threads) runs
 the validation images `--repeats` times, the networks interleaved (network 1, 2, ..., then
-again), and the measured average latency per image is the median of the repeats (each the
-mean over images, as tools.cascade reports it; also shown: each stage's median time combined
-with the exit rates, which a loaded machine's slow runs do not move). The
+again), and the measured average latency per image is the fastest of the repeats (each the
+mean over all images, as tools.cascade reports it). The fastest, by the latency table's own
+rule (`enas4d_tf.latency.timing`): other processes only slow a repeat, and on this VM five
+identical repeats of one network's mean moved by up to 26% (2.86-3.60 ms, 2026-12-06). Also
+shown: the median of the repeats, and each stage's median time combined with the exit
+rates. A network exported for a latency budget is checked against the median of its
+repeats (the stricter of the two). The
 predicted one is `LatencyModel.average(arch, exit rates)` with the exit rates the cascade
 measured on the same images (a truncated network: its one graph). Reported per network:
 predicted / measured, and the same for MACs (average MACs times the median ms per MAC of
@@ -39,7 +43,9 @@ def define_flags() -> None:
     flags.DEFINE_string("quantization", "float32", "Which stage graphs to run.")
     flags.DEFINE_integer("num_threads", 1, "LiteRT interpreter threads.", lower_bound=1)
     flags.DEFINE_integer("max_images", 1000, "Validation images per run.", lower_bound=10)
-    flags.DEFINE_integer("repeats", 5, "Interleaved runs per network.", lower_bound=1)
+    flags.DEFINE_integer(
+        "repeats", 9, "Interleaved runs per network; the fastest counts.", lower_bound=1
+    )
     flags.DEFINE_string("out", None, "Folder for latency_model.json and .md.")
 
 
@@ -105,7 +111,7 @@ def _run(cascade, x, labels) -> dict:
 
 def measure(folders, table, quantization: str, num_threads: int, max_images: int, repeats: int):
     """One row per network: the measured average latency (mean per image, and the per-stage
-    medians combined with the exit rates; each the median of interleaved repeats) and the
+    medians combined with the exit rates; the fastest and the median of interleaved repeats) and the
     predicted one."""
     import numpy as np
 
@@ -135,7 +141,8 @@ def measure(folders, table, quantization: str, num_threads: int, max_images: int
                 "exit_rates": first["exit_rates"],
                 "avg_macs": first["avg_macs"],
                 "accuracy": first["accuracy"],
-                "measured_ms": float(np.median([r["mean_ms"] for r in reports])),
+                "measured_ms": float(np.min([r["mean_ms"] for r in reports])),
+                "measured_median_ms": float(np.median([r["mean_ms"] for r in reports])),
                 "measured_runs_ms": [r["mean_ms"] for r in reports],
                 "measured_median_based_ms": float(
                     np.median([r["median_based_ms"] for r in reports])
@@ -168,7 +175,7 @@ def summarize(rows: list[dict]) -> dict:
     # Networks exported for a latency budget: is what the cascade measures within it?
     budgeted = [r for r in rows if r.get("cost") == "latency" and r.get("budget") is not None]
     for r in budgeted:
-        r["within_budget"] = bool(r["measured_ms"] <= r["budget"])
+        r["within_budget"] = bool(r.get("measured_median_ms", r["measured_ms"]) <= r["budget"])
     return {
         "networks": len(rows),
         "within_goal": int(sum(within)),
@@ -191,9 +198,9 @@ def markdown(summary: dict, table) -> str:
         f"Latency table: {table.target.kind}, {table.target.device}, {table.target.runtime}, "
         f"{table.target.threads} thread(s), {table.target.quantization}.",
         "",
-        "| network | avg MACs | measured ms | predicted ms | ratio | ratio (stage medians) "
-        "| MACs ratio | budget ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| network | avg MACs | measured ms (fastest repeat) | median of repeats | predicted ms "
+        "| ratio | ratio (stage medians) | MACs ratio | budget ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(summary["rows"], key=lambda r: r["avg_macs"]):
         budget = "-"
@@ -201,7 +208,8 @@ def markdown(summary: dict, table) -> str:
             budget = f"{r['budget']:.4f} ({'within' if r['within_budget'] else 'OVER'})"
         lines.append(
             f"| {os.path.basename(r['export'])} | {r['avg_macs']:.3g} | {r['measured_ms']:.4f} | "
-            f"{r['predicted_ms']:.4f} | {r['ratio']:.3f} | {r['median_based_ratio']:.3f} | "
+            f"{r.get('measured_median_ms', r['measured_ms']):.4f} | {r['predicted_ms']:.4f} | "
+            f"{r['ratio']:.3f} | {r['median_based_ratio']:.3f} | "
             f"{r['macs_ratio']:.3f} | {budget} |"
         )
     lines += [

@@ -10,7 +10,8 @@ within noise of the median).
 `time_invokes` times the interpreter's `invoke()` alone (inputs set once): the time of the
 ops, for part graphs. `time_stage_graphs` times a signature runner called with its
 inputs, as the host cascade (`enas4d_tf.export.cascade`) times a stage graph: the ops plus
-feeding the inputs and reading the outputs, and, in the same rounds, its invokes alone.
+feeding the inputs and reading the outputs, network by network as the cascade runs them,
+and, in the same rounds, its invokes alone.
 """
 
 from __future__ import annotations
@@ -86,22 +87,38 @@ def time_invokes(graphs: Mapping[str, bytes], settings: TimingSettings) -> dict[
     return {name: float(np.min(v)) for name, v in samples.items()}
 
 
+def network_of(graph_name: str) -> str:
+    """The network a stage graph belongs to: its name up to `_stage` (`arch2_stage3` ->
+    `arch2`, as `calibrate.stage_graphs` names them); a name without it is its own network."""
+    return graph_name.rsplit("_stage", 1)[0]
+
+
 def time_stage_graphs(
     graphs: Mapping[str, bytes], settings: TimingSettings
 ) -> dict[str, tuple[float, float]]:
     """Each graph's ms of one signature-runner call with random float32 inputs (what
     the host cascade's `StageRunner.timed` measures: the ops plus feeding the inputs and
-    reading the outputs) and of one `invoke()` alone (the ops), timed in the same rounds.
+    reading the outputs) and of one `invoke()` alone (the ops).
+
+    The graphs are timed network by network (`network_of`), as the cascade runs them: one
+    image after another through the same network's stages, in the order given, so a
+    network's weights and tensors are what the caches hold. Each round times every network
+    in turn (a burst of load hits them all alike); a graph's time is its fastest round.
+    Interleaving every network's graphs call by call instead left each call to meet caches
+    another network had filled: the smallest network's stage 1 took 0.063 ms a call that
+    way against 0.021 ms in a cascade, and a fit on those times over-predicted small
+    networks' cascades 2-2.6x (BUILD_NOTES.md "Latency model: timed as the cascade runs").
 
     Args:
-      graphs: name -> flatbuffer with a serving signature (exported stage graphs).
+      graphs: name -> flatbuffer with a serving signature (exported stage graphs), each
+        network's stages in cascade order.
       settings: threads, rounds, runs.
 
     Returns:
       name -> `(runner ms, invoke ms)`.
     """
     rng = np.random.default_rng(0)
-    loaded = {}
+    networks: dict[str, list] = {}
     for name, flatbuffer in graphs.items():
         runner = _interpreter(flatbuffer, settings.num_threads).get_signature_runner()
         feed = {n: _random_input(d, rng) for n, d in runner.get_input_details().items()}
@@ -111,26 +128,28 @@ def time_stage_graphs(
         it.allocate_tensors()
         for detail in it.get_input_details():
             it.set_tensor(detail["index"], _random_input(detail, rng))
-        for _ in range(settings.warmup):
-            runner(**feed)
-            it.invoke()
-        loaded[name] = (it, runner, feed)
-    calls: dict[str, list] = {name: [] for name in loaded}
-    invokes: dict[str, list] = {name: [] for name in loaded}
+        networks.setdefault(network_of(name), []).append((name, runner, feed, it))
+    calls: dict[str, list] = {name: [] for name in graphs}
+    invokes: dict[str, list] = {name: [] for name in graphs}
     for _ in range(settings.rounds):
-        # Each run calls every graph once, in order (a cascade's stage 1, 2, 3, then the next
-        # network's), timed call by call as StageRunner.timed does: what one graph leaves
-        # in the caches is what the next one meets, as in the cascade.
-        total = dict.fromkeys(loaded, 0.0)
-        for _ in range(settings.runs):
-            for name, (_, runner, feed) in loaded.items():
-                start = time.perf_counter()
-                runner(**feed)
-                total[name] += time.perf_counter() - start
-        for name, (it, _, _) in loaded.items():
-            calls[name].append(total[name] * 1e3 / settings.runs)
-            start = time.perf_counter()
+        for stages in networks.values():
+            for _ in range(settings.warmup):
+                for _, runner, feed, it in stages:
+                    runner(**feed)
+                    it.invoke()
+            call_total = dict.fromkeys((s[0] for s in stages), 0.0)
+            invoke_total = dict(call_total)
             for _ in range(settings.runs):
-                it.invoke()
-            invokes[name].append((time.perf_counter() - start) * 1e3 / settings.runs)
-    return {name: (float(np.min(calls[name])), float(np.min(invokes[name]))) for name in loaded}
+                for name, runner, feed, _ in stages:
+                    start = time.perf_counter()
+                    runner(**feed)
+                    call_total[name] += time.perf_counter() - start
+            for _ in range(settings.runs):
+                for name, _, _, it in stages:
+                    start = time.perf_counter()
+                    it.invoke()
+                    invoke_total[name] += time.perf_counter() - start
+            for name in call_total:
+                calls[name].append(call_total[name] * 1e3 / settings.runs)
+                invokes[name].append(invoke_total[name] * 1e3 / settings.runs)
+    return {name: (float(np.min(calls[name])), float(np.min(invokes[name]))) for name in graphs}
