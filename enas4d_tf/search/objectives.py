@@ -188,9 +188,15 @@ class DynamicObjective(Objective):
             return None
         return (result.accuracy, result.avg_macs)
 
+    predictor_group = "budget"
+
+    def predictor_groups(self, x: np.ndarray) -> np.ndarray:
+        """A row's budget: its last feature, `log(budget / largest network's cost)`."""
+        return np.round(np.asarray(x, np.float64)[:, -1], 6)
+
     def features(self, arch: Arch, budget: float) -> np.ndarray:
         """Predictor input: the architecture's encoding, its exits' costs relative to the
-        budget and the budget relative to the largest network."""
+        budget and the budget relative to the largest network (the last feature)."""
         c = np.asarray(self.costs(arch), np.float64)
         extra = np.concatenate([np.log(c / budget), [np.log(budget / self._reference)]])
         return np.concatenate([self.space.encode(arch), extra.astype(np.float32)])
@@ -260,6 +266,14 @@ class StaticObjective(Objective):
             return None
         cost = self.costs.truncated(record.arch)[s - 1]
         return (record.measurement.exit_accuracy[s - 1], float(cost))
+
+    predictor_group = "exit"
+
+    def predictor_groups(self, x: np.ndarray) -> np.ndarray:
+        """A row's exit (from 1), read from its one-hot (`exit_features`)."""
+        num_stages = self.space.num_stages
+        one_hot = np.asarray(x)[:, -1 - num_stages : -1]
+        return 1 + np.argmax(one_hot, axis=1)
 
     def exit_features(self, arch: Arch, exit: int) -> np.ndarray:
         """Predictor input of `arch` cut at `exit` (numbered from 1)."""

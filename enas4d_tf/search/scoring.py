@@ -46,6 +46,17 @@ class Objective(abc.ABC):
         `owner[i]` the index in `archs` of row `i`. An architecture scores as the best
         prediction among its rows (-inf with none: nothing of it fits the budget)."""
 
+    # What a predictor row's group is (`predictor_groups`): "budget", "exit", or "" when
+    # the rows form one group.
+    predictor_group: str = ""
+
+    def predictor_groups(self, x: np.ndarray) -> np.ndarray:
+        """The group of each predictor row `x` `(n, d)` (`(n,)`, hashable values): rows of
+        one group are scored against each other (a budget's candidates), so the predictor
+        may fit a model per group (`enas4d_tf.search.predictor.GroupedPredictor`). One group
+        unless an objective says otherwise."""
+        return np.zeros(len(x))
+
     def predict(self, predictor, archs: Sequence[Arch], budget: float) -> np.ndarray:
         """Predicted scores `(len(archs),)` of unmeasured `archs` at `budget` (the highest
         is measured first); `predictor` has `.predict(x)`."""

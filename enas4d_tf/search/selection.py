@@ -20,6 +20,10 @@ predictor itself, so their predicted scores span a narrow top range and their ta
 range-restricted. That prospective tau is still computed and logged beside it
 (`evolution.evolve`), as a check that involves no refitting.
 
+With `kind="auto"`, each model is also tried as one model per group of rows
+(`GroupedPredictor` over `Objective.predictor_groups`: per budget for dynamic networks, per
+exit for static ones), since the tau compares candidates within a budget only.
+
 The model with the higher held-out tau is used (ridge on a tie: fewer parameters), unless its
 tau is below the floor `min_tau`: then no predictor ranks this generation's children. Ridge's
 penalty is chosen by the same measure; choosing among a few models on the tau they are then
@@ -36,13 +40,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from enas4d_tf.search.blas import one_blas_thread
-from enas4d_tf.search.predictor import AccuracyPredictor, RidgePredictor, kendall_tau
+from enas4d_tf.search.predictor import (
+    AccuracyPredictor,
+    GroupedPredictor,
+    RidgePredictor,
+    kendall_tau,
+)
 
 PREDICTOR_KINDS = ("auto", "mlp", "ridge")
 # Ridge penalties tried, on standardised features (one-hot genes and log costs).
 RIDGE_ALPHAS = (0.3, 3.0, 30.0, 300.0, 3000.0)
 # Held-out candidates a budget needs before its tau counts.
 _MIN_PER_BUDGET = 3
+# "mlp per budget": the MLP fitted per group of rows (`Objective.predictor_groups`).
+_PER = " per "
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,20 +171,30 @@ def _subset(n: int, settings: PredictorSettings) -> np.ndarray:
     return np.sort(rng.choice(n, settings.max_rows, replace=False))
 
 
-def _make(name: str, settings: PredictorSettings):
+def _make(name: str, settings: PredictorSettings, group_of=None):
+    """The unfitted model `name`: "mlp", "ridge(alpha=A)", or either followed by
+    " per <group>" (a `GroupedPredictor` of it over `group_of`'s groups)."""
+    base, grouped, _ = name.partition(_PER)
+    if grouped:
+        return GroupedPredictor(lambda: _make(base, settings), group_of, min_rows=settings.min_rows)
     if name == "mlp":
         return AccuracyPredictor(seed=settings.seed)
     return RidgePredictor(alpha=float(name[len("ridge(alpha=") : -1]))
 
 
-def _model_names(kind: str) -> list[str]:
+def _model_names(kind: str, group: str = "") -> list[str]:
+    """The models `kind` chooses among; with `group` ("budget", "exit"), "auto" also tries
+    each one per group."""
     ridge = [f"ridge(alpha={a:g})" for a in RIDGE_ALPHAS]
-    return {"mlp": ["mlp"], "ridge": ridge, "auto": ["mlp", *ridge]}[kind]
+    names = {"mlp": ["mlp"], "ridge": ridge, "auto": ["mlp", *ridge]}[kind]
+    if kind == "auto" and group:
+        names += [f"{n}{_PER}{group}" for n in names]
+    return names
 
 
-def _fit(name, x, y, settings):
+def _fit(name, x, y, settings, group_of=None):
     keep = _subset(len(y), settings)
-    return _make(name, settings).fit(x[keep], y[keep])
+    return _make(name, settings, group_of).fit(x[keep], y[keep])
 
 
 def held_out_taus(objective, records, budgets, data, names, settings) -> dict:
@@ -204,7 +225,7 @@ def held_out_taus(objective, records, budgets, data, names, settings) -> dict:
         if not train.any():
             continue
         for name in names:
-            model = _fit(name, x[train], y[train], settings)
+            model = _fit(name, x[train], y[train], settings, objective.predictor_groups)
             for k, (qx, qowner, fold, _) in enumerate(per_budget):
                 rows = fold[qowner] == f
                 if rows.any():
@@ -244,17 +265,27 @@ def _choose(objective, records, budgets, settings: PredictorSettings) -> Predict
         return PredictorChoice(
             None, "", float("nan"), {}, candidates, rows, False, reason, time.perf_counter() - start
         )
-    names = _model_names(settings.kind)
+    group = objective.predictor_group
+    if len(np.unique(objective.predictor_groups(x))) < 2:
+        group = ""  # one group: a model per group is the pooled model
+    names = _model_names(settings.kind, group)
     taus = held_out_taus(objective, records, budgets, data, names, settings)
-    # Among equal taus the larger penalty (max keeps the first it meets).
-    best_ridge = max(
-        (n for n in reversed(names) if n != "mlp"), key=lambda n: _orderable(taus[n]), default=None
-    )
-    shown = {n: taus[n] for n in ("mlp",) if n in taus}
-    if best_ridge is not None:
-        shown[best_ridge] = taus[best_ridge]
-    # Ridge on a tie (listed first among equals: `max` keeps the first).
-    contenders = [n for n in (best_ridge, "mlp") if n in taus]
+    shown, contenders = {}, []
+    for suffix in [""] + ([f"{_PER}{group}"] if group else []):
+        family = [n for n in names if (_PER in n) == bool(suffix)]
+        # Among equal taus the larger penalty (max keeps the first it meets).
+        best_ridge = max(
+            (n for n in reversed(family) if n.startswith("ridge")),
+            key=lambda n: _orderable(taus[n]),
+            default=None,
+        )
+        mlp = f"mlp{suffix}"
+        shown.update({n: taus[n] for n in (mlp,) if n in taus})
+        if best_ridge is not None:
+            shown[best_ridge] = taus[best_ridge]
+        # Ridge on a tie, and the pooled models before the grouped ones (listed first
+        # among equals: `max` keeps the first).
+        contenders += [n for n in (best_ridge, mlp) if n in taus]
     model = max(contenders, key=lambda n: _orderable(taus[n]))
     tau = taus[model]
     used, reason = True, ""
@@ -266,7 +297,7 @@ def _choose(objective, records, budgets, settings: PredictorSettings) -> Predict
             else f"held-out tau undefined (fewer than {_MIN_PER_BUDGET} held-out candidates "
             "score at any budget, or they all tie)"
         )
-    predictor = _fit(model, x, y, settings)
+    predictor = _fit(model, x, y, settings, objective.predictor_groups)
     return PredictorChoice(
         predictor, model, tau, shown, candidates, rows, used, reason, time.perf_counter() - start
     )

@@ -11,7 +11,7 @@ import pytest
 
 from enas4d_tf.search import evolution
 from enas4d_tf.search.evolution import EvolutionConfig, Objective
-from enas4d_tf.search.predictor import RidgePredictor, kendall_tau
+from enas4d_tf.search.predictor import GroupedPredictor, RidgePredictor, kendall_tau
 from enas4d_tf.search.selection import PredictorSettings, choose_predictor
 from enas4d_tf.space import SearchSpace
 from enas4d_tf.space.ops import arch_key
@@ -176,3 +176,71 @@ def test_the_model_with_the_better_held_out_tau_is_chosen(target, winner, count)
     x = np.stack([SPACE.encode(r.arch) for r in records])
     in_sample = kendall_tau(choice.predictor.predict(x), [r.accuracy for r in records])
     assert in_sample > choice.tau
+
+
+def test_a_grouped_predictor_fits_each_group_and_falls_back_to_all_rows():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 3))
+    x[:, -1] = np.repeat([0.0, 1.0, 2.0], 20)
+    x[40:45, -1] = 7.0  # a group of 5 rows: fewer than min_rows
+    # Opposite slopes in groups 0 and 1: no single linear model ranks both.
+    y = np.where(x[:, -1] == 0.0, x[:, 0], -x[:, 0]) + 0.01 * x[:, 1]
+    model = GroupedPredictor(lambda: RidgePredictor(alpha=1e-6), lambda r: r[:, -1], 8)
+    model.fit(x, y)
+    for g in (0.0, 1.0):
+        rows = x[:, -1] == g
+        np.testing.assert_allclose(model.predict(x[rows]), y[rows], atol=1e-4)
+    pooled = RidgePredictor(alpha=1e-6).fit(x, y)
+    small = x[:, -1] == 7.0
+    # The small group and an unseen one are predicted by the model of all rows.
+    np.testing.assert_allclose(model.predict(x[small]), pooled.predict(x[small]))
+    unseen = x[:3].copy()
+    unseen[:, -1] = 9.0
+    np.testing.assert_allclose(model.predict(unseen), pooled.predict(unseen))
+    assert model.predict(np.zeros((0, 3))).shape == (0,)
+    with pytest.raises(RuntimeError, match="before fit"):
+        GroupedPredictor(RidgePredictor, lambda r: r[:, -1]).predict(x)
+
+
+class TwoBudgetObjective(EncodingObjective):
+    """Two budgets whose scores rank the same candidates in opposite orders (a gene that
+    helps at one budget hurts at the other); rows carry the budget as their last feature."""
+
+    name = "two_budgets"
+    predictor_group = "budget"
+
+    def score(self, record, budget):
+        return (linear(record.arch) * (1.0 if budget == 1.0 else -1.0), 1.0)
+
+    def predictor_rows(self, record, budgets):
+        return [(self._row(record.arch, b), self.score(record, b)[0]) for b in budgets]
+
+    def query_rows(self, archs, budget):
+        return np.stack([self._row(a, budget) for a in archs]), np.arange(len(archs))
+
+    def predictor_groups(self, x):
+        return np.asarray(x)[:, -1]
+
+    @staticmethod
+    def _row(arch, budget):
+        return np.concatenate([SPACE.encode(arch), [budget]])
+
+
+def test_the_search_chooses_a_model_per_budget_when_budgets_rank_differently():
+    records = records_of(linear, 60)
+    choice = choose_predictor(
+        TwoBudgetObjective(None), records, [1.0, 2.0], PredictorSettings(min_tau=-1)
+    )
+    assert choice.model.endswith(" per budget")
+    assert {"mlp", "mlp per budget"} <= set(choice.taus)
+    pooled_ridge = [v for k, v in choice.taus.items() if k.startswith("ridge") and " per " not in k]
+    grouped_ridge = [v for k, v in choice.taus.items() if k.startswith("ridge") and " per " in k]
+    # One linear model over both budgets cannot rank either (the targets cancel); one per
+    # budget ranks both; the choice beats every model over all rows.
+    assert pooled_ridge[0] < 0.3 and grouped_ridge[0] > 0.8
+    assert choice.tau > max(v for k, v in choice.taus.items() if " per " not in k)
+    # "mlp" and "ridge" choose among the models over all rows only (the old search's MLP).
+    only = choose_predictor(
+        TwoBudgetObjective(None), records, [1.0, 2.0], PredictorSettings(kind="mlp", min_tau=-1)
+    )
+    assert only.model == "mlp" and set(only.taus) == {"mlp"}
