@@ -150,9 +150,17 @@ class RidgePredictor:
         self._x_std = np.where(std > 1e-8, std, 1.0)
         self._y_mean = float(y.mean())
         xs = (x - self._x_mean) / self._x_std
-        u, s, vt = np.linalg.svd(xs, full_matrices=False)
+        centred = y - self._y_mean
+        try:
+            u, s, vt = np.linalg.svd(xs, full_matrices=False)
+        except np.linalg.LinAlgError:
+            # LAPACK's divide-and-conquer SVD fails to converge on some rank-deficient rows
+            # (it stopped a search once, on one budget's rows); the same solution then
+            # comes from the normal equations, which alpha > 0 keeps positive definite.
+            self._weights = _ridge_by_solve(xs, centred, self.alpha)
+            return self
         # w = V diag(s / (s^2 + alpha)) U^T y: the ridge solution for any n and d.
-        self._weights = vt.T @ ((s / (s * s + self.alpha)) * (u.T @ (y - self._y_mean)))
+        self._weights = vt.T @ ((s / (s * s + self.alpha)) * (u.T @ centred))
         return self
 
     def predict(self, x) -> np.ndarray:
@@ -165,6 +173,15 @@ class RidgePredictor:
             raise RuntimeError("RidgePredictor.predict called before fit")
         xs = (np.asarray(x, np.float64) - self._x_mean) / self._x_std
         return xs @ self._weights + self._y_mean
+
+
+def _ridge_by_solve(xs: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """The ridge weights `(X^T X + alpha I)^-1 X^T y`, through the smaller of the two
+    systems (`X^T (X X^T + alpha I)^-1 y` when there are fewer rows than columns)."""
+    n, d = xs.shape
+    if n >= d:
+        return np.linalg.solve(xs.T @ xs + alpha * np.eye(d), xs.T @ y)
+    return xs.T @ np.linalg.solve(xs @ xs.T + alpha * np.eye(n), y)
 
 
 class GroupedPredictor:

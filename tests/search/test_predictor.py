@@ -62,6 +62,21 @@ def test_ridge_is_the_closed_form_of_the_penalised_least_squares():
         RidgePredictor(alpha=0.0)
 
 
+def test_ridge_survives_an_svd_that_does_not_converge(monkeypatch):
+    rng = np.random.default_rng(2)
+    for n, d in ((40, 12), (15, 30)):
+        x, y = rng.normal(size=(n, d)), rng.normal(size=n)
+        expected = RidgePredictor(alpha=2.5).fit(x, y).predict(x)
+
+        def fails(*args, **kwargs):
+            raise np.linalg.LinAlgError("SVD did not converge")
+
+        with monkeypatch.context() as m:
+            m.setattr(np.linalg, "svd", fails)
+            got = RidgePredictor(alpha=2.5).fit(x, y).predict(x)
+        np.testing.assert_allclose(got, expected, atol=1e-9)
+
+
 @dataclasses.dataclass
 class Record:
     key: str
