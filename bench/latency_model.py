@@ -170,6 +170,7 @@ def summarize(rows: list[dict]) -> dict:
     for r in rows:
         r["ratio"] = r["predicted_ms"] / r["measured_ms"]
         r["median_based_ratio"] = r["predicted_ms"] / r["measured_median_based_ms"]
+        r["median_ratio"] = r["predicted_ms"] / r.get("measured_median_ms", r["measured_ms"])
         r["macs_ratio"] = r["avg_macs"] * per_mac / r["measured_ms"]
     within = [abs(r["ratio"] - 1) <= GOAL for r in rows]
     # Networks exported for a latency budget: is what the cascade measures within it?
@@ -181,6 +182,7 @@ def summarize(rows: list[dict]) -> dict:
         "within_goal": int(sum(within)),
         "max_error": float(max(abs(r["ratio"] - 1) for r in rows)),
         "median_based_max_error": float(max(abs(r["median_based_ratio"] - 1) for r in rows)),
+        "median_of_repeats_max_error": float(max(abs(r["median_ratio"] - 1) for r in rows)),
         "macs_max_error": float(max(abs(r["macs_ratio"] - 1) for r in rows)),
         "ms_per_mac": per_mac,
         "goal": f"|predicted / measured - 1| <= {GOAL} for >= 6 networks",
@@ -215,7 +217,8 @@ def markdown(summary: dict, table) -> str:
     lines += [
         "",
         f"Within 15%: {summary['within_goal']} of {summary['networks']} (largest error "
-        f"{summary['max_error']:.1%}; against the stage medians "
+        f"{summary['max_error']:.1%}; against the median of the repeats "
+        f"{summary['median_of_repeats_max_error']:.1%}; against the stage medians "
         f"{summary['median_based_max_error']:.1%}; MACs at the median ms per MAC: "
         f"{summary['macs_max_error']:.1%}). Goal met: {summary['met']}.",
     ]

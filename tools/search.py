@@ -159,8 +159,9 @@ flags.DEFINE_enum(
     "predictor",
     _DEFAULTS.predictor,
     list(PREDICTOR_KINDS),
-    "Accuracy predictor: the MLP or ridge regression, whichever ranks held-out candidates "
-    "better (auto), or one of them.",
+    "Accuracy predictor: the MLP or ridge regression, over all budgets or one model per "
+    "budget (per exit for static networks), whichever ranks held-out candidates better "
+    "(auto), or one of them over all budgets.",
 )
 flags.DEFINE_float(
     "min_predictor_tau",

@@ -140,6 +140,7 @@ def latency_models(paths: Sequence[str], quantizations: Sequence[str], space, nu
         count (one line naming the file).
     """
     from enas4d_tf.errors import LatencyError
+    from enas4d_tf.latency.calibrate import calibration_margin
     from enas4d_tf.latency.model import LatencyModel
     from enas4d_tf.latency.table import LatencyTable
 
@@ -166,7 +167,13 @@ def latency_models(paths: Sequence[str], quantizations: Sequence[str], space, nu
             )
         path, table = found
         try:
-            models[q] = LatencyModel(table, space, num_classes, table.target.quantization)
+            models[q] = LatencyModel(
+                table,
+                space,
+                num_classes,
+                table.target.quantization,
+                margin=calibration_margin(table),
+            )
         except LatencyError as e:
             raise LatencyError(f"latency table {path}: {e}") from None
     return models

@@ -83,6 +83,24 @@ def fit_graph_costs(rows: Sequence[Sequence[float]]) -> dict:
     return {name: float(v) for name, v in zip(FIT_FIELDS, values, strict=True)}
 
 
+def calibration_margin(table) -> float:
+    """The table's largest under-prediction of its own calibration stage graphs, as a
+    fraction: `max(measured / predicted) - 1` over `meta["calibration"]` (0 when it has none
+    or never under-predicts). `tools.search` and `tools.export` with `--cost=latency` fit
+    thresholds to predictions times `1 + margin` (`LatencyModel(margin=...)`), so that a
+    network chosen at the edge of its budget stays within it when the table errs low by as
+    much as it did on its calibration graphs."""
+    worst = 0.0
+    for row in (table.meta or {}).get("calibration") or []:
+        try:
+            measured, predicted = float(row["measured_ms"]), float(row["predicted_ms"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if predicted > 0 and np.isfinite(measured):
+            worst = max(worst, measured / predicted - 1.0)
+    return worst
+
+
 def stage_graphs(
     space: SearchSpace, archs: Sequence[Arch], num_classes: int, quantization: str
 ) -> dict[str, bytes]:

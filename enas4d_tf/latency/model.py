@@ -37,9 +37,14 @@ class LatencyModel:
       num_classes: classifier outputs; must be the table's.
       quantization: if given, the table's target must be of this quantisation.
       threads: if given, the table's target must have run on this many threads.
+      margin: every prediction is multiplied by `1 + margin` (>= 0): a conservative model
+        for fitting thresholds to a budget (`calibrate.calibration_margin`, the table's
+        largest under-prediction of its own calibration graphs; what `tools.search` and
+        `tools.export` use with `--cost=latency`). 0: the table's predictions as they are.
 
     Raises:
       LatencyError: the table is of another space, class count, quantisation or thread count.
+      ValueError: a negative margin.
     """
 
     unit = "ms"
@@ -52,7 +57,10 @@ class LatencyModel:
         num_classes: int,
         quantization: str | None = None,
         threads: int | None = None,
+        margin: float = 0.0,
     ):
+        if not margin >= 0.0:
+            raise ValueError(f"latency margin must be >= 0, got {margin}")
         target = table.target
         if table.preset != space.name:
             raise LatencyError(
@@ -73,6 +81,7 @@ class LatencyModel:
                 f"the latency table was measured on {target.threads} thread(s), not {threads}"
             )
         self.table = table
+        self.margin = float(margin)
         self.space = space
         self.num_classes = int(num_classes)
         self._stages: dict = {}
@@ -88,7 +97,7 @@ class LatencyModel:
                     f"python -m tools.latency_table --preset={self.space.name})"
                 )
             total += entries[key]
-        return graph_ms(self.table.fit, total, io.counts)
+        return graph_ms(self.table.fit, total, io.counts) * (1.0 + self.margin)
 
     def stage_ms(self, arch: Arch) -> list[float]:
         """Predicted time of each stage graph alone (stage `s` computes group `s` only),

@@ -31,7 +31,8 @@ class TimingSettings:
       num_threads: interpreter threads.
       rounds: rounds over all graphs; each graph's time is the lowest of its rounds.
       runs: invokes per graph per round, averaged.
-      warmup: invokes per graph before the first round.
+      warmup: invokes per graph before the first round (`time_invokes`); passes through
+        each network's stages at the start of each of its rounds (`time_stage_graphs`).
       passes: how many times a table measurement times every graph (minutes apart on a
         large space); each graph keeps its fastest pass (`build.measure_table`).
     """
@@ -107,7 +108,7 @@ def time_stage_graphs(
     Interleaving every network's graphs call by call instead left each call to meet caches
     another network had filled: the smallest network's stage 1 took 0.063 ms a call that
     way against 0.021 ms in a cascade, and a fit on those times over-predicted small
-    networks' cascades 2-2.6x (BUILD_NOTES.md "Latency model: timed as the cascade runs").
+    networks' cascades 1.6-2.0x (BUILD_NOTES.md "Latency model: timed as the cascade runs").
 
     Args:
       graphs: name -> flatbuffer with a serving signature (exported stage graphs), each

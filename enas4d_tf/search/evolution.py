@@ -82,7 +82,8 @@ class EvolutionConfig:
         best measured, ranked by the predictor).
       top_k: architectures the inner evolution hands to measurement per budget and
         generation; 0: `ceil(population / len(budgets))`, as many as without it.
-      predictor: "auto" (MLP or ridge, by held-out tau), "mlp" or "ridge".
+      predictor: "auto" (MLP or ridge, over all budgets or one per budget, by held-out
+        tau), "mlp" or "ridge" (over all budgets).
       min_predictor_tau: a predictor whose held-out Kendall tau is below this floor does not
         rank that generation (-1: any predictor ranks, as before the floor existed).
       predictor_folds: K of the K-fold that measures the held-out tau.

@@ -121,7 +121,19 @@ class CostModel:
         if (t := self.target()) is None:
             return self.unit
         where = f"{t['kind']}, {t['runtime']}, {t['threads']} thread(s)"
-        return f"{self.unit} of {t['quantization']} graphs on {t['device']} ({where})"
+        out = f"{self.unit} of {t['quantization']} graphs on {t['device']} ({where})"
+        if self.margin:
+            out += (
+                f", predictions x {1 + self.margin:.3f} (the table's largest under-prediction "
+                "of its calibration graphs)"
+            )
+        return out
+
+    @property
+    def margin(self) -> float:
+        """The latency model's margin (`LatencyModel.margin`): costs are its predictions
+        times `1 + margin`; 0 for MACs."""
+        return 0.0 if self.latency is None else float(getattr(self.latency, "margin", 0.0))
 
     def format(self, value: float) -> str:
         """A cost or budget as names and tables show it: `2.5M` (MACs) or `3.1ms`."""
@@ -329,10 +341,13 @@ def pareto_budgets(costs: CostModel, points: int) -> list[float]:
 
     From the geometric mean of the smallest network's first-exit and full cost (below it
     only the first exit of a tiny network fits) to the largest network's full cost. Budgets
-    are rounded to 3 significant digits, inward so they stay feasible.
+    are rounded to 3 significant digits, inward so they stay feasible. With a latency
+    model's margin, the grid is of its predictions without the margin (a margin tightens
+    what meets a budget; it does not move the budgets).
     """
-    hi = float(costs.largest[-1])
-    lo = math.sqrt(costs.smallest[0] * costs.smallest[-1])
+    raw = 1.0 + costs.margin
+    hi = float(costs.largest[-1]) / raw
+    lo = math.sqrt(costs.smallest[0] * costs.smallest[-1]) / raw
     grid = np.geomspace(lo, hi, points)
     out = []
     for i, b in enumerate(grid):
@@ -392,13 +407,14 @@ def make_cost_model(space: SearchSpace, num_classes: int, config) -> CostModel:
     if config.cost != "latency":
         return CostModel(space, num_classes)
     from enas4d_tf.errors import LatencyError
+    from enas4d_tf.latency.calibrate import calibration_margin
     from enas4d_tf.latency.model import LatencyModel
     from enas4d_tf.latency.table import LatencyTable
 
     path = config.latency_table
     table = LatencyTable.load(path)
     try:
-        model = LatencyModel(table, space, num_classes)
+        model = LatencyModel(table, space, num_classes, margin=calibration_margin(table))
     except LatencyError as e:
         raise LatencyError(f"latency table {path}: {e}") from None
     missing = sorted(_space_keys(space, num_classes) - set(table.entries))

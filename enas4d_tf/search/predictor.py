@@ -149,6 +149,8 @@ class RidgePredictor:
         std = x.std(axis=0)
         self._x_std = np.where(std > 1e-8, std, 1.0)
         self._y_mean = float(y.mean())
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise ValueError("ridge rows and targets must be finite")
         xs = (x - self._x_mean) / self._x_std
         centred = y - self._y_mean
         try:
@@ -190,7 +192,7 @@ class GroupedPredictor:
 
     The search ranks candidates against others of the same group only (one budget at a
     time), so a model per group spends nothing on how the groups' levels differ: on the
-    demo's measured candidates, one MLP per budget ranked held-out candidates at tau 0.605
+    demo's measured candidates, one MLP per budget ranked held-out candidates at tau 0.602
     against 0.536 for one MLP over all budgets (BUILD_NOTES.md "A predictor per budget").
 
     Args:

@@ -94,7 +94,8 @@ class PredictorChoice:
 
     Attributes:
       predictor: the chosen model fitted on every row, or None when none is used.
-      model: "mlp", "ridge(alpha=...)" or "" (none fitted).
+      model: "mlp", "ridge(alpha=...)", either followed by " per budget" or " per exit" (one
+        model per group of rows), or "" (none fitted).
       tau: the chosen model's held-out tau (NaN: undefined).
       taus: held-out tau of every model tried, by name.
       candidates: measured candidates with predictor rows.

@@ -32,6 +32,12 @@ def test_summary_ratios_and_the_goal():
     assert summary["ms_per_mac"] == pytest.approx(1e-6)
     assert [r["macs_ratio"] for r in summary["rows"]] == pytest.approx([1.0] * 6)
     assert summary["rows"][0]["median_based_ratio"] == pytest.approx(0.8 / 0.9)
+    # Without a median of repeats the fastest stands in; with one, its ratio is reported.
+    assert summary["median_of_repeats_max_error"] == pytest.approx(0.2)
+    rows[1]["measured_median_ms"] = rows[1]["measured_ms"] * 2.2
+    assert summarize(rows)["rows"][1]["median_ratio"] == pytest.approx(0.5)
+    assert summarize(rows)["median_of_repeats_max_error"] == pytest.approx(0.5)
+    del rows[1]["measured_median_ms"]
     rows[0]["predicted_ms"] = rows[0]["measured_ms"] * (1 + GOAL)
     assert summarize(rows)["met"]
 

@@ -178,3 +178,31 @@ def test_the_latency_model_does_not_import_tensorflow():
         "assert 'ai_edge_litert' not in sys.modules, 'litert imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_a_margin_scales_every_prediction():
+    entries = {k: (0.01 if k.startswith("conv:") else 0.001) for k in space_keys(TINY, 10)}
+    table = _table(entries, IDENTITY_FIT | {"fixed_ms": 0.5})
+    plain = LatencyModel(table, TINY, 10)
+    safe = LatencyModel(table, TINY, 10, margin=0.04)
+    arch = TINY.sample(seed=2)
+    assert safe.stage_ms(arch) == pytest.approx([1.04 * t for t in plain.stage_ms(arch)])
+    assert safe.truncated(arch) == pytest.approx([1.04 * t for t in plain.truncated(arch)])
+    with pytest.raises(ValueError, match="margin"):
+        LatencyModel(table, TINY, 10, margin=-0.1)
+
+
+def test_the_calibration_margin_is_the_tables_worst_under_prediction():
+    from enas4d_tf.latency.calibrate import calibration_margin
+
+    table = _table({})
+    assert calibration_margin(table) == 0.0  # no calibration graphs
+    table.meta["calibration"] = [
+        {"measured_ms": 1.0, "predicted_ms": 1.1},  # over-predicted: no margin needed
+        {"measured_ms": 0.52, "predicted_ms": 0.5},  # 4% under
+        {"measured_ms": 2.02, "predicted_ms": 2.0},  # 1% under
+        {"measured_ms": "?", "predicted_ms": 1.0},  # unreadable: skipped
+    ]
+    assert calibration_margin(table) == pytest.approx(0.04)
+    table.meta["calibration"] = table.meta["calibration"][:1]
+    assert calibration_margin(table) == 0.0

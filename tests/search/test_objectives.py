@@ -193,3 +193,21 @@ def test_static_predictor_rows_and_predictions_are_per_exit():
     assert static.predict(ByExit(), [arch], t[0])[0] == 1.0
     assert static.predict(ByExit(), [arch], t[2])[0] == 3.0
     assert static.predict(ByExit(), [arch], t[0] - 1)[0] == -np.inf
+
+
+def test_predictor_groups_read_the_budget_and_the_exit_from_the_objectives_rows():
+    _, objs = make_objectives()
+    archs = [SPACE.sample(seed=s) for s in range(4)]
+    dynamic, static = objs["dynamic"], objs["static"]
+    budgets = [2e5, 1e6, 5e6]
+    x = np.stack([dynamic.features(a, b) for b in budgets for a in archs])
+    groups = dynamic.predictor_groups(x)
+    # One group per budget, the same for every architecture at that budget.
+    assert len(set(groups.tolist())) == len(budgets)
+    assert all(len(set(groups[i * 4 : (i + 1) * 4].tolist())) == 1 for i in range(len(budgets)))
+    # The query rows at a budget fall in that budget's training group.
+    query, _ = dynamic.query_rows(archs, budgets[1])
+    assert set(dynamic.predictor_groups(query).tolist()) == {groups[4]}
+    exits = range(1, SPACE.num_stages + 1)
+    rows = np.stack([static.exit_features(a, s) for a in archs for s in exits])
+    assert static.predictor_groups(rows).tolist() == [s for _ in archs for s in exits]

@@ -573,3 +573,21 @@ def test_latency_search_keeps_average_latency_on_validation_within_budget(workdi
             assert g["predictor"]["held_out_tau"] == saved["predictor"]["held_out_tau"]
             assert "seconds" not in g["predictor"]
     assert report["stats"]["inner_cpu_seconds"] >= 0 and "predictor_seconds" in report["stats"]
+
+
+def test_a_latency_margin_tightens_costs_but_not_the_pareto_grid():
+    from enas4d_tf.latency.model import LatencyModel
+    from tests.search.fakes import fake_table
+
+    space = e4.SearchSpace.preset("tiny")
+    plain = objectives.CostModel(space, 10, LatencyModel(fake_table(), space, 10))
+    safe = objectives.CostModel(space, 10, LatencyModel(fake_table(), space, 10, margin=0.1))
+    arch = space.sample(seed=3)
+    assert safe(arch) == pytest.approx([1.1 * c for c in plain(arch)])
+    assert safe.margin == pytest.approx(0.1) and plain.margin == 0.0
+    assert "predictions x 1.100" in safe.origin()
+    grid, tight = objectives.pareto_budgets(plain, 4), objectives.pareto_budgets(safe, 4)
+    assert tight == pytest.approx(grid, rel=0.01)
+    for objective in objectives.make_objectives(safe, 3.0).values():
+        for b in tight:
+            objective.check_budget(b)  # still feasible with the margin
