@@ -161,6 +161,12 @@ def _budget(manifest: dict, quantization: str) -> dict:
     return {"cost": record.get("cost"), "budget": record.get("budget")}
 
 
+def _median_of_repeats(row: dict) -> float:
+    """The median of a row's repeats; its fastest for a row measured before medians were
+    kept."""
+    return row.get("measured_median_ms", row["measured_ms"])
+
+
 def summarize(rows: list[dict]) -> dict:
     """Ratios predicted / measured for the table and for MACs at the networks' median ms per
     MAC, and how many networks each predicts within the goal."""
@@ -170,13 +176,13 @@ def summarize(rows: list[dict]) -> dict:
     for r in rows:
         r["ratio"] = r["predicted_ms"] / r["measured_ms"]
         r["median_based_ratio"] = r["predicted_ms"] / r["measured_median_based_ms"]
-        r["median_ratio"] = r["predicted_ms"] / r.get("measured_median_ms", r["measured_ms"])
+        r["median_ratio"] = r["predicted_ms"] / _median_of_repeats(r)
         r["macs_ratio"] = r["avg_macs"] * per_mac / r["measured_ms"]
     within = [abs(r["ratio"] - 1) <= GOAL for r in rows]
     # Networks exported for a latency budget: is what the cascade measures within it?
     budgeted = [r for r in rows if r.get("cost") == "latency" and r.get("budget") is not None]
     for r in budgeted:
-        r["within_budget"] = bool(r.get("measured_median_ms", r["measured_ms"]) <= r["budget"])
+        r["within_budget"] = bool(_median_of_repeats(r) <= r["budget"])
     return {
         "networks": len(rows),
         "within_goal": int(sum(within)),
@@ -210,7 +216,7 @@ def markdown(summary: dict, table) -> str:
             budget = f"{r['budget']:.4f} ({'within' if r['within_budget'] else 'OVER'})"
         lines.append(
             f"| {os.path.basename(r['export'])} | {r['avg_macs']:.3g} | {r['measured_ms']:.4f} | "
-            f"{r.get('measured_median_ms', r['measured_ms']):.4f} | {r['predicted_ms']:.4f} | "
+            f"{_median_of_repeats(r):.4f} | {r['predicted_ms']:.4f} | "
             f"{r['ratio']:.3f} | {r['median_based_ratio']:.3f} | "
             f"{r['macs_ratio']:.3f} | {budget} |"
         )

@@ -133,7 +133,7 @@ class CostModel:
     def margin(self) -> float:
         """The latency model's margin (`LatencyModel.margin`): costs are its predictions
         times `1 + margin`; 0 for MACs."""
-        return 0.0 if self.latency is None else float(getattr(self.latency, "margin", 0.0))
+        return 0.0 if self.latency is None else self.latency.margin
 
     def format(self, value: float) -> str:
         """A cost or budget as names and tables show it: `2.5M` (MACs) or `3.1ms`."""

@@ -145,12 +145,12 @@ class RidgePredictor:
         y = np.asarray(y, np.float64).reshape(-1)
         if x.ndim != 2 or x.shape[0] == 0 or x.shape[0] != y.shape[0]:
             raise ValueError(f"need (n, d) rows and n targets, got {x.shape} and {y.shape}")
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise ValueError("ridge rows and targets must be finite")
         self._x_mean = x.mean(axis=0)
         std = x.std(axis=0)
         self._x_std = np.where(std > 1e-8, std, 1.0)
         self._y_mean = float(y.mean())
-        if not (np.isfinite(x).all() and np.isfinite(y).all()):
-            raise ValueError("ridge rows and targets must be finite")
         xs = (x - self._x_mean) / self._x_std
         centred = y - self._y_mean
         try:

@@ -281,7 +281,8 @@ def _choose(objective, records, budgets, settings: PredictorSettings) -> Predict
             default=None,
         )
         mlp = f"mlp{suffix}"
-        shown.update({n: taus[n] for n in (mlp,) if n in taus})
+        if mlp in taus:
+            shown[mlp] = taus[mlp]
         if best_ridge is not None:
             shown[best_ridge] = taus[best_ridge]
         # Ridge on a tie, and the pooled models before the grouped ones (listed first
