@@ -111,6 +111,10 @@ def release_info(name: str, root: str | None = None) -> dict:
 def copy_release(name: str, workdir: str, root: str | None = None) -> str:
     """Copies a release into `workdir` (absent or empty), ready for search and export.
 
+    The copy is a finished training workdir: it also gets the `train_summary.json` of the run
+    that trained the release, so `tools.train` with the release's config says it has finished
+    and benchmarks read the training wall time from it.
+
     The copy is assembled in a scratch folder beside `workdir` and renamed into place, so a
     workdir that exists holds a whole release.
 
@@ -135,6 +139,7 @@ def copy_release(name: str, workdir: str, root: str | None = None) -> str:
     try:
         target = os.path.join(scratch, "release")
         shutil.copytree(source, target)
+        _write_train_summary(source, target, name)
         if os.path.isdir(workdir):
             os.rmdir(workdir)  # empty
         os.rename(target, workdir)
@@ -143,6 +148,23 @@ def copy_release(name: str, workdir: str, root: str | None = None) -> str:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return workdir
+
+
+def _write_train_summary(source: str, target: str, name: str) -> None:
+    """Gives a copied release the `train_summary.json` of the run that trained it.
+
+    A copy is then a finished training workdir to every reader: `tools.train` says it has
+    finished, and the claim benchmark reads its training wall time (T) from it. The summary is
+    release.json's `training` record, marked with the release's name.
+    """
+    with open(os.path.join(source, RELEASE_FILE)) as f:
+        training = json.load(f).get("training")
+    if not isinstance(training, dict):
+        return  # a release made without a training summary: nothing to restore
+    summary = {**training, "released_as": name}
+    with open(os.path.join(target, "train_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def load_pretrained(name: str, root: str | None = None):

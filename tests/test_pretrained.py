@@ -216,3 +216,58 @@ def test_provenance_refuses_a_malformed_summary_or_benchmark(tmp_path):
     (tmp_path / "train_summary.json").write_text(json.dumps({"finished": True, "step": "x"}))
     with pytest.raises(WorkdirError, match="not a number"):
         pretrained.workdir_provenance(str(tmp_path), "cmd")
+
+
+def test_a_copied_release_is_a_finished_training_workdir(tmp_path):
+    """The copy carries the training run's summary, so `tools.train` finds it finished and
+    the claim benchmark reads its training wall time, T, from it."""
+    from bench.claim_choices import supernet_seconds
+    from enas4d_tf.files import read_json
+
+    info = pretrained.release_info("fashion_mnist")
+    workdir = pretrained.copy_release("fashion_mnist", str(tmp_path / "fm"))
+    summary = read_json(os.path.join(workdir, "train_summary.json"), WorkdirError, "summary")
+    assert summary["finished"] is True and summary["released_as"] == "fashion_mnist"
+    assert summary["step"] == info["step"] == summary["total_steps"]
+    run_config = read_json(os.path.join(workdir, "run_config.json"), WorkdirError, "config")
+    t = supernet_seconds(run_config, summary, [])
+    assert t["seconds"] == round(info["training"]["train_seconds"], 1) > 3600
+
+
+def test_weights_only_checkpoints_are_told_from_training_ones(release, tmp_path):
+    import tensorflow as tf
+
+    from enas4d_tf.train.guard import weights_only_step
+
+    root, _, _ = release
+    released = os.path.join(root, "tiny_demo", "checkpoints", "ckpt-7")
+    assert weights_only_step(released) == 7
+    step = tf.Variable(3, dtype=tf.int64)
+    path = tf.train.Checkpoint(step=step, w=tf.Variable([1.0])).save(str(tmp_path / "t" / "ckpt"))
+    assert weights_only_step(path) is None
+    with pytest.raises(WorkdirError, match="corrupt or cannot be resumed"):
+        weights_only_step(str(tmp_path / "missing" / "ckpt-1"))
+
+
+def test_train_on_a_copied_release_says_it_has_finished(tmp_path):
+    """A release has no optimiser state; `tools.train` with the release's own config finds
+    the run finished instead of failing to resume it."""
+    workdir = pretrained.copy_release("fashion_mnist", str(tmp_path / "fm"))
+
+    def train(*more):
+        command = [sys.executable, "-m", "tools.train", "--flagfile=configs/train_benchmark.cfg"]
+        command += [f"--workdir={workdir}", *more]
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    run = train()
+    assert run.returncode == 0, run.stderr[-2000:]
+    step = pretrained.release_info("fashion_mnist")["step"]
+    assert f"training already finished: step {step} of {step}" in run.stdout
+    # Longer than the release was trained: there is no optimiser state to go on from.
+    longer = train("--epochs=7")
+    lines = [line for line in longer.stderr.strip().splitlines() if line.startswith("train:")]
+    assert longer.returncode == 1 and len(lines) == 1, longer.stderr[-2000:]
+    assert "holds weights only" in lines[0] and "cannot be resumed" in lines[0]
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == sorted(
+        os.listdir(os.path.join(pretrained.release_dir("fashion_mnist"), "checkpoints"))
+    )

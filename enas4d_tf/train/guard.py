@@ -44,6 +44,25 @@ def restore_checkpoint(net: Supernet, checkpoint: tf.train.Checkpoint, path: str
         )
 
 
+def weights_only_step(path: str) -> int | None:
+    """The step of a checkpoint that holds only a model's weights (a released supernet's:
+    `enas4d_tf.pretrained` saves no optimiser state and numbers the file by its step), or None
+    for a training checkpoint, which records its step.
+
+    Raises:
+      WorkdirError: the checkpoint cannot be read.
+    """
+    try:
+        names = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WorkdirError(f"checkpoint {path} is corrupt or cannot be resumed: {first}") from None
+    if any(name.startswith("step/") for name in names):
+        return None
+    suffix = path.rsplit("-", 1)[-1]
+    return int(suffix) if suffix.isdigit() else 0
+
+
 def arch_names(num_archs: int) -> list[str]:
     """What the user calls the architectures of a step, in `sampling.step_archs` order."""
     names = ["largest network", "smallest network"]

@@ -39,6 +39,7 @@ from enas4d_tf.train.guard import (
     nonfinite_message,
     restore_checkpoint,
     save_checkpoint,
+    weights_only_step,
 )
 from enas4d_tf.train.logs import MetricWindow, Timing, TrainLog, progress_record, read_train_log
 from enas4d_tf.train.optimization import make_optimizer, warmup_cosine
@@ -51,7 +52,7 @@ from enas4d_tf.train.plan import (
 )
 from enas4d_tf.train.resume import check_finished, check_run_config
 from enas4d_tf.train.step import TrainStep
-from enas4d_tf.workdir import Workdir, find_checkpoint
+from enas4d_tf.workdir import Workdir, find_checkpoint, restore_model
 
 
 def train(
@@ -206,6 +207,18 @@ class Trainer:
             self.log.line(note)
         if not latest:
             return 0
+        released_step = weights_only_step(latest)
+        if released_step is not None:
+            # A released supernet's weights: finished, or nothing to resume from.
+            restore_model(self.net, latest)  # names a checkpoint of another network
+            if released_step < self.plan.total_steps:
+                raise WorkdirError(
+                    f"checkpoint {latest} holds weights only (a released supernet, no "
+                    f"optimiser state) at step {released_step} of {self.plan.total_steps}: "
+                    "it cannot be resumed; train in a new workdir"
+                )
+            self.step = released_step
+            return self.step
         restore_checkpoint(self.net, self.checkpoint, latest)
         self.step = int(self.step_var.numpy())
         # Records of steps after the checkpoint are logged again as the run redoes them.
