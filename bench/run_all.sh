@@ -63,6 +63,11 @@ echo "== search efficiency (issue 18): random vs old vs new search, N = 200, val
 $PY -m bench.search_efficiency --workdir="$W" --measurements=200 --out="$W/search_efficiency"
 mkdir -p "$R/search_efficiency"
 cp "$W"/search_efficiency/search_efficiency.{json,md} "$R/search_efficiency/"
+echo "== the predictor's ceiling on a validation half (issue 18), from the stored measurements"
+for offset in 0 200 400 600; do
+    $PY -m bench.predictor_ceiling --store="$W/search_efficiency/measured" --offset=$offset
+    echo
+done | tee "$R/search_efficiency/predictor_ceiling.md"
 
 echo "== latency model (issue 18): host table, predicted vs measured cascade latency, 1 thread"
 T=runs/latency/host_float32_fashion_mnist.json

@@ -45,8 +45,9 @@ def test_hypervolume_batch_equals_hypervolume_row_by_row():
         assert batch[row] == pytest.approx(eff.hypervolume(points, c_min, c_max))
 
 
-def _bootstrap_bench(correct_by_key, costs_by_key, n_images=50):
-    """A Bench stand-in: each key has per-image (cost, correct) rows of its points."""
+def _bootstrap_bench(correct_by_key, costs_by_key, n_images=50, estimated_by_key=None):
+    """A Bench stand-in: each key has per-image (cost, correct) rows of its points on half
+    B and, optionally, their (cost, accuracy) estimates on half A."""
 
     class FakeBench:
         costs = SimpleNamespace(smallest=[100.0], largest=[1000.0])
@@ -56,7 +57,84 @@ def _bootstrap_bench(correct_by_key, costs_by_key, n_images=50):
             del budgets
             return costs_by_key[key], correct_by_key[key]
 
+        def scored(self, key, budgets):
+            cost, correct = self.scored_images(key, budgets)
+            return list(zip(cost.mean(1), correct.mean(1), strict=True))
+
+        def estimated(self, key, budgets):
+            del budgets
+            return estimated_by_key[key]
+
     return FakeBench()
+
+
+def test_a_front_chosen_on_the_search_half_is_scored_by_what_the_search_chose():
+    """Two candidates at the same cost: A rates `a_best` higher, B rates `b_best` higher.
+    A search returns `a_best`; choosing the front on B would score `b_best` instead, and a
+    strategy that measured more such candidates would gain from B's noise alone."""
+    n = 100
+    costs = {k: np.full((1, n), 500.0) for k in ("a_best", "b_best")}
+    correct = {"a_best": np.arange(n)[None] < 70, "b_best": np.arange(n)[None] < 90}
+    estimated = {"a_best": [(500.0, 0.9)], "b_best": [(500.0, 0.8)]}
+    bench = _bootstrap_bench(correct, costs, n, estimated)
+    order = {"random": ["a_best", "b_best"], "old": ["b_best"], "new": ["a_best"]}
+    on_a = eff.curves(bench, order, [1.0], step=1, chosen_on="search half")
+    on_b = eff.curves(bench, order, [1.0], step=1, chosen_on="scoring half")
+    u = np.log(1000.0 / 500.0) / np.log(1000.0 / 100.0)
+    # Random measured both: chosen on A it keeps a_best (0.7 on B), chosen on B, b_best (0.9).
+    assert on_a["random"][-1][1] == pytest.approx(u * 0.7)
+    assert on_b["random"][-1][1] == pytest.approx(u * 0.9)
+    # A strategy that measured only a_best scores the same as random on A's reading.
+    assert on_a["new"][-1][1] == pytest.approx(on_a["random"][-1][1])
+    assert on_b["new"][-1][1] < on_b["random"][-1][1]
+    with pytest.raises(ValueError, match="chosen_on"):
+        eff.chosen_rows([(1.0, 0.5)], [(1.0, 0.5)], "test half")
+    # The bootstrap keeps A's choice in every resample: random's front is a_best's alone,
+    # which the new search measured first. Two dominated candidates fill the counts.
+    for k in ("c", "d"):
+        costs[k] = np.full((1, n), 900.0)
+        correct[k] = np.arange(n)[None] < 10
+        estimated[k] = [(900.0, 0.1)]
+    orders = {
+        "random": ["b_best", "c", "a_best", "d"],
+        "old": ["c", "d", "b_best", "a_best"],
+        "new": ["a_best", "c", "d", "b_best"],
+    }
+    out = eff.bootstrap(bench, [orders], [1.0], 4, resamples=30, chosen_on="search half")
+    hv = out["hypervolume"]
+    assert hv["random@4"] == pytest.approx(hv["new@1"], abs=1e-12)
+    assert out["goal_met_share"] == 1.0
+    out = eff.bootstrap(bench, [orders], [1.0], 4, resamples=30, chosen_on="scoring half")
+    assert out["goal_met_share"] == 0.0  # b_best is ahead on every resample of B
+
+
+def test_search_half_points_are_the_cross_fit_inside_half_a_aligned_with_half_b():
+    space = SearchSpace.preset("tiny")
+    rng = np.random.default_rng(5)
+    n = 400
+    confidence = rng.uniform(size=(3, n)).astype(np.float32)
+    correct = rng.uniform(size=(3, n)) < np.array([[0.6], [0.7], [0.8]])
+    full = Measurement(
+        space.smallest(), [100, 200, 300], ValidationSplit.from_confidences(confidence, correct)
+    )
+    half_a, half_b = np.arange(0, n, 2), np.arange(1, n, 2)
+    on_a = Measurement(
+        full.arch,
+        full.stage_macs,
+        ValidationSplit.from_confidences(confidence[:, half_a], correct[:, half_a]),
+    )
+    budgets = [50.0, 150.0, 250.0]  # the first is below exit 1: no point
+    estimated = eff.search_half_points(on_a, budgets)
+    assert len(estimated) == len(eff.held_out_points(full, on_a, half_b, budgets)) == 3
+    assert estimated[0] == (300.0, pytest.approx(correct[2, half_a].mean()))
+    for point, b in zip(estimated[1:], budgets[1:], strict=True):
+        result = on_a.cross_fit(b, eff.CHOICE_CROSS_FIT_SEED)
+        assert point == (pytest.approx(result.avg_macs), pytest.approx(result.accuracy))
+    # Not the fit on all of A, which scores the images it chose thresholds on.
+    assert any(
+        p[1] != pytest.approx(on_a.fit(b).accuracy)
+        for p, b in zip(estimated[1:], budgets[1:], strict=True)
+    )
 
 
 def test_bootstrap_brackets_the_verdict_by_the_scoring_images():
@@ -70,7 +148,7 @@ def test_bootstrap_brackets_the_verdict_by_the_scoring_images():
     # The new search measured random's first candidates first: after 2 of 8 its front is
     # random's front after 2, and random's later candidates (costlier, no better) add little.
     orders = {"random": keys, "old": keys[::-1], "new": keys[:2] + keys[2:][::-1]}
-    out = eff.bootstrap(bench, [orders], [1.0], 8, resamples=60)
+    out = eff.bootstrap(bench, [orders], [1.0], 8, resamples=60, chosen_on="scoring half")
     hv = out["hypervolume"]
     assert set(hv) == {"random@8", "old@8", "new@8", "new@2"}
     # Same candidates, same front, on every resample.
@@ -82,7 +160,7 @@ def test_bootstrap_brackets_the_verdict_by_the_scoring_images():
     assert 0.0 <= out["goal_met_share"] < 1.0
     # A new search whose first two candidates are right on every image reaches it always.
     correct["k0"] = np.ones((1, n), bool)
-    out = eff.bootstrap(bench, [orders], [1.0], 8, resamples=20)
+    out = eff.bootstrap(bench, [orders], [1.0], 8, resamples=20, chosen_on="scoring half")
     assert out["goal_met_share"] == 1.0 and out["goal_margin"]["p05"] >= -1e-12
 
 
@@ -206,18 +284,24 @@ def test_smoke_run_on_a_tiny_workdir_then_resumes_measuring_nothing(tmp_path):
     assert again["measured_this_run"] == 0
     assert again["mean"] == report["mean"] and again["goal"] == report["goal"]
     assert report["validation_halves"] == {"search": 100, "score": 100}
+    assert report["chosen_on"] == "search half"
+    scoring = report["chosen_on_scoring_half"]
     for name in ("random", "old", "new"):
-        curve = report["mean"][name]
-        assert [n for n, _ in curve] == [4, 8, 12]
-        values = [hv for _, hv in curve]
-        # More candidates never shrink a front.
+        assert len(report["orders"][0][name]) == 12
+        assert [n for n, _ in report["mean"][name]] == [4, 8, 12]
+        values = [hv for _, hv in scoring["mean"][name]]
+        # Chosen on the scoring half, more candidates never shrink a front.
         assert values == sorted(values) and 0.0 < values[-1] <= 1.0
+        # Chosen on the search half, the front's score on B is at most that maximum.
+        for (_, on_a), (_, on_b) in zip(report["mean"][name], scoring["mean"][name], strict=True):
+            assert 0.0 < on_a <= on_b + 1e-12
     # Each strategy measured 12; shared architectures are measured once.
     assert 12 <= report["distinct_measured"] <= 36
     assert report["goal"]["allowed"] == 3
     with open(os.path.join(out, "search_efficiency.md")) as f:
         text = f.read()
     assert "| 12 |" in text and "Goal: the new search reaches random's hypervolume" in text
+    assert "## Fronts chosen on the scoring half" in text
     # The predictor of each generation after the random first one, replayed identically.
     new_rows = report["predictor"][0]["new"]
     assert new_rows and new_rows[0]["model"] is None  # generation 1 is random
