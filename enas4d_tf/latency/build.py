@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
+import statistics
 from collections.abc import Callable, Sequence
 
 from enas4d_tf.latency.calibrate import calibration_rows, fit_graph_costs
@@ -159,8 +160,14 @@ def measure_table(
     null_ms = min(p[1] for p in passes)
     fit, rows = dict(IDENTITY_FIT), []
     if archs:
+        # The fastest pass's times, and the median of the passes' median rounds.
         measured = {
-            g: (min(p[2][g][0] for p in passes), min(p[2][g][1] for p in passes)) for g in stages
+            g: (
+                min(p[2][g][0] for p in passes),
+                min(p[2][g][1] for p in passes),
+                float(statistics.median(p[2][g][2] for p in passes)),
+            )
+            for g in stages
         }
         rows = calibration_rows(space, archs, n, entries, measured)
         fit = fit_graph_costs([_row(r) for r in rows])

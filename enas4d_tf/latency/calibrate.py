@@ -89,11 +89,19 @@ def calibration_margin(table) -> float:
     or never under-predicts). `tools.search` and `tools.export` with `--cost=latency` fit
     thresholds to predictions times `1 + margin` (`LatencyModel(margin=...)`), so that a
     network chosen at the edge of its budget stays within it when the table errs low by as
-    much as it did on its calibration graphs."""
+    much as it did on its calibration graphs.
+
+    "Measured" is a graph's median round where the table recorded it (`median_ms`, tables
+    since 2026-12-06), else its fastest: the fit predicts the fastest rounds, and a network
+    timed again on this machine lands anywhere in the spread of rounds, so the margin covers
+    the median measurement, not only the best one."""
     worst = 0.0
     for row in (table.meta or {}).get("calibration") or []:
         try:
-            measured, predicted = float(row["measured_ms"]), float(row["predicted_ms"])
+            predicted = float(row["predicted_ms"])
+            measured = float(row["measured_ms"])
+            if row.get("median_ms") is not None:
+                measured = max(measured, float(row["median_ms"]))
         except (KeyError, TypeError, ValueError):
             continue
         if predicted > 0 and np.isfinite(measured):
@@ -143,7 +151,8 @@ def calibration_rows(
     measured: dict[str, tuple[float, float]],
 ) -> list[dict]:
     """One row per timed stage graph: its parts' sum, inputs, outputs, KiB, and its measured times
-    (`measured`: name -> (runner ms, invoke ms), `timing.time_stage_graphs`)."""
+    (`measured`: name -> (runner ms, invoke ms, runner ms of the median round),
+    `timing.time_stage_graphs`)."""
     rows = []
     for i, arch in enumerate(archs):
         ios = stage_io(space, arch, num_classes)
@@ -161,6 +170,7 @@ def calibration_rows(
                     "kib_out": ios[s].kib_out,
                     "measured_ms": measured[name][0],
                     "invoke_ms": measured[name][1],
+                    "median_ms": measured[name][2],
                 }
             )
     return rows

@@ -55,7 +55,8 @@ def test_each_network_runs_its_stages_in_turn_before_the_next(monkeypatch):
     settings = TimingSettings(rounds=2, runs=3, warmup=1)
     times = time_stage_graphs(graphs, settings)
     assert set(times) == set(names)
-    assert all(len(t) == 2 and t[0] >= 0 and t[1] >= 0 for t in times.values())
+    # Fastest runner round, fastest invoke round, and the median runner round (no faster).
+    assert all(len(t) == 3 and min(t) >= 0 and t[2] >= t[0] for t in times.values())
     calls = [name for kind, name in recorder.log if kind == "call"]
     a = ["a_stage1", "a_stage2"]
     b = ["b_stage1", "b_stage2", "b_stage3"]
