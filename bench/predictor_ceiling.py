@@ -86,6 +86,8 @@ def half_taus(records: list, full: dict, objective, half_b, budgets) -> list[dic
         if len(on_a) < MIN_PER_BUDGET:
             continue
         tau = kendall_tau(np.asarray(on_a), np.asarray(on_b))
+        if not math.isfinite(tau):
+            continue  # every score tied: no ranking to compare (as held_out_taus skips it)
         rows.append(
             {
                 "budget": b,
@@ -115,10 +117,9 @@ def load(store_folder: str, offset: int, count: int, budget_points: int):
     from bench.search_efficiency import SPLIT_SEED
     from enas4d_tf.errors import WorkdirError
     from enas4d_tf.exit_policy import ValidationSplit
-    from enas4d_tf.files import read_json
     from enas4d_tf.search.measurement import Measurement, cross_fit_folds
     from enas4d_tf.search.objectives import CostModel, DynamicObjective, pareto_budgets
-    from enas4d_tf.search.store import Candidate, SearchStore
+    from enas4d_tf.search.store import Candidate, SearchStore, read_state
     from enas4d_tf.space import SearchSpace
     from enas4d_tf.workdir import Workdir
 
@@ -127,11 +128,18 @@ def load(store_folder: str, offset: int, count: int, budget_points: int):
         raise WorkdirError(
             f"{store_folder} holds no measurements ({paths.search_state} is missing)"
         )
-    state = read_json(paths.search_state, WorkdirError, "search state")
-    settings = state.get("settings") if isinstance(state, dict) else None
-    if not isinstance(settings, dict) or "space" not in settings:
-        raise WorkdirError(f"{paths.search_state} is not a search state")
-    space = SearchSpace.from_dict(settings["space"])
+    # Upgraded as the store reads it: with these settings the store never moves it aside.
+    state = read_state(paths.search_state)
+    settings = state.get("settings")
+    try:
+        space = SearchSpace.from_dict(settings["space"])
+        num_images = int(settings["num_val_images"])
+        num_classes = int(settings.get("num_classes", space.default_num_classes))
+    except (KeyError, TypeError, ValueError) as e:
+        raise WorkdirError(
+            f"{paths.search_state}: its settings lack a valid space, num_val_images or "
+            f"num_classes ({type(e).__name__}: {e})"
+        ) from None
     store = SearchStore(paths, settings, space, log=lambda m: None)
     keys = list(state.get("candidates") or {})[offset : offset + count]
     if len(keys) < count:
@@ -139,9 +147,8 @@ def load(store_folder: str, offset: int, count: int, budget_points: int):
             f"{store_folder} holds {len(state.get('candidates') or {})} candidates: "
             f"fewer than --offset {offset} plus --candidates {count}"
         )
-    num_classes = int(settings.get("num_classes", space.default_num_classes))
     costs = CostModel(space, num_classes)
-    half_a, half_b = cross_fit_folds(int(settings["num_val_images"]), SPLIT_SEED)
+    half_a, half_b = cross_fit_folds(num_images, SPLIT_SEED)
     records, full = [], {}
     for key in keys:
         candidate = store.get(key)

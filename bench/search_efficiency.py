@@ -24,13 +24,13 @@ held-out (average cost, accuracy) points.
 
 Which points make a strategy's front after `n` measurements is decided on half A, as a
 search decides: the Pareto front of its first `n` candidates' points as half A estimates them
-(each budget's (average cost, accuracy) by the 2-fold cross-fit inside A, the search's own
-ranking score; the no-early-exit point by its last exit's accuracy on A). The front is then
-scored by those points' half-B values. Choosing the front on B instead (the Pareto front of
-the B points, this benchmark's reading until 2026-12-06, still reported beside it) selects
-on the scoring images: the front becomes the maximum of many noisy held-out accuracies, so
-a strategy gains hypervolume from the number of candidates near the front, not from better
-ones, and random sampling's 200 gain most.
+(each budget's (average cost, accuracy) by the 2-fold cross-fit inside A with the search
+seed's halves, the search's own ranking score; the no-early-exit point by its last exit's
+accuracy on A). The front is then scored by those points' half-B values. Choosing the
+front on B instead (the Pareto front of the B points, this benchmark's reading until
+2026-12-06, still reported beside it) selects on the scoring images: the front becomes the
+maximum of many noisy held-out accuracies, so a strategy gains hypervolume from the number
+of candidates near the front, not from better ones, and random sampling's 200 gain most.
 
 Hypervolume of a front: the area it dominates in (u, accuracy), u = log(C_max / cost) /
 log(C_max / C_min) clipped to [0, 1], where C_min is the smallest network's first-exit cost
@@ -106,8 +106,6 @@ STRATEGIES = ("random", "old", "new")
 # How a strategy's front is chosen among its candidates' points: on half A, as the search
 # would (the goal's reading), or on half B, the scoring half (the reading until 2026-12-06).
 CHOSEN_ON = ("search half", "scoring half")
-# The cross-fit inside half A that estimates a point when the front is chosen there.
-CHOICE_CROSS_FIT_SEED = 0
 GOAL_FRACTION = 0.25
 # Fixes the halves A (search) and B (score) of the validation images for every strategy.
 SPLIT_SEED = 20261130
@@ -155,14 +153,15 @@ def held_out_images(full, half_a, half_b, budgets) -> tuple:
     return c[exits], np.asarray(correct, bool)[exits, np.arange(n)]
 
 
-def search_half_points(half_a, budgets) -> list:
+def search_half_points(half_a, budgets, seed: int) -> list:
     """`(average cost, accuracy)` of one candidate's points as half A estimates them, in
     `held_out_images`' order: the no-early-exit point (its last exit's accuracy on A), then
-    each budget whose thresholds fit on A, by the 2-fold cross-fit inside A."""
+    each budget whose thresholds fit on A, by the 2-fold cross-fit inside A with the halves
+    of the search `seed` (the strategy's own ranking score, `DynamicObjective(seed=seed)`)."""
     points = [(float(half_a.costs[-1]), float(half_a.exit_accuracy[-1]))]
     for b in budgets:
         if half_a.fit(b) is not None:
-            result = half_a.cross_fit(b, CHOICE_CROSS_FIT_SEED)
+            result = half_a.cross_fit(b, seed)
             points.append((float(result.avg_macs), float(result.accuracy)))
     return points
 
@@ -234,13 +233,15 @@ class Bench:
         self.scored_images(key, budgets)
         return self.points[key]
 
-    def estimated(self, key, budgets) -> list:
-        """`search_half_points` of a measured candidate, aligned with `scored`."""
-        if key not in self.search_points:
-            self.search_points[key] = search_half_points(self.on_a[key].measurement, budgets)
-            if len(self.search_points[key]) != len(self.scored(key, budgets)):
+    def estimated(self, key, budgets, seed: int) -> list:
+        """`search_half_points` of a measured candidate for search `seed`, aligned with
+        `scored`."""
+        if (key, seed) not in self.search_points:
+            points = search_half_points(self.on_a[key].measurement, budgets, seed)
+            if len(points) != len(self.scored(key, budgets)):
                 raise AssertionError(f"candidate {key}: half A and B points are not aligned")
-        return self.search_points[key]
+            self.search_points[(key, seed)] = points
+        return self.search_points[(key, seed)]
 
     def scored_images(self, key, budgets) -> tuple:
         """`held_out_images` of a measured candidate (kept: the bootstrap reads them)."""
@@ -332,16 +333,19 @@ def predictor_row(summary: dict, measured: int) -> dict:
     }
 
 
-def curves(bench, orders, score_budgets, step, chosen_on: str = CHOSEN_ON[0]) -> dict:
+def curves(
+    bench, orders, score_budgets, step, chosen_on: str = CHOSEN_ON[0], seed: int = 0
+) -> dict:
     """`{strategy: [(n, hypervolume on half B of its first n candidates' front)]}`, the
-    front's points chosen on `chosen_on` (`CHOSEN_ON`)."""
+    front's points chosen on `chosen_on` (`CHOSEN_ON`; on the search half, by the cross-fit
+    of search `seed`)."""
     c_min, c_max = float(bench.costs.smallest[0]), float(bench.costs.largest[-1])
     out = {}
     for name, order in orders.items():
         estimated, scored, curve = [], [], []
         for n, key in enumerate(order, 1):
             scored.extend(bench.scored(key, score_budgets))
-            estimated.extend(bench.estimated(key, score_budgets))
+            estimated.extend(bench.estimated(key, score_budgets, seed))
             if n % step == 0 or n == len(order):
                 front = [scored[i] for i in chosen_rows(estimated, scored, chosen_on)]
                 curve.append((n, hypervolume(front, c_min, c_max)))
@@ -372,14 +376,17 @@ def bootstrap(
     resamples,
     seed=0,
     chosen_on: str = CHOSEN_ON[0],
+    search_seeds=None,
 ) -> dict:
     """How much of the verdict the choice of scoring images decides: half B's images are
     resampled with replacement `resamples` times; each time every strategy's front after all
     its measurements, and the new search's after `GOAL_FRACTION` of them, are scored again
     (mean over the search seeds, which share the images). A front chosen on the search half
     keeps its points in every resample; one chosen on the scoring half is chosen again in
-    each. Returns 5/50/95th percentiles of each, and of the goal's margin (new at the allowed
-    count minus random at the end)."""
+    each, by the cross-fit of each order's search seed (`search_seeds`, aligned with
+    `per_seed_orders`; all 0 when None). `seed` seeds the resampling. Returns 5/50/95th
+    percentiles of each, and of the goal's margin (new at the allowed count minus random at
+    the end)."""
     import numpy as np
 
     c_min, c_max = float(bench.costs.smallest[0]), float(bench.costs.largest[-1])
@@ -387,14 +394,18 @@ def bootstrap(
     cuts = {f"{name}@{measurements}": (name, measurements) for name in STRATEGIES}
     cuts[f"new@{allowed}"] = ("new", allowed)
     stacked = {label: [] for label in cuts}
-    for orders in per_seed_orders:
+    if search_seeds is None:
+        search_seeds = [0] * len(per_seed_orders)
+    for orders, search_seed in zip(per_seed_orders, search_seeds, strict=True):
         for label, (name, n) in cuts.items():
             keys = orders[name][:n]
             rows = [bench.scored_images(k, score_budgets) for k in keys]
             cost = np.concatenate([r[0] for r in rows]).astype(np.float64)
             correct = np.concatenate([r[1] for r in rows]).astype(np.float64)
             if chosen_on == CHOSEN_ON[0]:
-                estimated = [p for k in keys for p in bench.estimated(k, score_budgets)]
+                estimated = [
+                    p for k in keys for p in bench.estimated(k, score_budgets, search_seed)
+                ]
                 chosen = chosen_rows(estimated, None, chosen_on)
                 cost, correct = cost[chosen], correct[chosen]
             stacked[label].append((cost, correct))
@@ -629,8 +640,10 @@ def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict
 def reading(bench, all_orders, score_budgets, settings, chosen_on: str) -> dict:
     """`{per_seed, mean, goal, bootstrap}` of the strategies' measured orders (one per seed),
     their fronts chosen on `chosen_on`."""
+    seeds = settings["seeds"]
     per_seed = [
-        curves(bench, orders, score_budgets, settings["step"], chosen_on) for orders in all_orders
+        curves(bench, orders, score_budgets, settings["step"], chosen_on, seed)
+        for orders, seed in zip(all_orders, seeds, strict=True)
     ]
     mean = mean_curves(per_seed)
     spread = None
@@ -642,6 +655,7 @@ def reading(bench, all_orders, score_budgets, settings, chosen_on: str) -> dict:
             settings["measurements"],
             settings["bootstrap"],
             chosen_on=chosen_on,
+            search_seeds=seeds,
         )
     return {
         "per_seed": per_seed,

@@ -135,7 +135,8 @@ def measure_table(
     The part graphs and the calibration stage graphs are timed together in
     `timing.passes` passes, spread over the run, and each graph keeps its fastest pass: a
     machine whose load changes over minutes slows some passes, and the parts and the graphs
-    the fit compares them with are timed under the same conditions.
+    the fit compares them with are timed under the same conditions. A calibration graph also
+    keeps the median of its passes' median rounds (`median_ms`, for the latency margin).
 
     Returns:
       The table; its `meta` records the settings, the null graph's time and, per

@@ -91,19 +91,21 @@ def calibration_margin(table) -> float:
     network chosen at the edge of its budget stays within it when the table errs low by as
     much as it did on its calibration graphs.
 
-    "Measured" is a graph's median round where the table recorded it (`median_ms`, tables
-    since 2026-12-06), else its fastest: the fit predicts the fastest rounds, and a network
-    timed again on this machine lands anywhere in the spread of rounds, so the margin covers
-    the median measurement, not only the best one."""
+    "Measured" is the slower of a graph's fastest and median rounds where the table recorded
+    the median (`median_ms`, tables since 2026-12-06; an unreadable one is ignored), else its
+    fastest: the fit predicts the fastest rounds, and a network timed again on this machine
+    lands anywhere in the spread of rounds, so the margin covers the median measurement, not
+    only the best one. A row whose fastest time or prediction is unreadable is skipped."""
     worst = 0.0
     for row in (table.meta or {}).get("calibration") or []:
         try:
-            predicted = float(row["predicted_ms"])
-            measured = float(row["measured_ms"])
-            if row.get("median_ms") is not None:
-                measured = max(measured, float(row["median_ms"]))
+            predicted, measured = float(row["predicted_ms"]), float(row["measured_ms"])
         except (KeyError, TypeError, ValueError):
             continue
+        try:
+            measured = max(measured, float(row.get("median_ms")))
+        except (TypeError, ValueError):
+            pass  # no median recorded (older tables), or an unreadable one
         if predicted > 0 and np.isfinite(measured):
             worst = max(worst, measured / predicted - 1.0)
     return worst
@@ -148,7 +150,7 @@ def calibration_rows(
     archs: Sequence[Arch],
     num_classes: int,
     entries: dict,
-    measured: dict[str, tuple[float, float]],
+    measured: dict[str, tuple[float, float, float]],
 ) -> list[dict]:
     """One row per timed stage graph: its parts' sum, inputs, outputs, KiB, and its measured times
     (`measured`: name -> (runner ms, invoke ms, runner ms of the median round),

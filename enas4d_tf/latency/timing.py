@@ -4,8 +4,9 @@ Every graph is loaded once; then `rounds` rounds each time every graph in turn (
 back-to-back invokes, averaged), so a burst of load from another process hits all graphs
 alike instead of a few. A graph's time is the lowest of its rounds' averages: on a shared
 machine a round is slowed by whatever else runs and never sped up, so the fastest round is
-the best estimate of the graph's time on a machine of its own (on an idle machine it is
-within noise of the median).
+the best estimate of the graph's time on a machine of its own. Even idle, this VM's median
+round is a few percent slower (1.5-6% for stage graphs); `time_stage_graphs` returns it too,
+so that a latency budget can allow for it (`calibrate.calibration_margin`).
 
 `time_invokes` times the interpreter's `invoke()` alone (inputs set once): the time of the
 ops, for part graphs. `time_stage_graphs` times a signature runner called with its
@@ -96,7 +97,7 @@ def network_of(graph_name: str) -> str:
 
 def time_stage_graphs(
     graphs: Mapping[str, bytes], settings: TimingSettings
-) -> dict[str, tuple[float, float]]:
+) -> dict[str, tuple[float, float, float]]:
     """Each graph's ms of one signature-runner call with random float32 inputs (what
     the host cascade's `StageRunner.timed` measures: the ops plus feeding the inputs and
     reading the outputs) and of one `invoke()` alone (the ops).

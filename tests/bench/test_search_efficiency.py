@@ -61,8 +61,8 @@ def _bootstrap_bench(correct_by_key, costs_by_key, n_images=50, estimated_by_key
             cost, correct = self.scored_images(key, budgets)
             return list(zip(cost.mean(1), correct.mean(1), strict=True))
 
-        def estimated(self, key, budgets):
-            del budgets
+        def estimated(self, key, budgets, seed):
+            del budgets, seed
             return estimated_by_key[key]
 
     return FakeBench()
@@ -108,6 +108,30 @@ def test_a_front_chosen_on_the_search_half_is_scored_by_what_the_search_chose():
     assert out["goal_met_share"] == 0.0  # b_best is ahead on every resample of B
 
 
+def test_a_reading_is_the_curves_and_bootstrap_of_its_choice():
+    n = 100
+    costs = {k: np.full((1, n), 500.0) for k in ("a_best", "b_best")}
+    correct = {"a_best": np.arange(n)[None] < 70, "b_best": np.arange(n)[None] < 90}
+    estimated = {"a_best": [(500.0, 0.9)], "b_best": [(500.0, 0.8)]}
+    for k in ("c", "d"):  # dominated on both halves
+        costs[k], correct[k], estimated[k] = (
+            np.full((1, n), 900.0),
+            np.zeros((1, n), bool),
+            [(900.0, 0.1)],
+        )
+    bench = _bootstrap_bench(correct, costs, n, estimated)
+    keys = ["a_best", "b_best", "c", "d"]
+    orders = {"random": keys, "old": keys[::-1], "new": keys}
+    settings = {"seeds": [0], "step": 1, "measurements": 4, "bootstrap": 10}
+    u = np.log(1000.0 / 500.0) / np.log(1000.0 / 100.0)
+    for chosen_on, accuracy in (("search half", 0.7), ("scoring half", 0.9)):
+        out = eff.reading(bench, [orders], [1.0], settings, chosen_on)
+        assert out["per_seed"] == [eff.curves(bench, orders, [1.0], 1, chosen_on, 0)]
+        assert out["mean"]["random"][-1][1] == pytest.approx(u * accuracy)
+        assert out["goal"]["random_hypervolume"] == pytest.approx(u * accuracy)
+        assert set(out["bootstrap"]["hypervolume"]) == {"random@4", "old@4", "new@4", "new@1"}
+
+
 def test_search_half_points_are_the_cross_fit_inside_half_a_aligned_with_half_b():
     space = SearchSpace.preset("tiny")
     rng = np.random.default_rng(5)
@@ -124,12 +148,15 @@ def test_search_half_points_are_the_cross_fit_inside_half_a_aligned_with_half_b(
         ValidationSplit.from_confidences(confidence[:, half_a], correct[:, half_a]),
     )
     budgets = [50.0, 150.0, 250.0]  # the first is below exit 1: no point
-    estimated = eff.search_half_points(on_a, budgets)
+    estimated = eff.search_half_points(on_a, budgets, seed=3)
     assert len(estimated) == len(eff.held_out_points(full, on_a, half_b, budgets)) == 3
     assert estimated[0] == (300.0, pytest.approx(correct[2, half_a].mean()))
     for point, b in zip(estimated[1:], budgets[1:], strict=True):
-        result = on_a.cross_fit(b, eff.CHOICE_CROSS_FIT_SEED)
+        # The cross-fit of the search's own seed: the score the search ranked by.
+        result = on_a.cross_fit(b, 3)
         assert point == (pytest.approx(result.avg_macs), pytest.approx(result.accuracy))
+    other_seed = eff.search_half_points(on_a, budgets, seed=4)
+    assert other_seed[0] == estimated[0] and other_seed[1:] != estimated[1:]
     # Not the fit on all of A, which scores the images it chose thresholds on.
     assert any(
         p[1] != pytest.approx(on_a.fit(b).accuracy)

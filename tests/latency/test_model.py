@@ -211,6 +211,11 @@ def test_the_calibration_margin_is_the_tables_worst_under_prediction():
     table.meta["calibration"] = [
         {"measured_ms": 0.52, "median_ms": 0.54, "predicted_ms": 0.5},  # 8% under at the median
         {"measured_ms": 1.0, "median_ms": 1.05, "predicted_ms": 1.1},  # over-predicted still
-        {"measured_ms": 2.02, "median_ms": "?", "predicted_ms": 2.0},  # unreadable: skipped
     ]
     assert calibration_margin(table) == pytest.approx(0.08)
+    # The slower of the two counts; an unreadable median leaves the fastest.
+    table.meta["calibration"] = [
+        {"measured_ms": 0.55, "median_ms": 0.53, "predicted_ms": 0.5},  # 10% under, fastest
+        {"measured_ms": 1.11, "median_ms": "?", "predicted_ms": 1.0},  # 11% under, fastest
+    ]
+    assert calibration_margin(table) == pytest.approx(0.11)

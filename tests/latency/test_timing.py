@@ -67,3 +67,41 @@ def test_each_network_runs_its_stages_in_turn_before_the_next(monkeypatch):
     assert calls == one_round * 2
     invokes = [name for kind, name in recorder.log if kind == "invoke"]
     assert invokes == (a * (1 + 3) + b * (1 + 3)) * 2
+
+
+def test_a_graph_keeps_its_fastest_and_its_median_round(monkeypatch):
+    """Rounds of 1, 5 and 2 ms a call: the fastest is 1 ms, the median 2 ms (not the mean or
+    the slowest)."""
+    from types import SimpleNamespace
+
+    clock = [0.0]
+    per_round_ms = iter([1.0, 5.0, 2.0])
+    settings = TimingSettings(rounds=3, runs=2, warmup=1)
+    calls = {"n": 0}
+
+    class Interpreter:
+        def get_signature_runner(self):
+            def runner(**feed):
+                # Each round: one warm-up call, then `runs` timed ones, all at that round's ms.
+                if calls["n"] % (settings.warmup + settings.runs) == 0:
+                    runner.ms = next(per_round_ms)
+                calls["n"] += 1
+                clock[0] += runner.ms / 1e3
+
+            runner.get_input_details = lambda: {}
+            return runner
+
+        def allocate_tensors(self):
+            pass
+
+        def get_input_details(self):
+            return []
+
+        def invoke(self):
+            pass
+
+    monkeypatch.setattr(timing, "_interpreter", lambda flatbuffer, num_threads: Interpreter())
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    fastest, invoke, median = time_stage_graphs({"a_stage1": b"x"}, settings)["a_stage1"]
+    assert abs(fastest - 1.0) < 1e-9
+    assert abs(median - 2.0) < 1e-9 and invoke == 0.0
