@@ -94,43 +94,27 @@ def test_a_damaged_store_ends_with_one_line_and_is_left_where_it_is(tmp_path):
     folder = _store(tmp_path / "store", [0.6, 0.7, 0.8], halves_agree=False)
     state = os.path.join(folder, "search", "state.json")
     good = open(state).read()
+
+    def refused(needle):
+        args = [f"--store={folder}", "--candidates=3"]
+        check_fault("bench.predictor_ceiling", args, needle, code=1, guarded=[folder], timeout=120)
+
     # A predictions file gone: named, nothing moved.
     predictions = os.path.join(folder, "search", "predictions")
     victim = sorted(os.listdir(predictions))[0]
     os.rename(os.path.join(predictions, victim), os.path.join(tmp_path, victim))
-    check_fault(
-        "bench.predictor_ceiling",
-        [f"--store={folder}", "--candidates=3"],
-        "predictions file is missing or unreadable",
-        code=1,
-        guarded=[folder],
-        timeout=120,
-    )
+    refused("predictions file is missing or unreadable")
     os.rename(os.path.join(tmp_path, victim), os.path.join(predictions, victim))
     # Settings without the image count.
     damaged = json.loads(good)
     del damaged["settings"]["num_val_images"]
     with open(state, "w") as f:
         json.dump(damaged, f)
-    check_fault(
-        "bench.predictor_ceiling",
-        [f"--store={folder}", "--candidates=3"],
-        "num_val_images",
-        code=1,
-        guarded=[folder],
-        timeout=120,
-    )
+    refused("num_val_images")
     # Not JSON at all.
     with open(state, "w") as f:
         f.write("{not json")
-    check_fault(
-        "bench.predictor_ceiling",
-        [f"--store={folder}", "--candidates=3"],
-        "state.json",
-        code=1,
-        guarded=[folder],
-        timeout=120,
-    )
+    refused("state.json")
 
 
 def test_bad_input_ends_with_one_line(tmp_path):
