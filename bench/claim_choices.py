@@ -50,8 +50,10 @@ BASELINE_RECIPE_FLAGS = (
     "steps_per_epoch",
     "seed",
 )
-# Steps of the baseline's timing probe: the first traces and is not timed.
-PROBE_STEPS = 9
+# Steps of the baseline's timing probe: the first traces and is not timed. As many as the
+# supernet recipe's probe (`enas4d_tf.train.budget.PROBE_STEPS`), for the same reason: the
+# first steps run on prefetched batches and are faster than the run's pace.
+PROBE_STEPS = 41
 
 
 class ClaimError(Enas4dError):

@@ -39,8 +39,12 @@ from enas4d_tf.train.config import TrainConfig
 from enas4d_tf.workdir import Workdir
 
 RECORD_KIND = "budget"
-# Steps the epoch fit times after the first (which traces and is not timed).
-PROBE_STEPS = 8
+# Steps the epoch fit times after the first (which traces and is not timed). Enough to see
+# the sustained pace: the first few steps run on batches the input pipeline prepared while
+# the first step traced, with both cores free for the step. 8 steps of the largest
+# fashion_mnist network timed 0.923 s a step where the run then took 1.00 s, so a schedule
+# planned on them was cut by the budget at ~91% (2026-12-06); 40 steps see the run's pace.
+PROBE_STEPS = 40
 
 
 def seconds_before(records: Iterable[dict], step: int) -> float:

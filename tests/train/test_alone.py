@@ -290,8 +290,8 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
 
     def fake_train(config, strategy=None, dataset_fn=None, log=None):
         probes.append(config)
-        # The probe takes 20 s, 8 timed steps of 0.5 s among them: setup 16 s.
-        clock[0] += 20.0
+        # The probe's timed steps take 0.5 s each, and setting up 16 s more.
+        clock[0] += 16.0 + budget.PROBE_STEPS * 0.5
         return dataclasses.make_dataclass("R", ["images_per_s"])(images_per_s=64.0)
 
     clock = [0.0]
