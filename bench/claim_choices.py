@@ -313,7 +313,10 @@ def probe_timing(log_records: list[dict], summary: dict, batch_size: int) -> dic
 
 def baseline_epochs(timing: dict, minutes: float, max_epochs: int, steps_per_epoch: int) -> int:
     """The most whole epochs (1..max_epochs) whose steps and setup fit in `minutes`, as
-    `tools.train --fit_epochs_to_budget` plans them (`enas4d_tf.train.budget`)."""
-    return epochs_that_fit(
-        minutes, max_epochs, steps_per_epoch, timing["step_seconds"], timing["setup_seconds"]
-    )
+    `tools.train --fit_epochs_to_budget` plans them (`enas4d_tf.train.budget`: the steps at
+    the probe's loop pace plus `LOOP_OVERHEAD` for epoch ends and evaluations)."""
+    from enas4d_tf.train.budget import LOOP_OVERHEAD
+
+    step_seconds = timing["step_seconds"] * (1 + LOOP_OVERHEAD)
+    setup = timing["setup_seconds"]
+    return epochs_that_fit(minutes, max_epochs, steps_per_epoch, step_seconds, setup)

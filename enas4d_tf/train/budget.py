@@ -39,12 +39,15 @@ from enas4d_tf.train.config import TrainConfig
 from enas4d_tf.workdir import Workdir
 
 RECORD_KIND = "budget"
-# Steps the epoch fit times after the first (which traces and is not timed). Enough to see
-# the sustained pace: the first few steps run on batches the input pipeline prepared while
-# the first step traced, with both cores free for the step. 8 steps of the largest
-# fashion_mnist network timed 0.923 s a step where the run then took 1.00 s, so a schedule
-# planned on them was cut by the budget at ~91% (2026-12-06); 40 steps see the run's pace.
+# Steps the epoch fit times after the first (which traces and is not timed): 40, so that the
+# few steps after tracing, fed from batches prefetched meanwhile, weigh little (2026-12-06).
 PROBE_STEPS = 40
+# What a run spends beyond its steps' loop pace, as a share of it: checkpoints at epoch ends,
+# the evaluations every few epochs and the final one. Measured 2026-12-06 for the largest
+# fashion_mnist network alone (a 214-step epoch): the probe's 1.006 s a step against 1.03 s
+# with the loop's logs and checkpoints, ~7 s an epoch end, ~32 s for the final evaluation;
+# about 5% over a 90-minute run. Planned on the steps alone, the clock cut the schedule.
+LOOP_OVERHEAD = 0.05
 
 
 def seconds_before(records: Iterable[dict], step: int) -> float:
@@ -147,7 +150,8 @@ class EpochFit:
 
     def line(self, max_minutes: float) -> str:
         """A log line saying what was planned and why."""
-        planned = (self.setup_seconds + self.epochs * self.steps_per_epoch * self.step_seconds) / 60
+        steps = self.epochs * self.steps_per_epoch * self.step_seconds * (1 + LOOP_OVERHEAD)
+        planned = (self.setup_seconds + steps) / 60
         short = (
             "; not even one epoch fits: the budget will stop the run inside it"
             if planned > max_minutes
@@ -156,7 +160,8 @@ class EpochFit:
         return (
             f"fit_epochs_to_budget: a step takes {self.step_seconds:.3f} s and setting up "
             f"{self.setup_seconds:.1f} s (timed on {PROBE_STEPS} steps in "
-            f"{self.probe_seconds:.1f} s): planning {self.epochs} epochs of "
+            f"{self.probe_seconds:.1f} s; {100 * LOOP_OVERHEAD:.0f}% more for epoch ends and "
+            f"evaluations): planning {self.epochs} epochs of "
             f"{self.steps_per_epoch} steps, about {planned:.1f} of {max_minutes:g} minutes{short}"
         )
 
@@ -175,8 +180,10 @@ def fit_epochs(config: TrainConfig, strategy, dataset_fn=None, log=None) -> Trai
 
     A workdir whose run config was fitted before keeps its epochs (a resumed run plans
     nothing again). A fresh run first trains `1 + PROBE_STEPS` steps of the same network in a
-    scratch folder (removed after) and times them; the run then gets the most epochs, at
-    most `config.epochs`, whose steps plus the setup the probe paid fit in the budget. The
+    scratch folder (removed after) and times them in the loop (`TrainResult.step_wall_seconds`);
+    the run then gets the most epochs, at most `config.epochs`, whose steps (plus
+    `LOOP_OVERHEAD` for epoch ends and evaluations) and the setup the probe paid fit in the
+    budget. The
     probe's own time is not counted in the run's budget; the log line states it.
 
     Args:
@@ -220,11 +227,17 @@ def fit_epochs(config: TrainConfig, strategy, dataset_fn=None, log=None) -> Trai
         probe_seconds = time.monotonic() - t0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    step_seconds = config.batch_size / result.images_per_s
+    # The loop's pace (batch fetch, step, results read back), not the step function's alone:
+    # the latter ran 7-12% under the run's pace, enough for the budget to cut the schedule.
+    step_seconds = result.step_wall_seconds or config.batch_size / result.images_per_s
     setup = probe_seconds - PROBE_STEPS * step_seconds
     steps_per_epoch = _plan(config, strategy).steps_per_epoch
     epochs = epochs_that_fit(
-        config.max_train_minutes, config.epochs, steps_per_epoch, step_seconds, setup
+        config.max_train_minutes,
+        config.epochs,
+        steps_per_epoch,
+        step_seconds * (1 + LOOP_OVERHEAD),
+        setup,
     )
     fit = EpochFit(epochs, step_seconds, setup, probe_seconds, steps_per_epoch)
     (log or print)(fit.line(config.max_train_minutes))

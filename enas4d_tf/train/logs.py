@@ -85,15 +85,23 @@ def format_eta(seconds: float) -> str:
 
 @dataclasses.dataclass
 class Timing:
-    """Timed steps and their seconds (a step that traced is not timed)."""
+    """Timed steps and their seconds (a step that traced is not timed): of the step function
+    alone (`seconds`), and of the whole step in the loop (`wall_seconds`: fetching the
+    batch, the step, reading its results back)."""
 
     steps: int = 0
     seconds: float = 0.0
+    wall_seconds: float = 0.0
 
-    def add(self, seconds: float) -> None:
-        """Counts one timed step of `seconds`."""
+    def add(self, seconds: float, wall_seconds: float | None = None) -> None:
+        """Counts one timed step of `seconds` (`wall_seconds`: default the same)."""
         self.steps += 1
         self.seconds += seconds
+        self.wall_seconds += seconds if wall_seconds is None else wall_seconds
+
+    def step_wall_seconds(self) -> float | None:
+        """Mean wall seconds of a timed step; None when there is none."""
+        return self.wall_seconds / self.steps if self.steps else None
 
     def images_per_s(self, batch_size: int) -> float:
         """Images per second over the timed steps; NaN when there is none."""

@@ -31,6 +31,9 @@ class TrainResult:
       images_per_s: training images (global batch) per second over this call's steps,
         excluding the first step (which traces); None when fewer than 2 steps ran.
       evaluations: epoch-end evaluations of this call.
+      step_wall_seconds: wall seconds of a step over the same steps, from fetching its batch
+        to its results being read back (the loop's pace, which `images_per_s`, the step
+        function's time alone, underestimates); None when fewer than 2 steps ran.
     """
 
     net: Supernet
@@ -41,6 +44,7 @@ class TrainResult:
     traces: int
     images_per_s: float | None
     evaluations: list[dict]
+    step_wall_seconds: float | None = None
 
 
 def default_dataset_fn(config: TrainConfig) -> DatasetFn:

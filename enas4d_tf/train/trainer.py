@@ -287,6 +287,7 @@ class Trainer:
         return arch_names(num_archs)
 
     def _train_one_step(self, iterator, phase: int) -> None:
+        begin = time.perf_counter()
         space, step = self.plan.space, self.step
         archs = self._step_archs(step, phase)
         stacked = sampling.stack_arch_tensors(space, archs)
@@ -307,7 +308,7 @@ class Trainer:
         self.step_var.assign(self.step)
         timed = self.train_step.traces == traces  # a step that traced is not timed
         if timed:
-            self.session.add(seconds)
+            self.session.add(seconds, time.perf_counter() - begin)
         self.window.add(out, len(archs), seconds if timed else None)
 
     def _kept(self) -> str:
@@ -381,4 +382,5 @@ class Trainer:
             traces,
             images_per_s,
             self.evaluations,
+            timing.step_wall_seconds(),
         )

@@ -129,6 +129,8 @@ def test_baseline_epochs_from_the_probe():
     assert timing["step_seconds"] == 1.0 and timing["setup_seconds"] == 12.0
     # 2 minutes: (120 - 12) s / (10 steps of 1 s) = 10.8 -> 10 epochs; capped at 4; at least 1.
     assert ch.baseline_epochs(timing, 2.0, 200, 10) == 10
+    # 1.9 minutes: 102 s is 10.2 epochs of steps alone, 9.7 with the 5% for epoch ends: 9.
+    assert ch.baseline_epochs(timing, 1.9, 200, 10) == 9
     assert ch.baseline_epochs(timing, 2.0, 4, 10) == 4
     assert ch.baseline_epochs(timing, 0.1, 200, 10) == 1
     with pytest.raises(ClaimError, match="fewer than 2"):

@@ -290,9 +290,11 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
 
     def fake_train(config, strategy=None, dataset_fn=None, log=None):
         probes.append(config)
-        # The probe's timed steps take 0.5 s each, and setting up 16 s more.
+        # The probe's timed steps take 0.5 s each in the loop (0.25 s of it in the step
+        # function: 128 images/s), and setting up 16 s more.
         clock[0] += 16.0 + budget.PROBE_STEPS * 0.5
-        return dataclasses.make_dataclass("R", ["images_per_s"])(images_per_s=64.0)
+        fields = ["images_per_s", "step_wall_seconds"]
+        return dataclasses.make_dataclass("R", fields)(images_per_s=128.0, step_wall_seconds=0.5)
 
     clock = [0.0]
     monkeypatch.setattr(budget.time, "monotonic", lambda: clock[0])
@@ -312,17 +314,19 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
     )
     lines = []
     fitted = budget.fit_epochs(config, strategy=None, log=lines.append)
-    # (120 s - 16 s setup) / (20 steps * 0.5 s) = 10.4 -> 10 epochs.
-    assert fitted.epochs == 10 and fitted == dataclasses.replace(config, epochs=10)
+    # (120 s - 16 s setup) / (20 steps * 0.5 s * 1.05) = 9.9 -> 9 epochs. Planned on the step
+    # function's 0.25 s instead, it would be 17 epochs, and the clock would cut the schedule.
+    assert budget.LOOP_OVERHEAD == 0.05
+    assert fitted.epochs == 9 and fitted == dataclasses.replace(config, epochs=9)
     (probe,) = probes
     assert probe.workdir != config.workdir and probe.max_train_minutes is None
     assert probe.steps_per_epoch == 1 + budget.PROBE_STEPS and probe.arch_file == config.arch_file
-    assert "planning 10 epochs of 20 steps" in lines[0] and "not even one" not in lines[0]
+    assert "planning 9 epochs of 20 steps" in lines[0] and "not even one" not in lines[0]
     # A workdir fitted before keeps its epochs: no second probe.
     (tmp_path / "run").mkdir()
     run_config = {"train": fitted.to_dict()}
     (tmp_path / "run" / "run_config.json").write_text(json.dumps(run_config))
-    assert budget.fit_epochs(config, strategy=None).epochs == 10 and len(probes) == 1
+    assert budget.fit_epochs(config, strategy=None).epochs == 9 and len(probes) == 1
     not_fitted = dataclasses.replace(config, fit_epochs_to_budget=False)
     assert budget.fit_epochs(not_fitted, None) is not_fitted
 

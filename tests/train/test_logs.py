@@ -105,3 +105,17 @@ def test_students_accuracy_is_over_the_examples_they_saw():
     assert record["smallest"] == {"loss": [1.0], "accuracy": [0.75]}
     # 8 images a second through the largest, 4 + 4 through the students.
     assert record["subnet_images_per_s"] == pytest.approx(16.0)
+
+
+def test_timing_keeps_the_step_functions_seconds_and_the_loops():
+    from enas4d_tf.train.logs import Timing
+
+    timing = Timing()
+    assert timing.step_wall_seconds() is None
+    timing.add(0.25, 0.5)
+    timing.add(0.35, 0.7)
+    assert timing.steps == 2 and abs(timing.seconds - 0.6) < 1e-12
+    assert abs(timing.step_wall_seconds() - 0.6) < 1e-12
+    assert abs(timing.images_per_s(32) - 32 * 2 / 0.6) < 1e-9
+    timing.add(0.4)  # no wall time given: the step's own
+    assert abs(timing.wall_seconds - 1.6) < 1e-12
