@@ -20,7 +20,8 @@ import os
 import statistics
 
 from enas4d_tf.errors import Enas4dError
-from enas4d_tf.train.budget import epochs_that_fit
+from enas4d_tf.train.budget import LOOP_OVERHEAD, epochs_that_fit
+from enas4d_tf.train.budget import PROBE_STEPS as _SUPERNET_PROBE_STEPS
 
 CHOICES_VERSION = 1
 # Flags of the training config that tools.train_baseline takes with the same meaning. Not
@@ -53,7 +54,7 @@ BASELINE_RECIPE_FLAGS = (
 # Steps of the baseline's timing probe: the first traces and is not timed. As many as the
 # supernet recipe's probe (`enas4d_tf.train.budget.PROBE_STEPS`), for the same reason: the
 # first steps run on prefetched batches and are faster than the run's pace.
-PROBE_STEPS = 41
+PROBE_STEPS = 1 + _SUPERNET_PROBE_STEPS
 
 
 class ClaimError(Enas4dError):
@@ -282,7 +283,8 @@ def probe_timing(log_records: list[dict], summary: dict, batch_size: int) -> dic
     """What the baseline's timing probe measured.
 
     The probe trains `PROBE_STEPS` steps, one progress record each; the first traces. A step
-    takes `batch_size / median(images_per_s)` of the others; setting up (tracing, the
+    takes `batch_size / median(images_per_s)` of the others (the baseline trainer times each
+    step from its batch's fetch: the loop's pace); setting up (tracing, the
     checkpoint, the final evaluation) takes the probe's training seconds less its timed steps.
 
     Returns:
@@ -315,8 +317,6 @@ def baseline_epochs(timing: dict, minutes: float, max_epochs: int, steps_per_epo
     """The most whole epochs (1..max_epochs) whose steps and setup fit in `minutes`, as
     `tools.train --fit_epochs_to_budget` plans them (`enas4d_tf.train.budget`: the steps at
     the probe's loop pace plus `LOOP_OVERHEAD` for epoch ends and evaluations)."""
-    from enas4d_tf.train.budget import LOOP_OVERHEAD
-
     step_seconds = timing["step_seconds"] * (1 + LOOP_OVERHEAD)
     setup = timing["setup_seconds"]
     return epochs_that_fit(minutes, max_epochs, steps_per_epoch, step_seconds, setup)

@@ -91,7 +91,7 @@ class TrainConfig:
         `kd_ratio` 0), so the run config records what ran. A multi-exit architecture weighs
         its exits with `exit_weights`; a cut one trains exit `s` alone.
       max_train_minutes: stop at the end of the step during which the run's training time
-        (every session's, evaluations excluded) reaches this many minutes, save a
+        (every session's, evaluations and checkpoints included) reaches this many minutes, save a
         checkpoint, and record how far it got in train_summary.json. None: no budget. The
         learning-rate schedule is still planned for `epochs`.
       arch_sampling: how a step's random architectures are drawn: "uniform" (every gene
@@ -114,8 +114,9 @@ class TrainConfig:
         measures this many fixed architectures spread over the space's MACs
         (`sampling.spread_archs`), so the log watches the whole space.
       fit_epochs_to_budget: choose `epochs` so that the planned schedule ends within
-        `max_train_minutes`: a fresh run first times a few steps in a scratch folder, then
-        plans the largest number of epochs (at most `epochs`) that fits. A resumed run keeps
+        `max_train_minutes`: a fresh run first times `budget.PROBE_STEPS` steps in a scratch
+        folder, then plans the largest number of epochs (at most `epochs`) that fits, with
+        `budget.LOOP_OVERHEAD` for epoch ends and evaluations. A resumed run keeps
         the epochs its run config records.
     """
 

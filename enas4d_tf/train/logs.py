@@ -86,8 +86,8 @@ def format_eta(seconds: float) -> str:
 @dataclasses.dataclass
 class Timing:
     """Timed steps and their seconds (a step that traced is not timed): of the step function
-    alone (`seconds`), and of the whole step in the loop (`wall_seconds`: fetching the
-    batch, the step, reading its results back)."""
+    alone (`seconds`), and of the whole step in the loop (`wall_seconds`: choosing its
+    architectures, fetching the batch, the step, reading its results back)."""
 
     steps: int = 0
     seconds: float = 0.0
