@@ -213,7 +213,7 @@ flags.DEFINE_bool(
     "fit_epochs_to_budget",
     _DEFAULTS.fit_epochs_to_budget,
     "With --max_train_minutes: time 40 steps first and plan the most epochs (at most "
-    "--epochs) whose schedule, with 10% for epoch ends and evaluations, ends within the budget.",
+    "--epochs) whose schedule, with 20% for epoch ends and evaluations, ends within the budget.",
 )
 flags.DEFINE_enum(
     "arch_sampling",

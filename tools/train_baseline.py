@@ -18,7 +18,7 @@ smoothing 0.1, seed 0; `--exit_weights` equal by default, or that file's 1,1,3),
 supernet's wall time as `--max_train_minutes` (one deployment) or that time divided by the
 number of networks the search chose (many deployments), and `--epochs` set to what fits in
 that time at the speed the log reports (`images_per_s`, timed from each batch's fetch) with
-10% to spare for epoch ends and evaluations, so the schedule decays to 0 by the end rather
+20% to spare for epoch ends and evaluations, so the schedule decays to 0 by the end rather
 than being cut off. The backbone keeps the defaults (the middle choice of each gene
 and the largest network's widths: 4.5 / 6.5 / 8.1 M MACs to exits 1 / 2 / 3 on
 fashion_mnist); a second configuration is compared on validation only (for example

@@ -32,8 +32,9 @@ class TrainResult:
         excluding the first step (which traces); None when fewer than 2 steps ran.
       evaluations: epoch-end evaluations of this call.
       step_wall_seconds: wall seconds of a step over the same steps, from choosing its
-        architectures and fetching its batch to its results being read back (the loop's pace, which `images_per_s`, the step
-        function's time alone, underestimates); None when fewer than 2 steps ran.
+        architectures and fetching its batch to its results being read back (the loop's
+        pace, which `images_per_s`, the step function's time alone, underestimates); None
+        when fewer than 2 steps ran.
     """
 
     net: Supernet
