@@ -114,10 +114,9 @@ def load(store_folder: str, offset: int, count: int, budget_points: int):
     Raises:
       Enas4dError: no store there, or fewer candidates than asked for.
     """
-    from bench.search_efficiency import SPLIT_SEED
+    from bench.search_efficiency import SPLIT_SEED, on_half
     from enas4d_tf.errors import WorkdirError
-    from enas4d_tf.exit_policy import ValidationSplit
-    from enas4d_tf.search.measurement import Measurement, cross_fit_folds
+    from enas4d_tf.search.measurement import cross_fit_folds
     from enas4d_tf.search.objectives import CostModel, DynamicObjective, pareto_budgets
     from enas4d_tf.search.store import Candidate, SearchStore, read_state
     from enas4d_tf.space import SearchSpace
@@ -154,11 +153,8 @@ def load(store_folder: str, offset: int, count: int, budget_points: int):
         candidate = store.get(key)
         if candidate is None:
             raise WorkdirError(f"candidate {key}: its predictions file is missing or unreadable")
-        m = full[key] = candidate.measurement
-        part = ValidationSplit.from_confidences(
-            m.split.confidence[:, half_a], m.split.correct[:, half_a]
-        )
-        records.append(Candidate(key, Measurement(m.arch, m.stage_macs, part, 0.0)))
+        full[key] = candidate.measurement
+        records.append(Candidate(key, on_half(candidate.measurement, half_a)))
     objective = DynamicObjective(space, costs, seed=0)
     return records, full, objective, half_b, pareto_budgets(costs, budget_points)
 

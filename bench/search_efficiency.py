@@ -153,6 +153,17 @@ def held_out_images(full, half_a, half_b, budgets) -> tuple:
     return c[exits], np.asarray(correct, bool)[exits, np.arange(n)]
 
 
+def on_half(full, half, costs=None):
+    """The `Measurement` of `full`'s candidate on the images `half` alone (its costs in the
+    cost model's unit with `costs`, else its MACs)."""
+    from enas4d_tf.exit_policy import ValidationSplit
+    from enas4d_tf.search.measurement import Measurement
+
+    s = full.split
+    part = ValidationSplit.from_confidences(s.confidence[:, half], s.correct[:, half])
+    return Measurement(full.arch, full.stage_macs, part, 0.0, costs)
+
+
 def search_half_points(half_a, budgets, seed: int) -> list:
     """`(average cost, accuracy)` of one candidate's points as half A estimates them, in
     `held_out_images`' order: the no-early-exit point (its last exit's accuracy on A), then
@@ -204,8 +215,6 @@ class Bench:
 
     def candidate(self, arch):
         """The search's record of `arch` on half A (measured on first use)."""
-        from enas4d_tf.exit_policy import ValidationSplit
-        from enas4d_tf.search.measurement import Measurement
         from enas4d_tf.search.store import Candidate
         from enas4d_tf.space import arch_key
 
@@ -220,13 +229,9 @@ class Bench:
                 if self.store is not None:
                     self.store.add(Candidate(key, m))
             self.full[key] = m
-            s = m.split
-            part = ValidationSplit.from_confidences(
-                s.confidence[:, self.half_a], s.correct[:, self.half_a]
-            )
             latency = self.costs.kind == "latency"
             costs = self.costs(arch) if latency else None
-            self.on_a[key] = Candidate(key, Measurement(arch, m.stage_macs, part, 0.0, costs))
+            self.on_a[key] = Candidate(key, on_half(m, self.half_a, costs))
         return self.on_a[key]
 
     def scored(self, key, budgets) -> list:
@@ -382,9 +387,9 @@ def bootstrap(
     resampled with replacement `resamples` times; each time every strategy's front after all
     its measurements, and the new search's after `GOAL_FRACTION` of them, are scored again
     (mean over the search seeds, which share the images). A front chosen on the search half
-    keeps its points in every resample; one chosen on the scoring half is chosen again in
-    each, by the cross-fit of each order's search seed (`search_seeds`, aligned with
-    `per_seed_orders`; all 0 when None). `seed` seeds the resampling. Returns 5/50/95th
+    keeps its points in every resample (chosen by the cross-fit of each order's search seed:
+    `search_seeds`, aligned with `per_seed_orders`; all 0 when None); one chosen on the
+    scoring half is chosen again in each. `seed` seeds the resampling. Returns 5/50/95th
     percentiles of each, and of the goal's margin (new at the allowed count minus random at
     the end)."""
     import numpy as np
