@@ -14,14 +14,15 @@ Pure functions over the files the earlier stages wrote (no TensorFlow):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import statistics
 
 from enas4d_tf.errors import Enas4dError
-from enas4d_tf.train.budget import LOOP_OVERHEAD, epochs_that_fit
-from enas4d_tf.train.budget import PROBE_STEPS as _SUPERNET_PROBE_STEPS
+from enas4d_tf.train.budget import PROBE_EPOCH_STEPS as _SUPERNET_PROBE_EPOCH_STEPS
+from enas4d_tf.train.budget import LoopCosts, epochs_that_fit, loop_costs
 
 CHOICES_VERSION = 1
 # Flags of the training config that tools.train_baseline takes with the same meaning. Not
@@ -51,10 +52,11 @@ BASELINE_RECIPE_FLAGS = (
     "steps_per_epoch",
     "seed",
 )
-# Steps of the baseline's timing probe: the first traces and is not timed. As many as the
-# supernet recipe's probe (`enas4d_tf.train.budget.PROBE_STEPS`), for the same reason: the
-# first steps run on prefetched batches and are faster than the run's pace.
-PROBE_STEPS = 1 + _SUPERNET_PROBE_STEPS
+# Steps of each of the two epochs of the baseline's timing probe (the first step traces and
+# is not timed): as many as the supernet recipe's probe
+# (`enas4d_tf.train.budget.PROBE_EPOCH_STEPS`), for the same reason: the first steps run on
+# prefetched batches and are faster than the run's pace.
+PROBE_EPOCH_STEPS = _SUPERNET_PROBE_EPOCH_STEPS
 
 
 class ClaimError(Enas4dError):
@@ -280,43 +282,56 @@ def make_choices(pareto: dict, limit_static: int = 0) -> dict:
 
 
 def probe_timing(log_records: list[dict], summary: dict, batch_size: int) -> dict:
-    """What the baseline's timing probe measured.
+    """What the baseline's timing probe measured (`enas4d_tf.train.budget.LoopCosts`).
 
-    The probe trains `PROBE_STEPS` steps, one progress record each; the first traces. A step
-    takes `batch_size / median(images_per_s)` of the others (the baseline trainer times each
-    step from its batch's fetch: the loop's pace); setting up (tracing, the
-    checkpoint, the final evaluation) takes the probe's training seconds less its timed steps.
+    The probe trains 2 epochs of `PROBE_EPOCH_STEPS` steps, one progress record each (its
+    `train_seconds` read after the step), and evaluates once after the first epoch. The
+    baseline trainer times each step from its batch's fetch (the loop's pace): a step takes
+    the mean of `batch_size / images_per_s` over the steps other than each epoch's first
+    (the first traces, or waits for the new epoch's pipeline). The second epoch's seconds
+    less its steps and the evaluation's are an epoch's fixed cost (checkpoint, new
+    pipeline); the first epoch's less its steps and that cost are the setup (tracing).
 
     Returns:
-      `{"step_seconds", "setup_seconds", "probe_seconds"}`.
+      `{"step_seconds", "epoch_seconds", "eval_seconds", "setup_seconds", "probe_seconds"}`.
 
     Raises:
-      ClaimError: the probe logged too few steps.
+      ClaimError: the probe logged too few steps, or not both of its epochs.
     """
-    rates = [
-        r["images_per_s"]
-        for r in log_records
-        if r.get("kind") == "train"
-        and _step(r) > 1
+    n = PROBE_EPOCH_STEPS
+    train = {_step(r): r for r in log_records if r.get("kind") == "train"}
+    seconds = [
+        batch_size / r["images_per_s"]
+        for step, r in train.items()
+        if step not in (1, n + 1)
         and isinstance(r.get("images_per_s"), (int, float))
         and r["images_per_s"] > 0
     ]
-    if len(rates) < 2:
+    if len(seconds) < 2:
         raise ClaimError("the early-exit baseline's timing probe logged fewer than 2 timed steps")
-    step_seconds = batch_size / statistics.median(rates)
-    probe_seconds = float(summary.get("train_seconds") or 0.0)
-    setup = max(0.0, probe_seconds - len(rates) * step_seconds)
+    ends = [train.get(n, {}).get("train_seconds"), train.get(2 * n, {}).get("train_seconds")]
+    if not all(isinstance(t, (int, float)) for t in ends):
+        raise ClaimError(
+            f"the early-exit baseline's timing probe logged no training seconds at step {n} "
+            f"or {2 * n} (the ends of its 2 epochs)"
+        )
+    evals = [r for r in log_records if r.get("kind") == "eval" and _step(r) == n]
+    eval_seconds = float(evals[0].get("seconds") or 0.0) if evals else 0.0
+    costs = loop_costs(statistics.fmean(seconds), n, ends[0], ends[1], eval_seconds)
     return {
-        "step_seconds": step_seconds,
-        "setup_seconds": setup,
-        "probe_seconds": probe_seconds,
+        **dataclasses.asdict(costs),
+        "probe_seconds": float(summary.get("train_seconds") or 0.0),
     }
 
 
-def baseline_epochs(timing: dict, minutes: float, max_epochs: int, steps_per_epoch: int) -> int:
-    """The most whole epochs (1..max_epochs) whose steps and setup fit in `minutes`, as
-    `tools.train --fit_epochs_to_budget` plans them (`enas4d_tf.train.budget`: the steps at
-    the probe's loop pace plus `LOOP_OVERHEAD` for epoch ends and evaluations)."""
-    step_seconds = timing["step_seconds"] * (1 + LOOP_OVERHEAD)
-    setup = timing["setup_seconds"]
-    return epochs_that_fit(minutes, max_epochs, steps_per_epoch, step_seconds, setup)
+def baseline_epochs(
+    timing: dict, minutes: float, max_epochs: int, steps_per_epoch: int, eval_every: int
+) -> int:
+    """The most whole epochs (1..max_epochs) that fit in `minutes`, planned as
+    `tools.train --fit_epochs_to_budget` plans them (`enas4d_tf.train.budget.epochs_that_fit`)
+    on the probe's costs; the baseline's final evaluation comes after its budget closes."""
+    fields = {f.name for f in dataclasses.fields(LoopCosts)}
+    costs = LoopCosts(**{k: float(v) for k, v in timing.items() if k in fields})
+    return epochs_that_fit(
+        minutes, max_epochs, steps_per_epoch, costs, eval_every, last_counts=False
+    )

@@ -224,19 +224,19 @@ def _baseline_recipe(c: Claim) -> tuple[list[str], dict]:
 
 
 def _probe(c: Claim, name: str, flags: list[str], batch_size: int) -> dict:
-    """Times `PROBE_STEPS` steps of the baseline in a scratch workdir (removed after)."""
+    """Times 2 epochs of `PROBE_EPOCH_STEPS` steps of the baseline, with an evaluation after
+    the first as the run evaluates, in a scratch workdir (removed after)."""
     folder = c.paths.probe(name)
     shutil.rmtree(folder, ignore_errors=True)  # a probe cut short would resume, not re-time
-    n = choices_lib.PROBE_STEPS
+    n = choices_lib.PROBE_EPOCH_STEPS
     probe_flags = [
         f"--workdir={folder}",
-        "--epochs=1",
+        "--epochs=2",
         f"--steps_per_epoch={n}",
         "--warmup_epochs=0",
         "--log_every_steps=1",
         f"--checkpoint_every_steps={n}",
-        "--eval_every_epochs=0",
-        "--max_eval_examples=100",
+        "--eval_every_epochs=1",
         "--num_val_images=100",
         "--pareto_points=2",
     ]
@@ -255,6 +255,7 @@ def stage_early_exit(c: Claim, choices: dict) -> None:
     validation and its front exported (`tools.train_baseline --out`)."""
     recipe, train_flags = _baseline_recipe(c)
     batch = int(train_flags.get("batch_size", 256))
+    eval_every = int(train_flags.get("eval_every_epochs", 1))  # BaselineConfig's default
     s = c.settings
     for baseline in choices["early_exit"]:
         name, flags = baseline["name"], recipe + baseline["flags"]
@@ -262,7 +263,7 @@ def stage_early_exit(c: Claim, choices: dict) -> None:
         for view in VIEWS:
             minutes = float(_minutes(choices, view))
             epochs = choices_lib.baseline_epochs(
-                timing, minutes, s.max_epochs, choices["steps_per_epoch"]
+                timing, minutes, s.max_epochs, choices["steps_per_epoch"], eval_every
             )
             args = flags + [
                 f"--workdir={c.paths.run(f'{name}_{view}')}",

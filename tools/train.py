@@ -212,8 +212,9 @@ flags.DEFINE_float(
 flags.DEFINE_bool(
     "fit_epochs_to_budget",
     _DEFAULTS.fit_epochs_to_budget,
-    "With --max_train_minutes: time 40 steps first and plan the most epochs (at most "
-    "--epochs) whose schedule, with 20% for epoch ends and evaluations, ends within the budget.",
+    "With --max_train_minutes: first train 2 short epochs to time a step, an epoch's end and "
+    "an evaluation, then plan the most epochs (at most --epochs) whose schedule, with 5% for "
+    "noise, ends within the budget.",
 )
 flags.DEFINE_enum(
     "arch_sampling",

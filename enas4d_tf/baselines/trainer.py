@@ -268,7 +268,7 @@ class Session:
             "loss": [float(v) for v in w["loss"] / count],
             "train_accuracy": [float(v) for v in w["correct"] / count],
             "images_per_s": w["count"] / w["seconds"] if w["seconds"] > 0 else None,
-            "train_seconds": round(self.seconds(), 1),
+            "train_seconds": round(self.seconds(), 3),
         }
         append_log(self.workdir.train_log, record)
         losses = " ".join(f"{v:.3f}" for v in record["loss"])
@@ -290,6 +290,7 @@ class Session:
         if self.evaluations and self.evaluations[-1]["step"] == self.step:
             return
         images, labels = val
+        t0 = time.perf_counter()
         accuracy = exit_accuracies(self.model, images, labels)
         record = {
             "kind": "eval",
@@ -298,6 +299,7 @@ class Session:
             "split": "validation",
             "num_images": int(len(labels)),
             "exit_accuracy": accuracy,
+            "seconds": round(time.perf_counter() - t0, 3),  # what a budget plans on
         }
         append_log(self.workdir.train_log, record)
         self.evaluations.append(record)

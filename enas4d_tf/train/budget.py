@@ -14,8 +14,11 @@ count stands (`seconds_before`).
 
 The learning-rate schedule is planned for `TrainConfig.epochs`, so a run the budget stops
 ends before its schedule does (its learning rate never decays to 0). `fit_epochs_to_budget`
-plans the epochs for the budget instead: it times `PROBE_STEPS` steps first, at the loop's
-pace, and allows `LOOP_OVERHEAD` more for epoch ends and evaluations (`fit_epochs`).
+plans the epochs for the budget instead (`fit_epochs`): a probe trains two short epochs of
+the same network and measures what a run's time is made of (`LoopCosts`): a step at the
+loop's pace, the fixed seconds of an epoch's end and the next one's start (checkpoint, a new
+input pipeline), one evaluation, and the setup (tracing). The run gets the most epochs whose
+sum, with `MARGIN` for noise, fits the budget.
 
 The benchmark of record (issue 16: networks trained alone, given the supernet's wall time or
 that time divided by the number of networks the search chose) uses the second:
@@ -28,7 +31,6 @@ clock leaves the network at a high learning rate.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
 import tempfile
@@ -40,18 +42,15 @@ from enas4d_tf.train.config import TrainConfig
 from enas4d_tf.workdir import Workdir
 
 RECORD_KIND = "budget"
-# Steps the epoch fit times after the first (which traces and is not timed): 40, so that the
-# few steps after tracing, fed from batches prefetched meanwhile, weigh little (2026-12-06).
-PROBE_STEPS = 40
-# What a run spends beyond its steps at the probe's loop pace, as a share of them: the loop's
-# logs and checkpoints, the epoch ends (a new epoch's input pipeline, a checkpoint) and the
-# evaluations every few epochs. Measured 2026-12-06/07 for the largest fashion_mnist network
-# alone (214-step epochs, an evaluation every 3), probe 1.020 s a step: its first five epochs
-# took 226-263 s (mean 254 s) against 218 s of steps, +16%; the extra came in bursts of
-# 30-60 s at some epoch ends. Planned on the steps alone, the clock cut the schedule at ~91%.
-# A share is a stopgap: the per-epoch cost is closer to fixed seconds, which weigh more for a
-# smaller network.
-LOOP_OVERHEAD = 0.20
+# Steps of each of the probe's two epochs (the first step traces and is not timed): 41 timed
+# steps, so that the few steps after tracing, fed from batches prefetched meanwhile, weigh
+# little (2026-12-06).
+PROBE_EPOCH_STEPS = 21
+# What the plan allows beyond the measured costs: the noise between the probe and the run
+# (two probes of the same network on the same idle VM timed 0.893 and 1.020 s a step), and the
+# checkpoints inside epochs. A budget that stops a run at 95% of its schedule leaves its
+# learning rate at 0.6% of the peak.
+MARGIN = 0.05
 
 
 def seconds_before(records: Iterable[dict], step: int) -> float:
@@ -134,60 +133,140 @@ class TimeBudget:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoopCosts:
+    """What a run's training seconds are made of, as a probe measured them.
+
+    Attributes:
+      step_seconds: a step at the loop's pace (batch fetch to results read back), other than
+        an epoch's first.
+      epoch_seconds: each epoch's fixed cost beyond its steps: its checkpoint, the next
+        epoch's input pipeline and the wait for its first batch.
+      eval_seconds: one epoch-end evaluation.
+      setup_seconds: once per session: tracing the step.
+    """
+
+    step_seconds: float
+    epoch_seconds: float
+    eval_seconds: float
+    setup_seconds: float
+
+    def seconds(self, epochs: int, steps_per_epoch: int, evaluations: int) -> float:
+        """Planned training seconds of `epochs` epochs with `evaluations` evaluations, `MARGIN`
+        included."""
+        epoch = steps_per_epoch * self.step_seconds + self.epoch_seconds
+        return (1 + MARGIN) * (
+            self.setup_seconds + epochs * epoch + evaluations * self.eval_seconds
+        )
+
+    def line(self) -> str:
+        """The costs, for a log line."""
+        return (
+            f"a step takes {self.step_seconds:.3f} s, an epoch's end {self.epoch_seconds:.1f} s, "
+            f"an evaluation {self.eval_seconds:.1f} s and setting up {self.setup_seconds:.1f} s"
+        )
+
+
+def loop_costs(
+    step_seconds: float,
+    probe_epoch_steps: int,
+    first_end: float,
+    second_end: float,
+    eval_seconds: float,
+) -> LoopCosts:
+    """The costs a two-epoch probe measured.
+
+    Args:
+      step_seconds: the probe's pace of a step other than an epoch's first.
+      probe_epoch_steps: steps of each probe epoch.
+      first_end: training seconds at the end of the first epoch (no evaluation before it).
+      second_end: training seconds at the end of the second, which evaluated once.
+      eval_seconds: that evaluation's seconds (0 for a run that does not evaluate).
+
+    Returns:
+      The second epoch less its steps and evaluation is an epoch's fixed cost; the first less
+      its steps and that fixed cost is the setup (neither below 0).
+    """
+    steps = probe_epoch_steps * step_seconds
+    epoch = max(0.0, second_end - first_end - steps - eval_seconds)
+    setup = max(0.0, first_end - steps - epoch)
+    return LoopCosts(step_seconds, epoch, eval_seconds, setup)
+
+
+def evaluations_in(epochs: int, every: int, last_counts: bool) -> int:
+    """Epoch-end evaluations a run of `epochs` epochs pays from its budget: one every `every`
+    epochs (none for `every <= 0`), and, with `last_counts`, one after the last epoch when
+    that is not already one of them (`tools.train` evaluates at the end inside its budget;
+    the early-exit baseline's final evaluation comes after its budget closes)."""
+    if every <= 0:
+        return 0
+    if last_counts:
+        return epochs // every + (1 if epochs % every else 0)
+    return (epochs - 1) // every
+
+
+def epochs_that_fit(
+    max_minutes: float,
+    max_epochs: int,
+    steps_per_epoch: int,
+    costs: LoopCosts,
+    eval_every: int,
+    last_counts: bool = True,
+) -> int:
+    """The most whole epochs (1..`max_epochs`) whose planned seconds (`LoopCosts.seconds`)
+    fit in `max_minutes`."""
+    room = 60.0 * max_minutes
+    for epochs in range(max_epochs, 0, -1):
+        evaluations = evaluations_in(epochs, eval_every, last_counts)
+        if costs.seconds(epochs, steps_per_epoch, evaluations) <= room:
+            return epochs
+    return 1
+
+
+@dataclasses.dataclass(frozen=True)
 class EpochFit:
     """What `fit_epochs` measured and chose.
 
     Attributes:
       epochs: the epochs planned (at most the config's, at least 1).
-      step_seconds: seconds of a timed step.
-      setup_seconds: the probe's seconds besides its timed steps (building, tracing, saving):
-        what the run pays again before its first step.
+      costs: what the probe measured.
       probe_seconds: the probe's wall time.
       steps_per_epoch: steps of an epoch of the run.
+      evaluations: epoch-end evaluations the plan counts.
     """
 
     epochs: int
-    step_seconds: float
-    setup_seconds: float
+    costs: LoopCosts
     probe_seconds: float
     steps_per_epoch: int
+    evaluations: int
 
     def line(self, max_minutes: float) -> str:
         """A log line saying what was planned and why."""
-        steps = self.epochs * self.steps_per_epoch * self.step_seconds * (1 + LOOP_OVERHEAD)
-        planned = (self.setup_seconds + steps) / 60
+        planned = self.costs.seconds(self.epochs, self.steps_per_epoch, self.evaluations) / 60
         short = (
             "; not even one epoch fits: the budget will stop the run inside it"
             if planned > max_minutes
             else ""
         )
         return (
-            f"fit_epochs_to_budget: a step takes {self.step_seconds:.3f} s and setting up "
-            f"{self.setup_seconds:.1f} s (timed on {PROBE_STEPS} steps in "
-            f"{self.probe_seconds:.1f} s; {100 * LOOP_OVERHEAD:.0f}% more for epoch ends and "
-            f"evaluations): planning {self.epochs} epochs of "
-            f"{self.steps_per_epoch} steps, about {planned:.1f} of {max_minutes:g} minutes{short}"
+            f"fit_epochs_to_budget: {self.costs.line()} (a probe of 2 epochs of "
+            f"{PROBE_EPOCH_STEPS} steps, {self.probe_seconds:.1f} s; {100 * MARGIN:.0f}% more "
+            f"for noise): planning {self.epochs} epochs of {self.steps_per_epoch} steps and "
+            f"{self.evaluations} evaluations, about {planned:.1f} of {max_minutes:g} "
+            f"minutes{short}"
         )
-
-
-def epochs_that_fit(
-    max_minutes: float, max_epochs: int, steps_per_epoch: int, step_seconds: float, setup: float
-) -> int:
-    """The most whole epochs (1..`max_epochs`) whose steps and setup fit in `max_minutes`."""
-    room = 60.0 * max_minutes - setup
-    epochs = math.floor(room / (steps_per_epoch * step_seconds)) if step_seconds > 0 else max_epochs
-    return max(1, min(max_epochs, epochs))
 
 
 def fit_epochs(config: TrainConfig, strategy, dataset_fn=None, log=None) -> TrainConfig:
     """`config` with `epochs` planned for its budget (`fit_epochs_to_budget`).
 
     A workdir whose run config was fitted before keeps its epochs (a resumed run plans
-    nothing again). A fresh run first trains `1 + PROBE_STEPS` steps of the same network in a
-    scratch folder (removed after) and times them in the loop (`TrainResult.step_wall_seconds`);
-    the run then gets the most epochs, at most `config.epochs`, whose steps (plus
-    `LOOP_OVERHEAD` for epoch ends and evaluations) and the setup the probe paid fit in the
-    budget. The probe's own time is not counted in the run's budget; the log line states it.
+    nothing again). A fresh run first trains the same network for 2 epochs of
+    `PROBE_EPOCH_STEPS` steps in a scratch folder (removed after), evaluating once at the
+    end as the run evaluates, and reads its `TrainResult.timing` (`loop_costs`). The run then
+    gets the most epochs, at most `config.epochs`, whose planned seconds fit the budget
+    (`epochs_that_fit`). The probe's own time is not counted in the run's budget; the log line
+    states it.
 
     Args:
       config: the run (returned unchanged without `fit_epochs_to_budget`).
@@ -212,15 +291,17 @@ def fit_epochs(config: TrainConfig, strategy, dataset_fn=None, log=None) -> Trai
     from enas4d_tf.train.trainer import train
 
     scratch = tempfile.mkdtemp(prefix="enas4d_budget_probe_")
+    n = PROBE_EPOCH_STEPS
+    evaluates = config.eval_every_epochs > 0
     probe = dataclasses.replace(
         config,
         workdir=os.path.join(scratch, "run"),
-        epochs=1,
-        steps_per_epoch=1 + PROBE_STEPS,
+        epochs=2,
+        steps_per_epoch=n,
         warmup_epochs=0.0,
-        eval_every_epochs=0,
-        log_every_steps=1 + PROBE_STEPS,
-        checkpoint_every_steps=1 + PROBE_STEPS,
+        eval_every_epochs=2 if evaluates else 0,  # once, at the second epoch's end
+        log_every_steps=n,
+        checkpoint_every_steps=n,
         max_train_minutes=None,
         fit_epochs_to_budget=False,
     )
@@ -230,21 +311,19 @@ def fit_epochs(config: TrainConfig, strategy, dataset_fn=None, log=None) -> Trai
         probe_seconds = time.monotonic() - t0
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    timing = result.timing
     # The loop's pace (batch fetch, step, results read back), not the step function's alone:
     # the latter ran 7-12% under the run's pace, enough for the budget to cut the schedule.
-    step_seconds = result.step_wall_seconds
+    step_seconds = timing.step_wall_seconds()
     if step_seconds is None:  # no timed step in the loop: the step function's rate
         step_seconds = config.batch_size / result.images_per_s
-    setup = probe_seconds - PROBE_STEPS * step_seconds
+    first_end, second_end = timing.epoch_ends[:2]
+    costs = loop_costs(step_seconds, n, first_end, second_end, sum(timing.eval_seconds))
     steps_per_epoch = _plan(config, strategy).steps_per_epoch
-    epochs = epochs_that_fit(
-        config.max_train_minutes,
-        config.epochs,
-        steps_per_epoch,
-        step_seconds * (1 + LOOP_OVERHEAD),
-        setup,
-    )
-    fit = EpochFit(epochs, step_seconds, setup, probe_seconds, steps_per_epoch)
+    every = config.eval_every_epochs
+    epochs = epochs_that_fit(config.max_train_minutes, config.epochs, steps_per_epoch, costs, every)
+    evaluations = evaluations_in(epochs, every, last_counts=True)
+    fit = EpochFit(epochs, costs, probe_seconds, steps_per_epoch, evaluations)
     (log or print)(fit.line(config.max_train_minutes))
     return dataclasses.replace(config, epochs=epochs)
 

@@ -114,10 +114,11 @@ class TrainConfig:
         measures this many fixed architectures spread over the space's MACs
         (`sampling.spread_archs`), so the log watches the whole space.
       fit_epochs_to_budget: choose `epochs` so that the planned schedule ends within
-        `max_train_minutes`: a fresh run first times `budget.PROBE_STEPS` steps in a scratch
-        folder, then plans the largest number of epochs (at most `epochs`) that fits, with
-        `budget.LOOP_OVERHEAD` for epoch ends and evaluations. A resumed run keeps
-        the epochs its run config records.
+        `max_train_minutes`: a fresh run first trains 2 short epochs in a scratch folder
+        and measures a step, an epoch's end, an evaluation and the setup
+        (`budget.LoopCosts`), then plans the largest number of epochs (at most `epochs`)
+        that fits, with `budget.MARGIN` for noise. A resumed run keeps the epochs its run
+        config records.
     """
 
     workdir: str

@@ -87,20 +87,40 @@ def format_eta(seconds: float) -> str:
 class Timing:
     """Timed steps and their seconds (a step that traced is not timed): of the step function
     alone (`seconds`), and of the whole step in the loop (`wall_seconds`: choosing its
-    architectures, fetching the batch, the step, reading its results back)."""
+    architectures, fetching the batch, the step, reading its results back).
+
+    Also what `enas4d_tf.train.budget` plans a run's epochs on: the steps after the first of
+    each epoch (`steady_steps`, `steady_wall_seconds`: the first waits for the epoch's new
+    input pipeline), the session's training seconds at each epoch end, after its checkpoint
+    and evaluation (`epoch_ends`), and the seconds of each epoch-end evaluation
+    (`eval_seconds`)."""
 
     steps: int = 0
     seconds: float = 0.0
     wall_seconds: float = 0.0
+    steady_steps: int = 0
+    steady_wall_seconds: float = 0.0
+    epoch_ends: list = dataclasses.field(default_factory=list)
+    eval_seconds: list = dataclasses.field(default_factory=list)
 
-    def add(self, seconds: float, wall_seconds: float | None = None) -> None:
-        """Counts one timed step of `seconds` (`wall_seconds`: default the same)."""
+    def add(
+        self, seconds: float, wall_seconds: float | None = None, first_of_epoch: bool = False
+    ) -> None:
+        """Counts one timed step of `seconds` (`wall_seconds`: default the same);
+        `first_of_epoch`: the step fetched the first batch of an epoch's pipeline."""
+        wall = seconds if wall_seconds is None else wall_seconds
         self.steps += 1
         self.seconds += seconds
-        self.wall_seconds += seconds if wall_seconds is None else wall_seconds
+        self.wall_seconds += wall
+        if not first_of_epoch:
+            self.steady_steps += 1
+            self.steady_wall_seconds += wall
 
     def step_wall_seconds(self) -> float | None:
-        """Mean wall seconds of a timed step; None when there is none."""
+        """Mean wall seconds of a timed step other than an epoch's first (of any timed step
+        when there is no other); None when no step was timed."""
+        if self.steady_steps:
+            return self.steady_wall_seconds / self.steady_steps
         return self.wall_seconds / self.steps if self.steps else None
 
     def images_per_s(self, batch_size: int) -> float:

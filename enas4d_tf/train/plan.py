@@ -15,6 +15,7 @@ from enas4d_tf.train.config import TrainConfig
 from enas4d_tf.train.config import steps_per_epoch as config_steps_per_epoch
 from enas4d_tf.train.distribution import DatasetFn
 from enas4d_tf.train.fixed_arch import RUN_CONFIG_KEY, FixedArch, read_fixed_arch
+from enas4d_tf.train.logs import Timing
 
 
 @dataclasses.dataclass
@@ -31,10 +32,13 @@ class TrainResult:
       images_per_s: training images (global batch) per second over this call's steps,
         excluding the first step (which traces); None when fewer than 2 steps ran.
       evaluations: epoch-end evaluations of this call.
-      step_wall_seconds: wall seconds of a step over the same steps, from choosing its
-        architectures and fetching its batch to its results being read back (the loop's
-        pace, which `images_per_s`, the step function's time alone, underestimates); None
-        when fewer than 2 steps ran.
+      step_wall_seconds: wall seconds of a step over the same steps less each epoch's first
+        (which waits for the epoch's input pipeline), from choosing its architectures and
+        fetching its batch to its results being read back (the loop's pace, which
+        `images_per_s`, the step function's time alone, underestimates); None when fewer
+        than 2 steps ran.
+      timing: this call's `logs.Timing` (steps, epoch ends, evaluations), which
+        `budget.fit_epochs` plans on; None when the run had already finished.
     """
 
     net: Supernet
@@ -46,6 +50,7 @@ class TrainResult:
     images_per_s: float | None
     evaluations: list[dict]
     step_wall_seconds: float | None = None
+    timing: Timing | None = None
 
 
 def default_dataset_fn(config: TrainConfig) -> DatasetFn:

@@ -262,8 +262,10 @@ class Trainer:
         skip = self.step - epoch * steps_per_epoch
         iterator = iter(distributed_epoch(self.strategy, dataset_fn, epoch, skip))
         epoch_end = (epoch + 1) * steps_per_epoch
+        first = True  # the step that waits for the new pipeline's first batch
         while self.step < epoch_end:
-            self._train_one_step(iterator, phase)
+            self._train_one_step(iterator, phase, first)
+            first = False
             stop = self.budget.check()
             if (
                 stop
@@ -286,7 +288,7 @@ class Trainer:
     def _arch_names(self, num_archs: int) -> list[str]:
         return arch_names(num_archs)
 
-    def _train_one_step(self, iterator, phase: int) -> None:
+    def _train_one_step(self, iterator, phase: int, first_of_epoch: bool = False) -> None:
         begin = time.perf_counter()
         space, step = self.plan.space, self.step
         archs = self._step_archs(step, phase)
@@ -308,7 +310,7 @@ class Trainer:
         self.step_var.assign(self.step)
         timed = self.train_step.traces == traces  # a step that traced is not timed
         if timed:
-            self.session.add(seconds, time.perf_counter() - begin)
+            self.session.add(seconds, time.perf_counter() - begin, first_of_epoch)
         self.window.add(out, len(archs), seconds if timed else None)
 
     def _kept(self) -> str:
@@ -338,7 +340,10 @@ class Trainer:
         every = self.config.eval_every_epochs
         last = epoch + 1 == self.config.epochs or self.budget.stopped
         if evaluator is not None and ((complete and (epoch + 1) % every == 0) or last):
+            t0 = time.perf_counter()
             self.evaluations.append(self._evaluate_now(evaluator, epoch))
+            self.session.eval_seconds.append(time.perf_counter() - t0)
+        self.session.epoch_ends.append(self.budget.elapsed() - self.budget.before)
 
     def _evaluate_now(self, evaluator: Evaluator, epoch: int) -> dict:
         log = self.log
@@ -383,4 +388,5 @@ class Trainer:
             images_per_s,
             self.evaluations,
             timing.step_wall_seconds(),
+            timing,
         )

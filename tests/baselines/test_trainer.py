@@ -86,6 +86,7 @@ def test_a_stopped_and_a_killed_run_resume_to_the_same_weights(tmp_path):
     summary = json.load(open(paths.train_summary))
     assert summary["finished"] and summary["epochs_completed"] == 2.0
     assert len(summary["evaluations"][-1]["exit_accuracy"]) == 2
+    assert summary["evaluations"][-1]["seconds"] > 0  # what the claim's probe plans on
     again = train_baseline(config, log=_quiet)
     assert again.steps_run == 0 and again.step == 16
     saved = open(paths.config).read()
@@ -107,3 +108,27 @@ def test_divergence_stops_with_one_line_and_keeps_a_finite_checkpoint(tmp_path):
     for name, dtype in reader.get_variable_to_dtype_map().items():
         if dtype.is_floating:
             assert np.all(np.isfinite(reader.get_tensor(name))), name
+
+
+def test_the_claims_timing_probe_reads_a_real_two_epoch_run(tmp_path):
+    from bench import claim_choices as ch
+
+    n = ch.PROBE_EPOCH_STEPS
+    # The probe's flags (bench/claim_stages._probe): 2 epochs of n steps, every step logged,
+    # an evaluation after the first epoch.
+    probe = dict(SMALL, epochs=2, log_every_steps=1, checkpoint_every_steps=n, eval_every_epochs=1)
+    probe.update(max_train_examples=32 * n, warmup_epochs=0.0)
+    config = BaselineConfig(workdir=str(tmp_path / "probe"), **probe)
+    train_baseline(config, log=_quiet)
+    paths = BaselineWorkdir(config.workdir)
+    records = [json.loads(line) for line in open(paths.train_log)]
+    summary = json.load(open(paths.train_summary))
+    timing = ch.probe_timing(records, summary, batch_size=32)
+    (inside,) = [r for r in records if r["kind"] == "eval" and r["step"] == n]
+    assert timing["eval_seconds"] == inside["seconds"] > 0
+    assert timing["step_seconds"] > 0 and timing["setup_seconds"] > 0
+    # Planned on its own costs, the probe's 2 epochs (one evaluation inside the budget, the
+    # final one after it) fit in its own seconds with the margin, and not in 10% less.
+    end = {r["step"]: r for r in records if r["kind"] == "train"}[2 * n]["train_seconds"]
+    assert ch.baseline_epochs(timing, 1.06 * end / 60, 5, n, eval_every=1) == 2
+    assert ch.baseline_epochs(timing, 0.90 * end / 60, 5, n, eval_every=1) == 1

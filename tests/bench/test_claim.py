@@ -120,21 +120,41 @@ def test_flagfile_bare_booleans_and_bad_lines(tmp_path):
             ch.parse_flagfile(str(path))
 
 
+def _probe_records(n):
+    # Two epochs of n steps at batch 256. Step 1 traces (10 images/s) and epoch 2's first
+    # step waits for its pipeline (64 images/s); the others run 256 images/s: 1 s a step.
+    # Epoch 1's steps end at 30 s; epoch 2's at 30 + 3 (checkpoint, pipeline) + 12
+    # (evaluation after epoch 1) + n - 1 + 4 (its first step) = 48 + n s.
+    records = []
+    for s in range(1, 2 * n + 1):
+        rate = 10.0 if s == 1 else 64.0 if s == n + 1 else 256.0
+        records.append({"kind": "train", "step": s, "images_per_s": rate})
+    records[n - 1]["train_seconds"] = 30.0
+    records[2 * n - 1]["train_seconds"] = 48.0 + n
+    records.append({"kind": "eval", "step": n, "seconds": 12.0})
+    return records
+
+
 def test_baseline_epochs_from_the_probe():
-    # Step 1 traces (not timed); steps 2..9 run 256 images/s at batch 256: 1 s a step. The
-    # probe's 20 s less its 8 timed seconds is the setup: 12 s.
-    records = [{"kind": "train", "step": 1, "images_per_s": 10.0}]
-    records += [{"kind": "train", "step": s, "images_per_s": 256.0} for s in range(2, 10)]
-    timing = ch.probe_timing(records, {"train_seconds": 20.0}, batch_size=256)
-    assert timing["step_seconds"] == 1.0 and timing["setup_seconds"] == 12.0
-    # 2.5 minutes: (150 - 12) s / (10 steps of 1 s) = 13.8 epochs of steps alone, 11.5 with
-    # 20% for epoch ends and evaluations -> 11; capped at 4; at least 1.
-    assert ch.LOOP_OVERHEAD == 0.20
-    assert ch.baseline_epochs(timing, 2.5, 200, 10) == 11
-    assert ch.baseline_epochs(timing, 2.0, 4, 10) == 4
-    assert ch.baseline_epochs(timing, 0.1, 200, 10) == 1
+    n = ch.PROBE_EPOCH_STEPS
+    records = _probe_records(n)
+    timing = ch.probe_timing(records, {"train_seconds": 48.0 + n}, batch_size=256)
+    # The first steps of the epochs are not the pace; epoch 2's wait (4 - 1 s) and its
+    # checkpoint and pipeline (3 s) are the epoch's fixed cost; the rest of epoch 1 is setup.
+    assert timing["step_seconds"] == 1.0 and timing["eval_seconds"] == 12.0
+    assert timing["epoch_seconds"] == 6.0 and timing["setup_seconds"] == 30.0 - n - 6.0
+    # 5 minutes for 50-step epochs of 56 s, an evaluation every 2 epochs (12 s) but not the
+    # final one: 5 epochs take 1.05 * (3 + 5 * 56 + 2 * 12) = 322.35 s > 300 s, 4 take
+    # 1.05 * (3 + 4 * 56 + 12) = 250.95 s.
+    assert ch.baseline_epochs(timing, 5.0, 200, 50, eval_every=2) == 4
+    assert ch.baseline_epochs(timing, 5.0, 3, 50, eval_every=2) == 3
+    assert ch.baseline_epochs(timing, 0.1, 200, 50, eval_every=2) == 1
     with pytest.raises(ClaimError, match="fewer than 2"):
         ch.probe_timing(records[:2], {"train_seconds": 3.0}, 256)
+    no_end = [dict(r) for r in records]
+    no_end[2 * n - 1].pop("train_seconds")
+    with pytest.raises(ClaimError, match=f"step {n} or {2 * n}"):
+        ch.probe_timing(no_end, {}, 256)
 
 
 def _pt(name, cost, acc, group="dynamic", view=None, latency=None):

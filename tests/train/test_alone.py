@@ -10,6 +10,7 @@ from enas4d_tf.errors import TrainError
 from enas4d_tf.space import SearchSpace
 from enas4d_tf.train import budget
 from enas4d_tf.train.fixed_arch import FixedArch, read_fixed_arch
+from enas4d_tf.train.logs import Timing
 
 TINY = SearchSpace.preset("tiny")
 
@@ -139,10 +140,39 @@ def test_a_resumed_session_takes_the_time_of_the_checkpoint_it_resumes_from():
 
 
 def test_epochs_that_fit_the_budget():
-    # 10 minutes, 5 s to set up, 100 steps of 0.5 s an epoch: (600 - 5) / 50 = 11.9 -> 11.
-    assert budget.epochs_that_fit(10.0, 20, 100, 0.5, 5.0) == 11
-    assert budget.epochs_that_fit(10.0, 8, 100, 0.5, 5.0) == 8  # at most the config's
-    assert budget.epochs_that_fit(0.1, 8, 100, 0.5, 5.0) == 1  # at least one
+    costs = budget.LoopCosts(
+        step_seconds=0.5, epoch_seconds=10.0, eval_seconds=30.0, setup_seconds=5.0
+    )
+    assert budget.MARGIN == 0.05
+    # 10 minutes = 600 s; an epoch is 100 steps of 0.5 s + 10 s = 60 s; evaluations every 3
+    # epochs and after the last. 8 epochs: 1.05 * (5 + 480 + 3 * 30) = 603.75 s, too long;
+    # 7 epochs: 1.05 * (5 + 420 + 3 * 30) = 540.75 s.
+    assert budget.epochs_that_fit(10.0, 20, 100, costs, eval_every=3) == 7
+    # A share of the steps (the old plan) would have allowed more: the fixed seconds count.
+    assert costs.seconds(8, 100, 3) > 600.0 >= costs.seconds(7, 100, 3)
+    # Without evaluations: 1.05 * (5 + 9 * 60) = 572.25 s fits, 10 epochs (635.25 s) do not.
+    assert budget.epochs_that_fit(10.0, 20, 100, costs, eval_every=0) == 9
+    assert budget.epochs_that_fit(10.0, 8, 100, costs, eval_every=3) == 7
+    assert budget.epochs_that_fit(10.0, 5, 100, costs, eval_every=3) == 5  # at most the cap
+    assert budget.epochs_that_fit(0.1, 8, 100, costs, eval_every=3) == 1  # at least one
+
+
+def test_evaluations_a_budget_pays_for():
+    # tools.train evaluates every `every` epochs and after the last, inside its budget.
+    assert [budget.evaluations_in(e, 3, True) for e in (1, 2, 3, 4, 6, 7)] == [1, 1, 1, 2, 2, 3]
+    # The early-exit baseline's last evaluation comes after its budget closes.
+    assert [budget.evaluations_in(e, 3, False) for e in (1, 3, 4, 6, 7)] == [0, 0, 1, 1, 2]
+    assert budget.evaluations_in(9, 0, True) == 0
+
+
+def test_loop_costs_from_a_two_epoch_probe():
+    # 21 steps of 1 s an epoch. Epoch 1 ends at 60 s (tracing inside); epoch 2 at 60 + 21 +
+    # 7 (its end) + 30 (the evaluation) = 118 s.
+    costs = budget.loop_costs(1.0, 21, 60.0, 118.0, 30.0)
+    assert costs == budget.LoopCosts(1.0, 7.0, 30.0, 32.0)  # setup: 60 - 21 - 7
+    # Measured costs are never negative, whatever the noise.
+    noisy = budget.loop_costs(1.0, 21, 10.0, 40.0, 30.0)
+    assert noisy.epoch_seconds == 0.0 and noisy.setup_seconds == 0.0
 
 
 # -- the forward pass cut at an exit, and what a run trains (TensorFlow) --------------------
@@ -291,10 +321,15 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
     def fake_train(config, strategy=None, dataset_fn=None, log=None):
         probes.append(config)
         # The probe's timed steps take 0.5 s each in the loop (0.25 s of it in the step
-        # function: 128 images/s), and setting up 16 s more.
-        clock[0] += 16.0 + budget.PROBE_STEPS * 0.5
-        fields = ["images_per_s", "step_wall_seconds"]
-        return dataclasses.make_dataclass("R", fields)(images_per_s=128.0, step_wall_seconds=0.5)
+        # function: 128 images/s). Epoch 2 ends at 33.5 s: 16 s after epoch 1 plus its 21
+        # steps (10.5 s), its end (2 s) and its evaluation (5 s). The setup is epoch 1's 16 s
+        # less its steps and end: 3.5 s.
+        clock[0] += 40.0
+        timing = Timing(steady_steps=40, steady_wall_seconds=20.0)
+        timing.epoch_ends.extend([16.0, 33.5])
+        timing.eval_seconds.append(5.0)
+        fields = ["images_per_s", "timing"]
+        return dataclasses.make_dataclass("R", fields)(images_per_s=128.0, timing=timing)
 
     clock = [0.0]
     monkeypatch.setattr(budget.time, "monotonic", lambda: clock[0])
@@ -314,19 +349,23 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
     )
     lines = []
     fitted = budget.fit_epochs(config, strategy=None, log=lines.append)
-    # (120 s - 16 s setup) / (20 steps * 0.5 s * 1.20) = 8.7 -> 8 epochs. Planned on the step
-    # function's 0.25 s instead, it would be 15 epochs, and the clock would cut the schedule.
-    assert budget.LOOP_OVERHEAD == 0.20
-    assert fitted.epochs == 8 and fitted == dataclasses.replace(config, epochs=8)
+    # An epoch: 20 steps * 0.5 s + 2 s = 12 s; an evaluation every epoch (the config's
+    # default) 5 s; setup 3.5 s. 6 epochs: 1.05 * (3.5 + 6 * 17) = 110.8 s <= 120 s; 7:
+    # 128.6 s. Planned on the step function's 0.25 s and no epoch costs, it would be 22.
+    assert config.eval_every_epochs == 1
+    assert fitted.epochs == 6 and fitted == dataclasses.replace(config, epochs=6)
     (probe,) = probes
     assert probe.workdir != config.workdir and probe.max_train_minutes is None
-    assert probe.steps_per_epoch == 1 + budget.PROBE_STEPS and probe.arch_file == config.arch_file
-    assert "planning 8 epochs of 20 steps" in lines[0] and "not even one" not in lines[0]
+    assert probe.epochs == 2 and probe.steps_per_epoch == budget.PROBE_EPOCH_STEPS
+    assert probe.eval_every_epochs == 2 and probe.arch_file == config.arch_file
+    assert "planning 6 epochs of 20 steps and 6 evaluations" in lines[0]
+    assert "an epoch's end 2.0 s, an evaluation 5.0 s and setting up 3.5 s" in lines[0]
+    assert "not even one" not in lines[0]
     # A workdir fitted before keeps its epochs: no second probe.
     (tmp_path / "run").mkdir()
     run_config = {"train": fitted.to_dict()}
     (tmp_path / "run" / "run_config.json").write_text(json.dumps(run_config))
-    assert budget.fit_epochs(config, strategy=None).epochs == 8 and len(probes) == 1
+    assert budget.fit_epochs(config, strategy=None).epochs == 6 and len(probes) == 1
     not_fitted = dataclasses.replace(config, fit_epochs_to_budget=False)
     assert budget.fit_epochs(not_fitted, None) is not_fitted
 

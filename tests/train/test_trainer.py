@@ -60,6 +60,14 @@ def test_real_slice_loss_falls_for_largest_and_smallest_with_one_trace(tmp_path)
     assert evaluation["largest"]["accuracy"][-1] > 0.25
     assert evaluation["smallest"]["accuracy"][-1] > 0.2
     assert any(line.startswith("step 24/24") and "img/s" in line for line in lines)
+    # What a budget plans on: each epoch's end (the session's seconds, rising), the one
+    # evaluation's seconds inside the second epoch, and a pace without each epoch's first step.
+    timing = result.timing
+    assert len(timing.epoch_ends) == 2 and 0 < timing.epoch_ends[0] < timing.epoch_ends[1]
+    assert len(timing.eval_seconds) == 1
+    assert timing.epoch_ends[1] - timing.epoch_ends[0] > timing.eval_seconds[0] > 0
+    assert timing.steps == 23 and timing.steady_steps == 22  # step 1 traced; step 13 first
+    assert result.step_wall_seconds == timing.steady_wall_seconds / 22
     # The trace is announced once, before it starts, and its time said after it.
     tracing = [i for i, line in enumerate(lines) if "tracing the training step" in line]
     assert len(tracing) == 1 and lines[tracing[0]].startswith("step 1:")
