@@ -64,7 +64,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
 
+from enas4d_tf.search.evolution import EvolutionConfig  # noqa: E402  (no TensorFlow)
 from tools._cli import fail, flags_parser  # noqa: E402
+
+# The new search's predictor settings when the flags do not say (tools.search's defaults).
+EVOLUTION_DEFAULTS = {
+    name: getattr(EvolutionConfig(), name)
+    for name in ("min_predictor_tau", "inner_min_predictor_tau")
+}
 
 
 def define_flags() -> None:
@@ -88,6 +95,29 @@ def define_flags() -> None:
     )
     flags.DEFINE_integer(
         "inner_generations", 50, "The new search's inner generations.", lower_bound=1
+    )
+    flags.DEFINE_float(
+        "min_predictor_tau",
+        EVOLUTION_DEFAULTS["min_predictor_tau"],
+        "The new search's predictor floor (tools.search --min_predictor_tau).",
+        lower_bound=-1.0,
+        upper_bound=1.0,
+    )
+    flags.DEFINE_float(
+        "inner_min_predictor_tau",
+        EVOLUTION_DEFAULTS["inner_min_predictor_tau"],
+        "The held-out tau the new search's predictor needs before its inner evolution runs "
+        "(tools.search --inner_min_predictor_tau).",
+        lower_bound=-1.0,
+        upper_bound=1.0,
+    )
+    flags.DEFINE_integer(
+        "new_measurements",
+        0,
+        "Candidates the new search measures (0: --measurements). Fewer, but at least "
+        "--measurements / 4, to screen a variant against random and old searches already "
+        "measured: the goal needs the new search's curve only up to a quarter.",
+        lower_bound=0,
     )
     flags.DEFINE_integer(
         "bootstrap",
@@ -261,6 +291,14 @@ class Bench:
         return self.images[key]
 
 
+def strategy_limits(settings: dict) -> dict:
+    """Candidates each strategy measures: `measurements`, the new search's
+    `new_measurements` when set."""
+    limits = {name: settings["measurements"] for name in STRATEGIES}
+    limits["new"] = settings.get("new_measurements") or settings["measurements"]
+    return limits
+
+
 def run_strategy(name, bench, objective, budgets, settings, seed, generations=None) -> list:
     """The keys `name` measured, in order, `settings["measurements"]` of them. With a list
     `generations`, each finished generation's predictor record (`predictor_row`) is added to
@@ -270,7 +308,7 @@ def run_strategy(name, bench, objective, budgets, settings, seed, generations=No
     from enas4d_tf.search.evolution import EvolutionConfig, evolve
     from enas4d_tf.space.ops import sample_within
 
-    limit, order = settings["measurements"], []
+    limit, order = strategy_limits(settings)[name], []
 
     def measure(archs):
         out = []
@@ -299,6 +337,12 @@ def run_strategy(name, bench, objective, budgets, settings, seed, generations=No
         else dict(
             inner_population=settings["inner_population"],
             inner_generations=settings["inner_generations"],
+            min_predictor_tau=settings.get(
+                "min_predictor_tau", EVOLUTION_DEFAULTS["min_predictor_tau"]
+            ),
+            inner_min_predictor_tau=settings.get(
+                "inner_min_predictor_tau", EVOLUTION_DEFAULTS["inner_min_predictor_tau"]
+            ),
         )
     )
     config = EvolutionConfig(
@@ -382,6 +426,7 @@ def bootstrap(
     seed=0,
     chosen_on: str = CHOSEN_ON[0],
     search_seeds=None,
+    limits=None,
 ) -> dict:
     """How much of the verdict the choice of scoring images decides: half B's images are
     resampled with replacement `resamples` times; each time every strategy's front after all
@@ -389,14 +434,16 @@ def bootstrap(
     (mean over the search seeds, which share the images). A front chosen on the search half
     keeps its points in every resample (chosen by the cross-fit of each order's search seed:
     `search_seeds`, aligned with `per_seed_orders`; all 0 when None); one chosen on the
-    scoring half is chosen again in each. `seed` seeds the resampling. Returns 5/50/95th
-    percentiles of each, and of the goal's margin (new at the allowed count minus random at
-    the end)."""
+    scoring half is chosen again in each. `seed` seeds the resampling. `limits`: each
+    strategy's count of measurements (`strategy_limits`; default `measurements` for all).
+    Returns 5/50/95th percentiles of each, and of the goal's margin (new at the allowed count
+    minus random at the end)."""
     import numpy as np
 
     c_min, c_max = float(bench.costs.smallest[0]), float(bench.costs.largest[-1])
     allowed = int(measurements * GOAL_FRACTION)
-    cuts = {f"{name}@{measurements}": (name, measurements) for name in STRATEGIES}
+    limits = limits or {name: measurements for name in STRATEGIES}
+    cuts = {f"{name}@{limits[name]}": (name, limits[name]) for name in STRATEGIES}
     cuts[f"new@{allowed}"] = ("new", allowed)
     stacked = {label: [] for label in cuts}
     if search_seeds is None:
@@ -498,11 +545,20 @@ def settings_from_flags() -> dict:
     """
     names = (
         "measurements step population budget_points score_points num_val_images "
-        "num_calibration_images batch_size inner_population inner_generations bootstrap"
+        "num_calibration_images batch_size inner_population inner_generations bootstrap "
+        "min_predictor_tau inner_min_predictor_tau new_measurements"
     ).split()
     settings = {n: FLAGS[n].value for n in names}
     if FLAGS.smoke:
         settings.update(SMOKE)
+    allowed = int(settings["measurements"] * GOAL_FRACTION)
+    if settings["new_measurements"] and not (
+        allowed <= settings["new_measurements"] <= settings["measurements"]
+    ):
+        raise ValueError(
+            f"--new_measurements={settings['new_measurements']} must be 0 or between "
+            f"--measurements / 4 ({allowed}) and --measurements ({settings['measurements']})"
+        )
     settings["seeds"] = parse_seeds(FLAGS.seeds)
     settings["cost"] = FLAGS.cost
     settings["latency_table"] = FLAGS.latency_table or ""
@@ -661,6 +717,7 @@ def reading(bench, all_orders, score_budgets, settings, chosen_on: str) -> dict:
             settings["bootstrap"],
             chosen_on=chosen_on,
             search_seeds=seeds,
+            limits=strategy_limits(settings),
         )
     return {
         "per_seed": per_seed,
@@ -683,6 +740,11 @@ def markdown(report: dict) -> str:
         f"Hypervolume in (log cost, accuracy), reference point (cost "
         f"{report['reference_point']['cost']:.4g} {report['cost_unit']}, accuracy 0), "
         f"log-cost floor {report['log_cost_floor']:.4g} {report['cost_unit']}.",
+        f"The new search: {strategy_limits(s)['new']} measured candidates, inner evolution "
+        f"of {s['inner_generations']} generations, predictor floor "
+        f"{s.get('min_predictor_tau', EVOLUTION_DEFAULTS['min_predictor_tau']):g}, inner "
+        "evolution from held-out tau "
+        f"{s.get('inner_min_predictor_tau', EVOLUTION_DEFAULTS['inner_min_predictor_tau']):g}.",
         "",
         "## Fronts chosen on the search half, scored on the other (the goal's reading)",
         "",

@@ -171,6 +171,14 @@ flags.DEFINE_float(
     lower_bound=-1.0,
     upper_bound=1.0,
 )
+flags.DEFINE_float(
+    "inner_min_predictor_tau",
+    _DEFAULTS.inner_min_predictor_tau,
+    "The held-out tau the predictor needs before the inner evolution searches on it; below "
+    "it, the predictor ranks children of the best measured (-1: whenever it is used).",
+    lower_bound=-1.0,
+    upper_bound=1.0,
+)
 flags.DEFINE_integer(
     "predictor_folds",
     _DEFAULTS.predictor_folds,

@@ -53,6 +53,8 @@ class SearchConfig:
       predictor: "auto", "mlp" or "ridge": the accuracy predictors tried each generation.
       min_predictor_tau: the held-out Kendall tau below which a predictor is not used
         (-1: always used).
+      inner_min_predictor_tau: the held-out tau the predictor needs before the inner
+        evolution runs on it; below, it ranks children of the best (-1: whenever used).
       predictor_folds: K of the K-fold that measures that tau.
     """
 
@@ -77,6 +79,7 @@ class SearchConfig:
     top_k: int = 0
     predictor: str = "auto"
     min_predictor_tau: float = 0.2
+    inner_min_predictor_tau: float = -1.0
     predictor_folds: int = 5
 
     @property
@@ -102,6 +105,7 @@ class SearchConfig:
             top_k=self.top_k,
             predictor=self.predictor,
             min_predictor_tau=self.min_predictor_tau,
+            inner_min_predictor_tau=self.inner_min_predictor_tau,
             predictor_folds=self.predictor_folds,
         )
 

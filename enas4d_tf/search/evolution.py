@@ -8,11 +8,13 @@ shares every measurement between the budgets:
   so far (`enas4d_tf.search.selection`: an MLP or ridge regression, whichever ranks held-out
   candidates better by Kendall's tau; none when that tau is below a floor). Then, for each
   budget:
-  - with `inner_generations > 0` and a predictor: an evolution on predicted scores alone
+  - with `inner_generations > 0` and a predictor whose held-out tau reaches
+    `inner_min_predictor_tau`: an evolution on predicted scores alone
     (`enas4d_tf.search.inner`, population and generations in the hundreds, no measurement)
     seeded with the best measured architectures; its `top_k` best are measured;
-  - with `inner_generations = 0` (the search before the inner evolution existed) or no
-    predictor: the best measured architectures at that budget are parents; children come
+  - otherwise (`inner_generations = 0`, the search before the inner evolution existed, a
+    predictor not trusted that far, or none): the best measured architectures at that
+    budget are parents; children come
     from crossover (probability `crossover_prob`) and per-gene mutation (probability
     `mutation_prob`), are repaired to meet the constraint, and the predictor (when used)
     ranks `pool_factor` times more children than are measured; without one, children are
@@ -86,6 +88,10 @@ class EvolutionConfig:
         tau), "mlp" or "ridge" (over all budgets).
       min_predictor_tau: a predictor whose held-out Kendall tau is below this floor does not
         rank that generation (-1: any predictor ranks, as before the floor existed).
+      inner_min_predictor_tau: the inner evolution, which searches far from what was
+        measured on the predictor alone, runs only when the predictor's held-out tau
+        reaches this; below it (and above `min_predictor_tau`) the predictor ranks children
+        of the best. -1: whenever a predictor is used.
       predictor_folds: K of the K-fold that measures the held-out tau.
     """
 
@@ -103,6 +109,7 @@ class EvolutionConfig:
     top_k: int = 0
     predictor: str = "auto"
     min_predictor_tau: float = 0.2
+    inner_min_predictor_tau: float = -1.0
     predictor_folds: int = 5
 
     def predictor_settings(self) -> PredictorSettings:
@@ -139,6 +146,11 @@ class EvolutionConfig:
             ("inner_population", self.inner_population >= 2, "must be >= 2"),
             ("inner_generations", self.inner_generations >= 0, "must be >= 0"),
             ("top_k", self.top_k >= 0, "must be >= 0"),
+            (
+                "inner_min_predictor_tau",
+                -1.0 <= self.inner_min_predictor_tau <= 1.0,
+                "must be in [-1, 1]",
+            ),
         ]
         for name, ok, rule in checks:
             if not ok:
@@ -275,7 +287,12 @@ class _Evolution:
                 self.objective, self.order, self.budgets, self.config.predictor_settings()
             )
             entry.choice = choice
-        inner = choice is not None and choice.used and self.config.inner_generations > 0
+        inner = (
+            choice is not None
+            and choice.used
+            and self.config.inner_generations > 0
+            and _reaches(choice.tau, self.config.inner_min_predictor_tau)
+        )
         if generation > 1:
             entry.ranked_by = (
                 "inner evolution on the predictor"
@@ -366,6 +383,11 @@ class _Evolution:
                 acc, cost = self.objective.score(top[0], b)
                 best.append(f"{format_cost(b, unit)}: {acc:.4f} @ {format_cost(cost, unit)}")
         return "; ".join(best) or "none yet"
+
+
+def _reaches(tau: float, floor: float) -> bool:
+    """Whether a held-out tau reaches `floor` (-1: always, an undefined tau included)."""
+    return floor <= -1.0 or (math.isfinite(tau) and tau >= floor)
 
 
 def _name_seed(name: str) -> int:

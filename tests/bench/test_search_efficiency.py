@@ -191,6 +191,24 @@ def test_bootstrap_brackets_the_verdict_by_the_scoring_images():
     assert out["goal_met_share"] == 1.0 and out["goal_margin"]["p05"] >= -1e-12
 
 
+def test_a_new_search_screened_on_fewer_measurements_is_cut_and_labelled_by_them():
+    settings = {"measurements": 8, "new_measurements": 4}
+    assert eff.strategy_limits(settings) == {"random": 8, "old": 8, "new": 4}
+    assert eff.strategy_limits({"measurements": 8, "new_measurements": 0})["new"] == 8
+    n = 200
+    rng = np.random.default_rng(1)
+    keys = [f"k{i}" for i in range(8)]
+    costs = {k: np.full((1, n), 100.0 * (i + 1)) for i, k in enumerate(keys)}
+    correct = {k: (rng.random((1, n)) < 0.8) for k in keys}
+    bench = _bootstrap_bench(correct, costs, n)
+    orders = {"random": keys, "old": keys[::-1], "new": keys[:4]}
+    limits = eff.strategy_limits(settings)
+    out = eff.bootstrap(
+        bench, [orders], [1.0], 8, resamples=10, chosen_on="scoring half", limits=limits
+    )
+    assert set(out["hypervolume"]) == {"random@8", "old@8", "new@4", "new@2"}
+
+
 def test_goal_is_when_the_new_search_first_reaches_randoms_final_hypervolume():
     curves = {
         "random": [(10, 0.2), (20, 0.3), (40, 0.5)],
@@ -250,6 +268,8 @@ def test_fronts_are_scored_on_the_half_the_thresholds_were_not_fitted_on():
         (["--out={file}"], ("--out folder", "is a file"), 1),
         (["--out={out}"], ("report", "search_efficiency.json", "is a folder"), 1),
         (["--cost=latency", "--out={fresh}"], ("--latency_table",), 1),
+        (["--new_measurements=40"], ("--new_measurements=40", "between", "(50)"), 2),
+        (["--new_measurements=300"], ("--new_measurements=300", "(200)"), 2),
     ],
 )
 def test_bad_flags_and_outputs_are_refused_in_one_line_before_any_work(

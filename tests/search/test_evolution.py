@@ -241,6 +241,49 @@ def test_the_inner_evolutions_top_k_are_what_is_measured(monkeypatch):
     assert result.measured == 20
 
 
+def test_the_inner_evolution_waits_for_a_predictor_trusted_enough(monkeypatch):
+    space = SearchSpace.preset("fashion_mnist")
+    calls = []
+    monkeypatch.setattr(
+        evolution, "inner_evolution", lambda *a, **k: calls.append(1) or inner_evolution(*a, **k)
+    )
+
+    def measure(archs):
+        keys = [evolution.arch_key(space, a) for a in archs]
+        return [
+            FakeRecord(k, a, fake_accuracy(space, a), stage_macs(space, a))
+            for k, a in zip(keys, archs, strict=True)
+        ]
+
+    def ranked_by(inner_floor):
+        config = EvolutionConfig(
+            population=8,
+            generations=3,
+            seed=1,
+            inner_population=20,
+            inner_generations=4,
+            min_predictor_tau=-1.0,
+            inner_min_predictor_tau=inner_floor,
+        )
+        summaries = []
+        evolution.evolve(
+            space, FakeObjective(space), [2e6, 5e6], config, measure, on_generation=summaries.append
+        )
+        return summaries[1:]
+
+    # A floor no held-out tau reaches: the predictor ranks children of the best instead.
+    later = ranked_by(1.0)
+    assert [s["ranked_by"] for s in later] == ["predictor over children of the best"] * 2
+    assert all(s["predictor"]["used"] and s["predictor"]["held_out_tau"] < 1.0 for s in later)
+    assert not calls
+    # With the floor just under generation 2's tau (the same data up to there), generation 2
+    # runs the inner evolution.
+    floor = later[0]["predictor"]["held_out_tau"] - 1e-3
+    assert ranked_by(floor)[0]["ranked_by"] == "inner evolution on the predictor" and calls
+    with pytest.raises(ValueError, match="inner_min_predictor_tau"):
+        EvolutionConfig(inner_min_predictor_tau=1.5).validate()
+
+
 # What the search measured before issue 18 (commit 0b05714, `EvolutionConfig(population=8,
 # generations=4, seed=0)`, this file's fake objective and accuracy), in order.
 BEFORE_ISSUE_18 = [
