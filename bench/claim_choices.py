@@ -330,8 +330,14 @@ def baseline_epochs(
     """The most whole epochs (1..max_epochs) that fit in `minutes`, planned as
     `tools.train --fit_epochs_to_budget` plans them (`enas4d_tf.train.budget.epochs_that_fit`)
     on the probe's costs; the baseline's final evaluation comes after its budget closes."""
-    fields = {f.name for f in dataclasses.fields(LoopCosts)}
-    costs = LoopCosts(**{k: float(v) for k, v in timing.items() if k in fields})
+    fields = [f.name for f in dataclasses.fields(LoopCosts)]
+    missing = [k for k in fields if not isinstance(timing.get(k), (int, float))]
+    if missing:
+        raise ClaimError(
+            f"the early-exit baseline's timing probe result lacks {', '.join(missing)} (a "
+            "result of an older probe: delete its done marker to probe again)"
+        )
+    costs = LoopCosts(**{k: float(timing[k]) for k in fields})
     return epochs_that_fit(
         minutes, max_epochs, steps_per_epoch, costs, eval_every, last_counts=False
     )

@@ -253,9 +253,12 @@ def _probe(c: Claim, name: str, flags: list[str], batch_size: int) -> dict:
 def stage_early_exit(c: Claim, choices: dict) -> None:
     """Stage 4b: each early-exit configuration, both views, its thresholds fitted on
     validation and its front exported (`tools.train_baseline --out`)."""
+    from enas4d_tf.baselines.config import BaselineConfig
+
     recipe, train_flags = _baseline_recipe(c)
     batch = int(train_flags.get("batch_size", 256))
-    eval_every = int(train_flags.get("eval_every_epochs", 1))  # BaselineConfig's default
+    default_every = BaselineConfig(workdir="").eval_every_epochs
+    eval_every = int(train_flags.get("eval_every_epochs", default_every))
     s = c.settings
     for baseline in choices["early_exit"]:
         name, flags = baseline["name"], recipe + baseline["flags"]

@@ -5,15 +5,17 @@ Run from the repository root (validation split only; the test split is never rea
   python -m bench.search_efficiency --workdir=runs/bench --measurements=200 --out=runs/eff
   python -m bench.search_efficiency --workdir=/tmp/tiny --smoke --out=/tmp/eff  # minutes
 
-Three strategies, each allowed exactly `--measurements` measured candidates, each seeded by
-`--seeds`:
+Three strategies, each allowed exactly `--measurements` measured candidates (the new search
+`--new_measurements`, when given, to screen a variant of it against random and old searches
+already in the store), each seeded by `--seeds`:
 
 * random: architectures drawn uniformly among those meeting each budget's constraint (the
   budgets in turn);
 * old: the search before issue 18 (`--inner_generations=0 --predictor=mlp
   --min_predictor_tau=-1`: children of the best measured, ranked by the MLP);
 * new: the search with its defaults (held-out-checked predictor, MLP or ridge, the floor,
-  and an inner evolution on predicted scores whose top k are measured).
+  and an inner evolution on predicted scores whose top k are measured), or the variant that
+  `--inner_generations`, `--min_predictor_tau` and `--inner_min_predictor_tau` make.
 
 The validation images are split in two halves once (fixed): the searches see half A only
 (they rank candidates there, by their own cross-fit inside A); every measured candidate is
@@ -735,7 +737,8 @@ def markdown(report: dict) -> str:
         "# Search efficiency (held-out validation half)",
         "",
         f"Workdir `{report['workdir']}`; {s['measurements']} measured candidates per "
-        f"strategy, seeds {s['seeds']}; searched on {report['validation_halves']['search']} "
+        f"strategy (the new search's below), seeds {s['seeds']}; searched on "
+        f"{report['validation_halves']['search']} "
         f"validation images, fronts scored on the other {report['validation_halves']['score']}.",
         f"Hypervolume in (log cost, accuracy), reference point (cost "
         f"{report['reference_point']['cost']:.4g} {report['cost_unit']}, accuracy 0), "

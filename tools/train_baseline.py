@@ -17,9 +17,10 @@ that apply (batch 256, learning rate 0.2, warm-up 0.3 epochs, weight decay 5e-4,
 smoothing 0.1, seed 0; `--exit_weights` equal by default, or that file's 1,1,3), the
 supernet's wall time as `--max_train_minutes` (one deployment) or that time divided by the
 number of networks the search chose (many deployments), and `--epochs` set to what fits in
-that time at the speed the log reports (`images_per_s`, timed from each batch's fetch) with
-20% to spare for epoch ends and evaluations, so the schedule decays to 0 by the end rather
-than being cut off. The backbone keeps the defaults (the middle choice of each gene
+that time, planned as `tools.train --fit_epochs_to_budget` plans it: a probe of 2 short
+epochs times a step (from each batch's fetch), an epoch's end, an evaluation and the setup,
+and 5% is added for noise, so the schedule decays to 0 by the end rather than being cut
+off. The backbone keeps the defaults (the middle choice of each gene
 and the largest network's widths: 4.5 / 6.5 / 8.1 M MACs to exits 1 / 2 / 3 on
 fashion_mnist); a second configuration is compared on validation only (for example
 `--depth=1 --kernel=3 --expand=3 --resolution=24`, 1.6 / 2.1 / 2.5 M MACs, for the cheap end

@@ -17,7 +17,8 @@ ends before its schedule does (its learning rate never decays to 0). `fit_epochs
 plans the epochs for the budget instead (`fit_epochs`): a probe trains two short epochs of
 the same network and measures what a run's time is made of (`LoopCosts`): a step at the
 loop's pace, the fixed seconds of an epoch's end and the next one's start (checkpoint, a new
-input pipeline), one evaluation, and the setup (tracing). The run gets the most epochs whose
+input pipeline), one evaluation, and the setup (tracing the step and the evaluation). The
+run gets the most epochs whose
 sum, with `MARGIN` for noise, fits the budget.
 
 The benchmark of record (issue 16: networks trained alone, given the supernet's wall time or
@@ -46,10 +47,12 @@ RECORD_KIND = "budget"
 # steps, so that the few steps after tracing, fed from batches prefetched meanwhile, weigh
 # little (2026-12-06).
 PROBE_EPOCH_STEPS = 21
-# What the plan allows beyond the measured costs: the noise between the probe and the run
-# (two probes of the same network on the same idle VM timed 0.893 and 1.020 s a step), and the
-# checkpoints inside epochs. A budget that stops a run at 95% of its schedule leaves its
-# learning rate at 0.6% of the peak.
+# What the plan allows beyond the measured costs, for the noise between the probe and the run.
+# It does not cover all of it: two probes of the same network on the same idle VM timed 0.893
+# and 1.020 s a step, and a margin that wide would take 14% of every baseline's schedule
+# away. Being cut instead costs little: a budget that stops a run at 95% of its cosine
+# schedule leaves its learning rate at 0.6% of the peak. (A checkpoint inside an epoch costs
+# about what an epoch's end does, 0.2 s for the largest fashion_mnist network: nothing.)
 MARGIN = 0.05
 
 
@@ -172,23 +175,28 @@ def loop_costs(
     first_end: float,
     second_end: float,
     eval_seconds: float,
+    first_evaluated: bool = False,
 ) -> LoopCosts:
     """The costs a two-epoch probe measured.
 
     Args:
       step_seconds: the probe's pace of a step other than an epoch's first.
       probe_epoch_steps: steps of each probe epoch.
-      first_end: training seconds at the end of the first epoch (no evaluation before it).
+      first_end: training seconds at the end of the first epoch.
       second_end: training seconds at the end of the second, which evaluated once.
-      eval_seconds: that evaluation's seconds (0 for a run that does not evaluate).
+      eval_seconds: the second epoch's evaluation (0 for a run that does not evaluate).
+      first_evaluated: the first epoch evaluated too (`tools.train`'s probe). That first
+        evaluation also traced the evaluation's functions, which later ones reuse: only the
+        second is an evaluation's cost, and the difference is setup.
 
     Returns:
       The second epoch less its steps and evaluation is an epoch's fixed cost; the first less
-      its steps and that fixed cost is the setup (neither below 0).
+      its steps, that fixed cost and (when it evaluated) an evaluation is the setup (neither
+      below 0).
     """
     steps = probe_epoch_steps * step_seconds
     epoch = max(0.0, second_end - first_end - steps - eval_seconds)
-    setup = max(0.0, first_end - steps - epoch)
+    setup = max(0.0, first_end - steps - epoch - (eval_seconds if first_evaluated else 0.0))
     return LoopCosts(step_seconds, epoch, eval_seconds, setup)
 
 
@@ -262,8 +270,9 @@ def fit_epochs(config: TrainConfig, strategy, dataset_fn=None, log=None) -> Trai
 
     A workdir whose run config was fitted before keeps its epochs (a resumed run plans
     nothing again). A fresh run first trains the same network for 2 epochs of
-    `PROBE_EPOCH_STEPS` steps in a scratch folder (removed after), evaluating once at the
-    end as the run evaluates, and reads its `TrainResult.timing` (`loop_costs`). The run then
+    `PROBE_EPOCH_STEPS` steps in a scratch folder (removed after), evaluating after each as
+    the run evaluates (the first evaluation traces), and reads its `TrainResult.timing`
+    (`loop_costs`). The run then
     gets the most epochs, at most `config.epochs`, whose planned seconds fit the budget
     (`epochs_that_fit`). The probe's own time is not counted in the run's budget; the log line
     states it.
@@ -299,7 +308,7 @@ def fit_epochs(config: TrainConfig, strategy, dataset_fn=None, log=None) -> Trai
         epochs=2,
         steps_per_epoch=n,
         warmup_epochs=0.0,
-        eval_every_epochs=2 if evaluates else 0,  # once, at the second epoch's end
+        eval_every_epochs=1 if evaluates else 0,  # the second evaluation is the cost
         log_every_steps=n,
         checkpoint_every_steps=n,
         max_train_minutes=None,
@@ -318,7 +327,8 @@ def fit_epochs(config: TrainConfig, strategy, dataset_fn=None, log=None) -> Trai
     if step_seconds is None:  # no timed step in the loop: the step function's rate
         step_seconds = config.batch_size / result.images_per_s
     first_end, second_end = timing.epoch_ends[:2]
-    costs = loop_costs(step_seconds, n, first_end, second_end, sum(timing.eval_seconds))
+    eval_seconds = timing.eval_seconds[1] if evaluates else 0.0
+    costs = loop_costs(step_seconds, n, first_end, second_end, eval_seconds, evaluates)
     steps_per_epoch = _plan(config, strategy).steps_per_epoch
     every = config.eval_every_epochs
     epochs = epochs_that_fit(config.max_train_minutes, config.epochs, steps_per_epoch, costs, every)

@@ -14,6 +14,7 @@ from enas4d_tf.baselines.step import TrainStep
 from enas4d_tf.baselines.trainer import default_dataset_fn, train_baseline
 from enas4d_tf.data import load_arrays
 from enas4d_tf.errors import TrainError, WorkdirError
+from enas4d_tf.train.budget import LoopCosts
 from enas4d_tf.train.optimization import make_optimizer, warmup_cosine
 
 # 256 training images in batches of 32: 8 steps an epoch, 16 in all; quick to trace and run.
@@ -127,8 +128,14 @@ def test_the_claims_timing_probe_reads_a_real_two_epoch_run(tmp_path):
     (inside,) = [r for r in records if r["kind"] == "eval" and r["step"] == n]
     assert timing["eval_seconds"] == inside["seconds"] > 0
     assert timing["step_seconds"] > 0 and timing["setup_seconds"] > 0
-    # Planned on its own costs, the probe's 2 epochs (one evaluation inside the budget, the
-    # final one after it) fit in its own seconds with the margin, and not in 10% less.
+    # The costs add up to the probe's training seconds at its last step (none clamped at 0),
+    # and, planned on them, its 2 epochs (one evaluation inside the budget, the final one
+    # after it) fit in those seconds with the margin; counting the final evaluation too,
+    # they would not.
     end = {r["step"]: r for r in records if r["kind"] == "train"}[2 * n]["train_seconds"]
-    assert ch.baseline_epochs(timing, 1.06 * end / 60, 5, n, eval_every=1) == 2
-    assert ch.baseline_epochs(timing, 0.90 * end / 60, 5, n, eval_every=1) == 1
+    costs = LoopCosts(
+        **{k: timing[k] for k in ("step_seconds", "epoch_seconds", "eval_seconds", "setup_seconds")}
+    )
+    assert costs.seconds(2, n, 1) == pytest.approx(1.05 * end)
+    assert ch.baseline_epochs(timing, 1.05 * end / 60 + 1e-6, 5, n, eval_every=1) == 2
+    assert costs.seconds(2, n, 2) > 1.05 * end + 1e-6

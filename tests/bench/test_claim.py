@@ -148,9 +148,14 @@ def test_baseline_epochs_from_the_probe():
     # 1.05 * (3 + 4 * 56 + 12) = 250.95 s.
     assert ch.baseline_epochs(timing, 5.0, 200, 50, eval_every=2) == 4
     assert ch.baseline_epochs(timing, 5.0, 3, 50, eval_every=2) == 3
+    # 4.3 minutes (258 s): 4 epochs with their one evaluation inside the budget fit; had the
+    # final evaluation been counted too (1.05 * (3 + 224 + 24) = 263.55 s), only 3 would.
+    assert ch.baseline_epochs(timing, 4.3, 200, 50, eval_every=2) == 4
     assert ch.baseline_epochs(timing, 0.1, 200, 50, eval_every=2) == 1
     with pytest.raises(ClaimError, match="fewer than 2"):
         ch.probe_timing(records[:2], {"train_seconds": 3.0}, 256)
+    with pytest.raises(ClaimError, match="lacks epoch_seconds, eval_seconds"):
+        ch.baseline_epochs({"step_seconds": 1.0, "setup_seconds": 3.0}, 5.0, 200, 50, 2)
     no_end = [dict(r) for r in records]
     no_end[2 * n - 1].pop("train_seconds")
     with pytest.raises(ClaimError, match=f"step {n} or {2 * n}"):

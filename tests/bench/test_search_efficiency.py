@@ -201,12 +201,19 @@ def test_a_new_search_screened_on_fewer_measurements_is_cut_and_labelled_by_them
     costs = {k: np.full((1, n), 100.0 * (i + 1)) for i, k in enumerate(keys)}
     correct = {k: (rng.random((1, n)) < 0.8) for k in keys}
     bench = _bootstrap_bench(correct, costs, n)
-    orders = {"random": keys, "old": keys[::-1], "new": keys[:4]}
+    orders = {"random": keys, "old": keys[::-1], "new": keys[::-1]}
     limits = eff.strategy_limits(settings)
     out = eff.bootstrap(
         bench, [orders], [1.0], 8, resamples=10, chosen_on="scoring half", limits=limits
     )
     assert set(out["hypervolume"]) == {"random@8", "old@8", "new@4", "new@2"}
+    # new@4 is the front of the new search's first 4 (old's first 4: the same order), not
+    # of all 8 it was given.
+    old_first_4 = eff.bootstrap(bench, [orders], [1.0], 4, resamples=10, chosen_on="scoring half")[
+        "hypervolume"
+    ]["old@4"]
+    assert out["hypervolume"]["new@4"] == old_first_4
+    assert out["hypervolume"]["new@4"] != out["hypervolume"]["old@8"]
 
 
 def test_goal_is_when_the_new_search_first_reaches_randoms_final_hypervolume():

@@ -170,6 +170,10 @@ def test_loop_costs_from_a_two_epoch_probe():
     # 7 (its end) + 30 (the evaluation) = 118 s.
     costs = budget.loop_costs(1.0, 21, 60.0, 118.0, 30.0)
     assert costs == budget.LoopCosts(1.0, 7.0, 30.0, 32.0)  # setup: 60 - 21 - 7
+    # tools.train's probe evaluates after both epochs; the first evaluation (which traces)
+    # ends epoch 1 at 69 s: the rest of it beyond a later evaluation's 30 s is setup.
+    traced = budget.loop_costs(1.0, 21, 69.0, 127.0, 30.0, first_evaluated=True)
+    assert traced == budget.LoopCosts(1.0, 7.0, 30.0, 11.0)  # setup: 69 - 21 - 7 - 30
     # Measured costs are never negative, whatever the noise.
     noisy = budget.loop_costs(1.0, 21, 10.0, 40.0, 30.0)
     assert noisy.epoch_seconds == 0.0 and noisy.setup_seconds == 0.0
@@ -321,13 +325,17 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
     def fake_train(config, strategy=None, dataset_fn=None, log=None):
         probes.append(config)
         # The probe's timed steps take 0.5 s each in the loop (0.25 s of it in the step
-        # function: 128 images/s). Epoch 2 ends at 33.5 s: 16 s after epoch 1 plus its 21
-        # steps (10.5 s), its end (2 s) and its evaluation (5 s). The setup is epoch 1's 16 s
-        # less its steps and end: 3.5 s.
-        clock[0] += 40.0
+        # function: 128 images/s). Epoch 1 ends at 25 s after its first evaluation (9 s: it
+        # traces); epoch 2 at 25 + 21 steps (10.5 s) + its end (2 s) + its evaluation (5 s).
+        # The setup is epoch 1 less its steps, its end and an evaluation: 7.5 s. Without
+        # evaluations, the epochs end at 16 and 28.5 s: setup 3.5 s.
+        clock[0] += 50.0
         timing = Timing(steady_steps=40, steady_wall_seconds=20.0)
-        timing.epoch_ends.extend([16.0, 33.5])
-        timing.eval_seconds.append(5.0)
+        if config.eval_every_epochs:
+            timing.epoch_ends.extend([25.0, 42.5])
+            timing.eval_seconds.extend([9.0, 5.0])
+        else:
+            timing.epoch_ends.extend([16.0, 28.5])
         fields = ["images_per_s", "timing"]
         return dataclasses.make_dataclass("R", fields)(images_per_s=128.0, timing=timing)
 
@@ -350,16 +358,16 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
     lines = []
     fitted = budget.fit_epochs(config, strategy=None, log=lines.append)
     # An epoch: 20 steps * 0.5 s + 2 s = 12 s; an evaluation every epoch (the config's
-    # default) 5 s; setup 3.5 s. 6 epochs: 1.05 * (3.5 + 6 * 17) = 110.8 s <= 120 s; 7:
-    # 128.6 s. Planned on the step function's 0.25 s and no epoch costs, it would be 22.
+    # default) 5 s, not the first's 9 s; setup 7.5 s. 6 epochs: 1.05 * (7.5 + 6 * 17) =
+    # 115.0 s <= 120 s; 7: 132.8 s. Had every evaluation cost the first's 9 s, 5 would fit.
     assert config.eval_every_epochs == 1
     assert fitted.epochs == 6 and fitted == dataclasses.replace(config, epochs=6)
     (probe,) = probes
     assert probe.workdir != config.workdir and probe.max_train_minutes is None
     assert probe.epochs == 2 and probe.steps_per_epoch == budget.PROBE_EPOCH_STEPS
-    assert probe.eval_every_epochs == 2 and probe.arch_file == config.arch_file
+    assert probe.eval_every_epochs == 1 and probe.arch_file == config.arch_file
     assert "planning 6 epochs of 20 steps and 6 evaluations" in lines[0]
-    assert "an epoch's end 2.0 s, an evaluation 5.0 s and setting up 3.5 s" in lines[0]
+    assert "an epoch's end 2.0 s, an evaluation 5.0 s and setting up 7.5 s" in lines[0]
     assert "not even one" not in lines[0]
     # A workdir fitted before keeps its epochs: no second probe.
     (tmp_path / "run").mkdir()
@@ -368,6 +376,12 @@ def test_epochs_are_fitted_once_to_the_budget_from_a_timed_probe(tmp_path, monke
     assert budget.fit_epochs(config, strategy=None).epochs == 6 and len(probes) == 1
     not_fitted = dataclasses.replace(config, fit_epochs_to_budget=False)
     assert budget.fit_epochs(not_fitted, None) is not_fitted
+    # A run that never evaluates: its probe does not either, and none is planned. 9 epochs:
+    # 1.05 * (3.5 + 9 * 12) = 117.1 s; 10: 129.7 s.
+    quiet = dataclasses.replace(config, workdir=str(tmp_path / "quiet"), eval_every_epochs=0)
+    assert budget.fit_epochs(quiet, None, log=lines.append).epochs == 9
+    assert probes[-1].eval_every_epochs == 0
+    assert "planning 9 epochs of 20 steps and 0 evaluations" in lines[-1]
 
 
 @pytest.mark.slow
