@@ -78,8 +78,8 @@ class SearchConfig:
     inner_generations: int = 50
     top_k: int = 0
     predictor: str = "auto"
-    min_predictor_tau: float = 0.2
-    inner_min_predictor_tau: float = -1.0
+    min_predictor_tau: float = EvolutionConfig.min_predictor_tau
+    inner_min_predictor_tau: float = EvolutionConfig.inner_min_predictor_tau
     predictor_folds: int = 5
 
     @property

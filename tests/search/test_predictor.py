@@ -143,7 +143,9 @@ def test_a_predictor_below_the_floor_is_not_used_and_the_log_says_so():
 
     # In the search: generations after the first are not ranked by it, and the log says so.
     lines, summaries = [], []
-    config = EvolutionConfig(population=12, generations=3, inner_generations=5, seed=0)
+    config = EvolutionConfig(
+        population=12, generations=3, inner_generations=5, seed=0, min_predictor_tau=0.2
+    )
     evolution.evolve(
         SPACE,
         objective,
