@@ -158,8 +158,11 @@ def supernet_seconds(run_config: dict, summary: dict, log_records: list[dict]) -
       summary: its `train_summary.json`; the run must have finished.
       log_records: its `train_log.jsonl` records.
 
+    A supernet started from another run's weights (`init_from` in its summary) adds that
+    run's training seconds.
+
     Returns:
-      `{"seconds", "summary_seconds", "log_step_seconds", "source"}`.
+      `{"seconds", "summary_seconds", "log_step_seconds", "init_from_seconds", "source"}`.
 
     Raises:
       ClaimError: the run has not finished, or the batch size is unknown.
@@ -187,10 +190,17 @@ def supernet_seconds(run_config: dict, summary: dict, log_records: list[dict]) -
         if from_summary >= from_log
         else "train_log.jsonl step time (larger than train_summary.json's: a resumed run)"
     )
+    # A supernet started from another run's weights (`init_from`, e.g. the largest network
+    # trained alone first) cost that run's time too.
+    before = (summary.get("init_from") or {}).get("train_seconds")
+    init_seconds = float(before) if isinstance(before, (int, float)) else 0.0
+    if init_seconds:
+        source += " + the init_from run's train_seconds"
     return {
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds + init_seconds, 1),
         "summary_seconds": from_summary,
         "log_step_seconds": round(from_log, 1),
+        "init_from_seconds": init_seconds,
         "source": source,
     }
 

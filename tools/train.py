@@ -30,6 +30,7 @@ from absl import app, flags, logging  # noqa: E402
 # None of these imports TensorFlow: the input is checked before paying for it.
 from enas4d_tf.errors import Enas4dError, WorkdirError  # noqa: E402
 from enas4d_tf.locking import WorkdirLock  # noqa: E402
+from enas4d_tf.pretrained import is_pretrained  # noqa: E402
 from enas4d_tf.space import PRESETS, SearchSpace  # noqa: E402
 from enas4d_tf.train import sampling  # noqa: E402
 from enas4d_tf.train.config import DEFAULT_DATASET, STRATEGIES, TrainConfig  # noqa: E402
@@ -37,6 +38,7 @@ from enas4d_tf.train.fixed_arch import check_same_arch, read_fixed_arch  # noqa:
 from enas4d_tf.train.resume import (  # noqa: E402
     check_run_config,
     check_train_workdir,
+    init_source,
     writes_workdir,
 )
 from enas4d_tf.workdir import Workdir, read_run_config  # noqa: E402
@@ -201,6 +203,15 @@ flags.DEFINE_string(
     '"exit": s makes it a network cut at exit s (trained on exit s alone). Same recipe; no '
     "sandwich, no distillation (--num_random_subnets and --kd_ratio do not apply).",
 )
+flags.DEFINE_string(
+    "init_from",
+    None,
+    "Start a fresh run from the network weights of this training workdir's newest checkpoint "
+    "(or pretrained:<name>) of the same preset, instead of random ones: for example the "
+    "largest network trained alone first with --arch_file (once-for-all's order). The "
+    "optimiser and schedule start afresh; train_summary.json counts that run's training "
+    "time too.",
+)
 flags.DEFINE_float(
     "max_train_minutes",
     None,
@@ -278,7 +289,15 @@ def _config() -> TrainConfig:
         phase_starts=_floats("phase_starts", FLAGS.phase_starts),
         # Absolute, so that a resume from another folder names the same file.
         arch_file=os.path.abspath(FLAGS.arch_file) if FLAGS.arch_file else None,
+        init_from=_init_from(FLAGS.init_from),
     )
+
+
+def _init_from(value: str | None) -> str | None:
+    """--init_from as the run config records it: absolute, unless a release's name."""
+    if not value or is_pretrained(value):
+        return value
+    return os.path.abspath(value)
 
 
 def _check_arch_file(config: TrainConfig) -> None:
@@ -305,6 +324,14 @@ def _check_workdir(config: TrainConfig) -> None:
         "train": config.to_dict(),
     }
     check_run_config(Workdir(root), known)
+
+
+def _check_init_from(config: TrainConfig) -> None:
+    """The run --init_from names holds a checkpoint of the same space; checked before
+    TensorFlow is imported. A workdir that has its own checkpoint resumes from it instead."""
+    if config.init_from is None:
+        return
+    init_source(config.init_from, SearchSpace.preset(config.preset).to_dict())
 
 
 def _make_workdir(root: str) -> bool:
@@ -339,6 +366,7 @@ def main(argv: list[str]) -> None:
         root = config.workdir
         _check_arch_file(config)
         _check_workdir(config)
+        _check_init_from(config)
         created = _make_workdir(root)
         # A multi_worker run's other workers write nowhere in the workdir: the chief locks it.
         lock = WorkdirLock(root, "train") if writes_workdir(config.strategy) else nullcontext()

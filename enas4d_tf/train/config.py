@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import numpy as np
 
@@ -119,6 +120,13 @@ class TrainConfig:
         (`budget.LoopCosts`), then plans the largest number of epochs (at most `epochs`)
         that fits, with `budget.MARGIN` for noise. A resumed run keeps the epochs its run
         config records.
+      init_from: start a fresh run from the network weights of the newest checkpoint of
+        this training workdir (or `pretrained:<name>`) of the same space, instead of a
+        random initialisation: once-for-all's order, the largest network trained alone
+        first (`arch_file`), then the supernet from it. Only the weights: the optimiser,
+        the step and the schedule start afresh. A run that resumes restores its own
+        checkpoint instead. train_summary.json records the checkpoint and the training
+        seconds of the run it came from, so the two runs' time is counted together.
     """
 
     workdir: str
@@ -159,6 +167,7 @@ class TrainConfig:
     zero_init_residual: bool = False
     min_learning_rate: float = 0.0
     eval_spread_archs: int = 0
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.arch_file is not None:
@@ -249,6 +258,14 @@ class TrainConfig:
                 )
         if self.fit_epochs_to_budget and minutes is None:
             raise TrainError("fit_epochs_to_budget needs max_train_minutes")
+        if self.init_from is not None:
+            if not self.init_from:
+                raise TrainError("init_from must name a training workdir")
+            if os.path.abspath(self.init_from) == os.path.abspath(self.workdir):
+                raise TrainError(
+                    f"init_from names the run's own workdir {self.workdir}: a run resumes from "
+                    "its own checkpoints anyway; name the workdir of another run"
+                )
 
     def _validate_exit_weights(self, name: str, num_stages: int) -> None:
         w = getattr(self, name)

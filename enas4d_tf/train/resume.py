@@ -15,7 +15,7 @@ import os
 from enas4d_tf.errors import WorkdirError
 from enas4d_tf.files import check_writable_dir, check_writable_file
 from enas4d_tf.train.config import TrainConfig
-from enas4d_tf.workdir import Workdir, read_run_config
+from enas4d_tf.workdir import Workdir, find_checkpoint, read_run_config
 
 # `train` fields of a run config that a resumed run may change: where things are, how the run
 # reports, evaluates and is distributed. Any other field changes what the weights learn.
@@ -115,6 +115,57 @@ def check_run_config(workdir: Workdir, new: dict) -> dict | None:
             "use another workdir"
         )
     return previous
+
+
+def init_source(init_from: str, space: dict) -> dict:
+    """The checkpoint a fresh run with `TrainConfig.init_from` starts from, checked.
+
+    Imports no TensorFlow: tools.train checks it before it starts, and the trainer again
+    before it restores.
+
+    Args:
+      init_from: a training workdir, or `pretrained:<name>`.
+      space: the new run's search space (`SearchSpace.to_dict()`); the source must have
+        trained the same one.
+
+    Returns:
+      `{"workdir", "checkpoint", "train_seconds"}`: the source's folder, its newest
+      checkpoint, and the training seconds its `train_summary.json` records (with those of
+      the run it started from in turn); `train_seconds` is None when it records none.
+
+    Raises:
+      WorkdirError: not a training workdir, another space, or no checkpoint.
+    """
+    from enas4d_tf.pretrained import resolve_workdir
+
+    root = resolve_workdir(init_from)
+    previous = read_run_config(root)
+    if previous["space"] != json.loads(json.dumps(space)):
+        raise WorkdirError(
+            f"init_from {init_from} trained space {_space_name(previous['space'])!r}, not "
+            f"{_space_name(space)!r}: start from a run of the same preset"
+        )
+    checkpoint, _ = find_checkpoint(Workdir(root).checkpoints)
+    if checkpoint is None:
+        raise WorkdirError(f"init_from {init_from} has no checkpoint to start from")
+    return {
+        "workdir": os.path.abspath(root),
+        "checkpoint": os.path.abspath(checkpoint),
+        "train_seconds": _chain_seconds(Workdir(root).train_summary),
+    }
+
+
+def _chain_seconds(summary_path: str) -> float | None:
+    """Training seconds a `train_summary.json` records, its own run's and those of the run
+    it started from (`init_from`); None when it records none or cannot be read."""
+    try:
+        with open(summary_path) as f:
+            summary = json.load(f)
+        seconds = float(summary["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    before = (summary.get("init_from") or {}).get("train_seconds")
+    return seconds + float(before) if isinstance(before, (int, float)) else seconds
 
 
 def check_train_workdir(root: str) -> None:

@@ -50,7 +50,7 @@ from enas4d_tf.train.plan import (
     default_dataset_fn,
     random_subnets_at,
 )
-from enas4d_tf.train.resume import check_finished, check_run_config
+from enas4d_tf.train.resume import check_finished, check_run_config, init_source
 from enas4d_tf.train.step import TrainStep
 from enas4d_tf.workdir import Workdir, find_checkpoint, restore_model
 
@@ -206,6 +206,8 @@ class Trainer:
         if note:
             self.log.line(note)
         if not latest:
+            if self.config.init_from is not None:
+                self._init_weights()
             return 0
         released_step = weights_only_step(latest)
         if released_step is not None:
@@ -226,6 +228,23 @@ class Trainer:
         if self.step and self.step < self.plan.total_steps:
             self.log.line(f"resuming from step {self.step} of {self.plan.total_steps} ({latest})")
         return self.step
+
+    def _init_weights(self) -> None:
+        """A fresh run with `init_from` starts from that run's newest weights (only the
+        network's: the optimiser, step and schedule start afresh)."""
+        source = init_source(self.config.init_from, self.plan.space.to_dict())
+        restore_model(self.net, source["checkpoint"])
+        self.log.line(f"starting from the weights of {source['checkpoint']}")
+
+    def _init_summary(self) -> dict:
+        """What train_summary.json says about the run this one started from."""
+        if self.config.init_from is None:
+            return {}
+        try:
+            source = init_source(self.config.init_from, self.plan.space.to_dict())
+        except WorkdirError:  # moved or deleted since: name it, count no time
+            source = {"workdir": self.config.init_from, "checkpoint": None, "train_seconds": None}
+        return {"init_from": source}
 
     def _seconds_before(self) -> float:
         """Training seconds of the run's earlier sessions (counted only under a budget)."""
@@ -369,6 +388,7 @@ class Trainer:
                 "finished": step >= total_steps,
                 "images_per_s_last_session": images_per_s,
                 **self._run_summary(),
+                **self._init_summary(),
                 **self.budget.summary(step, self.plan.steps_per_epoch),
                 "evaluations": self.evaluations,
             }

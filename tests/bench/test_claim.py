@@ -90,6 +90,17 @@ def test_supernet_seconds_is_the_larger_of_the_summary_and_the_logged_step_time(
         ch.supernet_seconds(run_config, {"finished": False, "step": 3, "total_steps": 9}, [])
 
 
+def test_supernet_seconds_counts_the_run_it_started_from():
+    # A supernet started from the largest network trained alone (init_from) cost both runs.
+    run_config = {"train": {"batch_size": 256}}
+    summary = {"finished": True, "train_seconds": 100.0, "init_from": {"train_seconds": 40.0}}
+    t = ch.supernet_seconds(run_config, summary, _train_records(512.0))
+    assert t["seconds"] == 140.0 and t["init_from_seconds"] == 40.0
+    assert "init_from" in t["source"]
+    unknown = {"finished": True, "train_seconds": 100.0, "init_from": {"train_seconds": None}}
+    assert ch.supernet_seconds(run_config, unknown, [])["seconds"] == 100.0
+
+
 def test_baseline_recipe_takes_the_flags_that_apply():
     train_flags = ch.parse_flagfile(os.path.join(REPO, "configs/train_benchmark.cfg"))
     flags, _ = ch.baseline_recipe(train_flags, num_exits=3)

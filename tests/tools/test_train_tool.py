@@ -45,6 +45,7 @@ def _own_stderr(stderr):
         (["--data_dir=/nonexistent/fmnist"], "/nonexistent/fmnist"),
         (["--epochs=0"], "epochs"),
         (["--exit_weights=1,2"], "exit_weights"),
+        (["--init_from=/nonexistent/teacher_run"], "/nonexistent/teacher_run"),
     ],
 )
 def test_bad_input_ends_with_one_line(tmp_path, args, expected):
