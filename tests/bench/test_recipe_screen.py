@@ -1,0 +1,62 @@
+"""bench/recipe_screen.py: the commands a screen runs, and its refusals."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench import recipe_screen as rs
+from enas4d_tf.space import SearchSpace
+from enas4d_tf.train.fixed_arch import read_fixed_arch
+from tests.helpers import REPO
+
+CONFIG = os.path.join(REPO, "configs", "train_benchmark.cfg")
+
+
+def test_a_budgeted_variant_fits_its_epochs_to_the_minutes_left():
+    args = rs.train_command(CONFIG, "w/largest_first", "largest_first", 3, 10, 68.5, "w/t")
+    assert args[:2] == ["-m", "tools.train"]
+    assert "--max_train_minutes=68.5000" in args and "--fit_epochs_to_budget" in args
+    assert f"--epochs={rs.MAX_EPOCHS}" in args and "--init_from=w/t" in args
+    assert args[-1] == "--learning_rate=0.1"  # the variant's own flags come last and win
+    epochs = rs.train_command(CONFIG, "w/base", "base", 3, 10, None)
+    assert "--epochs=3" in epochs and "--eval_every_epochs=3" in epochs
+    assert not any(a.startswith(("--max_train_minutes", "--init_from")) for a in epochs)
+
+
+def test_the_teacher_is_the_largest_network_cut_at_its_last_exit(tmp_path):
+    path = rs.write_largest_arch(str(tmp_path), CONFIG)
+    space = SearchSpace.preset("fashion_mnist")
+    fixed = read_fixed_arch(path, space)
+    assert fixed.arch == space.largest() and fixed.exit == space.num_stages
+    args = rs.teacher_command(CONFIG, "w/t", path, 22.5)
+    assert f"--arch_file={path}" in args and "--max_train_minutes=22.5000" in args
+
+
+def test_the_supernet_gets_what_the_teacher_left():
+    assert rs.minutes_left(90.0, 1258.3) == pytest.approx(90.0 - 1258.3 / 60)
+    with pytest.raises(ValueError, match="nothing is left"):
+        rs.minutes_left(20.0, 1258.3)
+
+
+def test_a_teacher_variant_without_minutes_is_refused_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.recipe_screen",
+            f"--workdir={tmp_path}",
+            f"--out={tmp_path / 'r'}",
+            "--variants=largest_first",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=REPO),
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "--minutes" in lines[0], proc.stderr
+    assert not os.listdir(tmp_path)
