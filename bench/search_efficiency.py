@@ -67,12 +67,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags  # noqa: E402
 
 from enas4d_tf.search.evolution import EvolutionConfig  # noqa: E402  (no TensorFlow)
+from enas4d_tf.search.selection import PREDICTOR_KINDS  # noqa: E402
 from tools._cli import fail, flags_parser  # noqa: E402
 
 # The new search's predictor settings when the flags do not say (tools.search's defaults).
 EVOLUTION_DEFAULTS = {
     name: getattr(EvolutionConfig(), name)
-    for name in ("min_predictor_tau", "inner_min_predictor_tau")
+    for name in ("min_predictor_tau", "inner_min_predictor_tau", "predictor")
 }
 
 
@@ -112,6 +113,12 @@ def define_flags() -> None:
         "(tools.search --inner_min_predictor_tau).",
         lower_bound=-1.0,
         upper_bound=1.0,
+    )
+    flags.DEFINE_enum(
+        "predictor",
+        EVOLUTION_DEFAULTS["predictor"],
+        list(PREDICTOR_KINDS),
+        "The new search's accuracy predictors (tools.search --predictor).",
     )
     flags.DEFINE_integer(
         "new_measurements",
@@ -345,6 +352,7 @@ def run_strategy(name, bench, objective, budgets, settings, seed, generations=No
             inner_min_predictor_tau=settings.get(
                 "inner_min_predictor_tau", EVOLUTION_DEFAULTS["inner_min_predictor_tau"]
             ),
+            predictor=settings.get("predictor", EVOLUTION_DEFAULTS["predictor"]),
         )
     )
     config = EvolutionConfig(
@@ -548,7 +556,7 @@ def settings_from_flags() -> dict:
     names = (
         "measurements step population budget_points score_points num_val_images "
         "num_calibration_images batch_size inner_population inner_generations bootstrap "
-        "min_predictor_tau inner_min_predictor_tau new_measurements"
+        "min_predictor_tau inner_min_predictor_tau predictor new_measurements"
     ).split()
     settings = {n: FLAGS[n].value for n in names}
     if FLAGS.smoke:
@@ -747,7 +755,8 @@ def markdown(report: dict) -> str:
         f"of {s['inner_generations']} generations, predictor floor "
         f"{s.get('min_predictor_tau', EVOLUTION_DEFAULTS['min_predictor_tau']):g}, inner "
         "evolution from held-out tau "
-        f"{s.get('inner_min_predictor_tau', EVOLUTION_DEFAULTS['inner_min_predictor_tau']):g}.",
+        f"{s.get('inner_min_predictor_tau', EVOLUTION_DEFAULTS['inner_min_predictor_tau']):g}, "
+        f"predictors {s.get('predictor', EVOLUTION_DEFAULTS['predictor'])}.",
         "",
         "## Fronts chosen on the search half, scored on the other (the goal's reading)",
         "",

@@ -50,7 +50,8 @@ class SearchConfig:
       inner_population, inner_generations, top_k: the evolution on predicted scores run
         for each budget and generation, and how many of its best are measured
         (`EvolutionConfig`; inner_generations 0: the search without it).
-      predictor: "auto", "mlp" or "ridge": the accuracy predictors tried each generation.
+      predictor: "auto", "mlp", "ridge" or "auto_summary": the accuracy predictors tried
+        each generation (`selection.PredictorSettings.kind`).
       min_predictor_tau: the held-out Kendall tau below which a predictor is not used
         (-1: always used).
       inner_min_predictor_tau: the held-out tau the predictor needs before the inner

@@ -85,7 +85,8 @@ class EvolutionConfig:
       top_k: architectures the inner evolution hands to measurement per budget and
         generation; 0: `ceil(population / len(budgets))`, as many as without it.
       predictor: "auto" (MLP or ridge, over all budgets or one per budget, by held-out
-        tau), "mlp" or "ridge" (over all budgets).
+        tau), "mlp" or "ridge" (over all budgets), or "auto_summary" ("auto" and the MLP on
+        the architecture's summary).
       min_predictor_tau: a predictor whose held-out Kendall tau is below this floor does not
         rank that generation (-1: any predictor ranks, as before the floor existed).
       inner_min_predictor_tau: the inner evolution, which searches far from what was

@@ -27,7 +27,7 @@ from enas4d_tf.errors import SearchError
 from enas4d_tf.exit_policy import PolicyResult, static_thresholds
 from enas4d_tf.model.macs import classifier_macs, group_macs
 from enas4d_tf.search.scoring import Objective, format_cost, format_macs
-from enas4d_tf.space import Arch, SearchSpace
+from enas4d_tf.space import Arch, SearchSpace, ops
 
 # Memoised costs kept at most (the inner evolution asks for tens of thousands per budget).
 _MAX_CACHED = 200_000
@@ -207,11 +207,17 @@ class DynamicObjective(Objective):
         return np.round(np.asarray(x, np.float64)[:, -1], 6)
 
     def features(self, arch: Arch, budget: float) -> np.ndarray:
-        """Predictor input: the architecture's encoding, its exits' costs relative to the
-        budget and the budget relative to the largest network (the last feature)."""
+        """Predictor input: the architecture's encoding and summary (`SearchSpace.summarize`),
+        its exits' costs relative to the budget and the budget relative to the largest
+        network (the last feature)."""
         c = np.asarray(self.costs(arch), np.float64)
         extra = np.concatenate([np.log(c / budget), [np.log(budget / self._reference)]])
-        return np.concatenate([self.space.encode(arch), extra.astype(np.float32)])
+        parts = [self.space.encode(arch), self.space.summarize(arch), extra.astype(np.float32)]
+        return np.concatenate(parts)
+
+    def summary_columns(self) -> np.ndarray:
+        """Every column after the one-hot encoding: the summary and the costs."""
+        return _after_encoding(self.space, self.space.num_stages + 1)
 
     def predictor_rows(self, record, budgets) -> list:
         """One row per budget the record scores at: its cross-fitted accuracy there."""
@@ -288,11 +294,17 @@ class StaticObjective(Objective):
         return 1 + np.argmax(one_hot, axis=1)
 
     def exit_features(self, arch: Arch, exit: int) -> np.ndarray:
-        """Predictor input of `arch` cut at `exit` (numbered from 1)."""
+        """Predictor input of `arch` cut at `exit` (numbered from 1): its encoding and
+        summary, the exit (one-hot) and the cut network's cost."""
         one_hot = np.zeros(self.space.num_stages, np.float32)
         one_hot[exit - 1] = 1.0
         cost = np.log(self.costs.truncated(arch)[exit - 1] / self._reference)
-        return np.concatenate([self.space.encode(arch), one_hot, np.array([cost], np.float32)])
+        parts = [self.space.encode(arch), self.space.summarize(arch), one_hot]
+        return np.concatenate([*parts, np.array([cost], np.float32)])
+
+    def summary_columns(self) -> np.ndarray:
+        """Every column after the one-hot encoding: the summary, the exit and the cost."""
+        return _after_encoding(self.space, self.space.num_stages + 1)
 
     def predictor_rows(self, record, budgets) -> list:
         """One row per exit: the static network cut there and its measured accuracy."""
@@ -324,6 +336,13 @@ class StaticObjective(Objective):
             avg_macs=float(self.costs.truncated(record.arch)[exit - 1]),
             thresholds=static_thresholds(exit),
         )
+
+
+def _after_encoding(space: SearchSpace, tail: int) -> np.ndarray:
+    """Column indices of a predictor row after the one-hot encoding: the summary and `tail`
+    more columns."""
+    start = space.encoding_size
+    return np.arange(start, start + ops.summary_size(space) + tail)
 
 
 def make_objectives(costs: CostModel, max_cost_ratio: float, seed: int = 0) -> dict[str, Objective]:

@@ -240,6 +240,29 @@ class GroupedPredictor:
         return out
 
 
+class ColumnPredictor:
+    """A model fitted on some columns of the rows only.
+
+    Args:
+      model: an unfitted model (`.fit(x, y)` returning it, `.predict(x)`).
+      columns: the column indices it sees.
+    """
+
+    def __init__(self, model, columns):
+        self.model = model
+        self.columns = np.asarray(columns, np.int64)
+
+    def fit(self, x, y) -> ColumnPredictor:
+        self.model = self.model.fit(np.asarray(x)[:, self.columns], y)
+        return self
+
+    def predict(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if not len(x):
+            return np.zeros(0)
+        return self.model.predict(x[:, self.columns])
+
+
 def kendall_tau(x, y) -> float:
     """Kendall's rank correlation tau-b of two equally long sequences (ties handled).
 

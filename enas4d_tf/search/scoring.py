@@ -57,6 +57,13 @@ class Objective(abc.ABC):
         unless an objective says otherwise."""
         return np.zeros(len(x))
 
+    def summary_columns(self) -> np.ndarray | None:
+        """Columns of a predictor row without the one-hot gene encoding (a summary of the
+        architecture, and costs), or None when its rows have no such part. A model "on
+        summary" (`enas4d_tf.search.selection`) sees only these: a few dozen ordered inputs
+        instead of ~200 one-hot ones, which suits a hundred measured networks."""
+        return None
+
     def predict(self, predictor, archs: Sequence[Arch], budget: float) -> np.ndarray:
         """Predicted scores `(len(archs),)` of unmeasured `archs` at `budget` (the highest
         is measured first); `predictor` has `.predict(x)`."""

@@ -56,6 +56,33 @@ def encode(space: SearchSpace, arch: Arch) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def summary_size(space: SearchSpace) -> int:
+    """Length of `summarize`'s vectors: five numbers per stage and unit, and the resolution."""
+    return 5 * space.num_stages * space.num_units + 1
+
+
+def summarize(space: SearchSpace, arch: Arch) -> np.ndarray:
+    """A short numeric description of the network `arch` computes (float32).
+
+    Per stage `s` and unit `u`, in that order: the depth, the width, and over the unit's
+    active blocks the mean kernel size, the mean expand ratio and the mean of kernel^2 *
+    expand (what a block's depthwise MACs grow with); then the resolution. Inactive blocks
+    do not count, so two architectures that compute the same network summarise the same.
+    Beside `encode`'s ~200 one-hot slots it gives a model fitted on a hundred measured
+    networks a few dozen ordered inputs (`Objective.summary_columns`).
+    """
+    out = []
+    for s in range(space.num_stages):
+        for u in range(space.num_units):
+            depth = arch.depth[s][u]
+            kernel = np.asarray(arch.kernel[s][u][:depth], np.float64)
+            expand = np.asarray(arch.expand[s][u][:depth], np.float64)
+            out += [depth, arch.width[s][u], kernel.mean(), expand.mean()]
+            out.append((kernel**2 * expand).mean())
+    out.append(arch.resolution)
+    return np.asarray(out, np.float32)
+
+
 def arch_key(space: SearchSpace, arch: Arch) -> str:
     """A short stable key of the network `arch` computes.
 

@@ -196,3 +196,8 @@ class SearchSpace:
     def encode(self, arch: Arch) -> np.ndarray:
         """A fixed-length float32 one-hot encoding; blocks past a unit's depth encode as 0."""
         return ops.encode(self, arch)
+
+    def summarize(self, arch: Arch) -> np.ndarray:
+        """A short float32 description: per unit its depth, width and mean kernel and expand
+        (`ops.summarize`)."""
+        return ops.summarize(self, arch)

@@ -11,7 +11,12 @@ import pytest
 
 from enas4d_tf.search import evolution
 from enas4d_tf.search.evolution import EvolutionConfig, Objective
-from enas4d_tf.search.predictor import GroupedPredictor, RidgePredictor, kendall_tau
+from enas4d_tf.search.predictor import (
+    ColumnPredictor,
+    GroupedPredictor,
+    RidgePredictor,
+    kendall_tau,
+)
 from enas4d_tf.search.selection import PredictorSettings, choose_predictor
 from enas4d_tf.space import SearchSpace
 from enas4d_tf.space.ops import arch_key
@@ -261,3 +266,54 @@ def test_the_search_chooses_a_model_per_budget_when_budgets_rank_differently():
         TwoBudgetObjective(None), records, [1.0, 2.0], PredictorSettings(kind="mlp", min_tau=-1)
     )
     assert only.model == "mlp" and set(only.taus) == {"mlp"}
+
+
+def test_a_column_predictor_sees_its_columns_only():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 3))
+    model = ColumnPredictor(RidgePredictor(alpha=1e-6), [1]).fit(x, 2.0 * x[:, 1] + 1.0)
+    scrambled = x.copy()
+    scrambled[:, [0, 2]] = rng.normal(size=(40, 2))
+    np.testing.assert_allclose(model.predict(scrambled), 2.0 * x[:, 1] + 1.0, atol=1e-4)
+    assert model.predict(np.zeros((0, 3))).shape == (0,)
+
+
+class SummaryObjective(EncodingObjective):
+    """Rows of one-hot genes followed by the architecture's summary."""
+
+    def predictor_rows(self, record, budgets):
+        return [(self._row(record.arch), record.accuracy)]
+
+    def query_rows(self, archs, budget):
+        return np.stack([self._row(a) for a in archs]), np.arange(len(archs))
+
+    def summary_columns(self):
+        start = SPACE.encoding_size
+        return np.arange(start, start + SPACE.summarize(SPACE.largest()).size)
+
+    @staticmethod
+    def _row(arch):
+        return np.concatenate([SPACE.encode(arch), SPACE.summarize(arch)])
+
+
+def depth_times_width(arch):
+    # A smooth function of products of genes (each unit's depth times its width): an MLP
+    # on a few ordered inputs fits it from 60 networks better than one on ~70 one-hot slots.
+    units = SPACE.summarize(arch)[:-1].reshape(-1, 5)
+    return float(np.sqrt((units[:, 0] * units[:, 1]).sum()))
+
+
+def test_auto_summary_also_tries_the_mlp_on_the_summary_and_takes_it_when_it_ranks_better():
+    records = records_of(depth_times_width, 60)
+    settings = PredictorSettings(kind="auto_summary", min_tau=-1)
+    choice = choose_predictor(SummaryObjective(None), records, [1.0], settings)
+    assert "mlp on summary" in choice.taus
+    assert choice.taus["mlp on summary"] > choice.taus["mlp"] + 0.05
+    assert choice.model == "mlp on summary" and choice.tau == choice.taus["mlp on summary"]
+    # Objectives without summary columns, and the other kinds, never try it.
+    plain = choose_predictor(EncodingObjective(None), records, [1.0], settings)
+    assert not any("summary" in name for name in plain.taus)
+    for kind in ("auto", "mlp"):
+        other = PredictorSettings(kind=kind, min_tau=-1)
+        taus = choose_predictor(SummaryObjective(None), records, [1.0], other).taus
+        assert not any("summary" in name for name in taus), kind

@@ -1,5 +1,7 @@
 """Tests of the pure gene operators of enas4d_tf.space.ops (mutate, crossover, repair, ...)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,21 @@ def test_repair_reaches_the_budget_and_fails_cleanly_below_the_smallest():
         assert fits(sampled)
     with pytest.raises(ValueError, match="smallest network"):
         ops.repair(space, space.largest(), lambda a: stage_macs(space, a)[-1] < smallest_cost, rng)
+
+
+def test_summary_describes_the_network_and_ignores_inactive_blocks():
+    space = SearchSpace.preset("fashion_mnist")
+    largest, smallest = space.largest(), space.smallest()
+    big, small = space.summarize(largest), space.summarize(smallest)
+    assert big.shape == small.shape == (ops.summary_size(space),) and big.dtype == np.float32
+    k, e = max(space.kernel_choices), max(space.expand_choices)
+    # Per unit: depth, width, mean kernel, mean expand, mean kernel^2 * expand.
+    assert big[:5].tolist() == [space.max_depth, max(space.width_choices), k, e, k * k * e]
+    assert big[-1] == max(space.resolution_choices) and small[-1] == min(space.resolution_choices)
+    assert (small[:-1].reshape(-1, 5)[:, 0] == min(space.depth_choices)).all()
+    # Genes of blocks past a unit's depth change nothing the network computes, nor its summary.
+    kernel = [[list(unit) for unit in stage] for stage in smallest.kernel]
+    kernel[0][0][-1] = max(space.kernel_choices)  # block 3 of a depth-1 unit
+    same = dataclasses.replace(smallest, kernel=kernel)
+    assert same != smallest
+    np.testing.assert_array_equal(space.summarize(same), small)
