@@ -219,6 +219,10 @@ class DynamicObjective(Objective):
         """Every column after the one-hot encoding: the summary and the costs."""
         return _after_encoding(self.space, self.space.num_stages + 1)
 
+    def plain_columns(self) -> np.ndarray:
+        """The one-hot encoding and the costs."""
+        return _without_summary(self.space, self.space.num_stages + 1)
+
     def predictor_rows(self, record, budgets) -> list:
         """One row per budget the record scores at: its cross-fitted accuracy there."""
         rows = []
@@ -306,6 +310,10 @@ class StaticObjective(Objective):
         """Every column after the one-hot encoding: the summary, the exit and the cost."""
         return _after_encoding(self.space, self.space.num_stages + 1)
 
+    def plain_columns(self) -> np.ndarray:
+        """The one-hot encoding, the exit and the cost."""
+        return _without_summary(self.space, self.space.num_stages + 1)
+
     def predictor_rows(self, record, budgets) -> list:
         """One row per exit: the static network cut there and its measured accuracy."""
         del budgets  # a static network's accuracy does not depend on them
@@ -343,6 +351,13 @@ def _after_encoding(space: SearchSpace, tail: int) -> np.ndarray:
     more columns."""
     start = space.encoding_size
     return np.arange(start, start + ops.summary_size(space) + tail)
+
+
+def _without_summary(space: SearchSpace, tail: int) -> np.ndarray:
+    """Column indices of a predictor row without the summary: the one-hot encoding and the
+    `tail` columns after the summary."""
+    start, size = space.encoding_size, ops.summary_size(space)
+    return np.concatenate([np.arange(start), np.arange(start + size, start + size + tail)])
 
 
 def make_objectives(costs: CostModel, max_cost_ratio: float, seed: int = 0) -> dict[str, Objective]:

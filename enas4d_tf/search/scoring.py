@@ -64,6 +64,12 @@ class Objective(abc.ABC):
         instead of ~200 one-hot ones, which suits a hundred measured networks."""
         return None
 
+    def plain_columns(self) -> np.ndarray | None:
+        """Columns of a predictor row that every other model sees: all but the summary
+        (`summary_columns`), so that models fitted before the summary existed see what they
+        saw then; None: every column."""
+        return None
+
     def predict(self, predictor, archs: Sequence[Arch], budget: float) -> np.ndarray:
         """Predicted scores `(len(archs),)` of unmeasured `archs` at `budget` (the highest
         is measured first); `predictor` has `.predict(x)`."""

@@ -182,20 +182,26 @@ def _subset(n: int, settings: PredictorSettings) -> np.ndarray:
     return np.sort(rng.choice(n, settings.max_rows, replace=False))
 
 
-def _make(name: str, settings: PredictorSettings, group_of=None, columns=None):
-    """The unfitted model `name`: "mlp", "ridge(alpha=A)" or "mlp on summary" (the MLP on
-    `columns` only), or any of them followed by " per <group>" (a `GroupedPredictor` of it
-    over `group_of`'s groups)."""
+def _make(name: str, settings: PredictorSettings, group_of=None, columns=(None, None)):
+    """The unfitted model `name`: "mlp", "ridge(alpha=A)" or "mlp on summary", or any of
+    them followed by " per <group>" (a `GroupedPredictor` of it over `group_of`'s groups).
+
+    `columns` is `(summary, plain)` (`Objective.summary_columns`, `.plain_columns`): a model
+    "on summary" sees the summary columns, the others the plain ones (every column where
+    None)."""
     base, grouped, _ = name.partition(_PER)
     if grouped:
         return GroupedPredictor(
             lambda: _make(base, settings, columns=columns), group_of, min_rows=settings.min_rows
         )
+    summary, plain = columns
     if base.endswith(_ON_SUMMARY):
-        return ColumnPredictor(_make(base[: -len(_ON_SUMMARY)], settings), columns)
+        return ColumnPredictor(_make(base[: -len(_ON_SUMMARY)], settings), summary)
     if name == "mlp":
-        return AccuracyPredictor(seed=settings.seed)
-    return RidgePredictor(alpha=float(name[len("ridge(alpha=") : -1]))
+        model = AccuracyPredictor(seed=settings.seed)
+    else:
+        model = RidgePredictor(alpha=float(name[len("ridge(alpha=") : -1]))
+    return model if plain is None else ColumnPredictor(model, plain)
 
 
 def _model_names(kind: str, group: str = "", summary: bool = False) -> list[str]:
@@ -215,7 +221,7 @@ def _model_names(kind: str, group: str = "", summary: bool = False) -> list[str]
     return names
 
 
-def _fit(name, x, y, settings, group_of=None, columns=None):
+def _fit(name, x, y, settings, group_of=None, columns=(None, None)):
     keep = _subset(len(y), settings)
     return _make(name, settings, group_of, columns).fit(x[keep], y[keep])
 
@@ -327,8 +333,9 @@ def _choose(objective, records, budgets, settings: PredictorSettings) -> Predict
 
 
 def _layout(objective) -> tuple:
-    """`(group_of, summary columns)` of the objective's predictor rows, as `_fit` takes them."""
-    return objective.predictor_groups, objective.summary_columns()
+    """`(group_of, (summary columns, plain columns))` of the objective's predictor rows, as
+    `_fit` takes them."""
+    return objective.predictor_groups, (objective.summary_columns(), objective.plain_columns())
 
 
 def _orderable(tau: float) -> float:

@@ -211,3 +211,20 @@ def test_predictor_groups_read_the_budget_and_the_exit_from_the_objectives_rows(
     exits = range(1, SPACE.num_stages + 1)
     rows = np.stack([static.exit_features(a, s) for a in archs for s in exits])
     assert static.predictor_groups(rows).tolist() == [s for _ in archs for s in exits]
+
+
+def test_rows_split_into_the_plain_columns_and_the_summary_columns():
+    _, objs = make_objectives()
+    dynamic, static = objs["dynamic"], objs["static"]
+    arch, budget = SPACE.sample(seed=3), 1e6
+    row = dynamic.features(arch, budget)
+    encoding, summary = SPACE.encode(arch), SPACE.summarize(arch)
+    tail = row[-(SPACE.num_stages + 1) :]  # the exits' log costs and the budget
+    # What models other than "mlp on summary" see is the row as it was before the summary.
+    np.testing.assert_array_equal(row[dynamic.plain_columns()], np.concatenate([encoding, tail]))
+    np.testing.assert_array_equal(row[dynamic.summary_columns()], np.concatenate([summary, tail]))
+    cut = static.exit_features(arch, 2)
+    tail = cut[-(SPACE.num_stages + 1) :]  # the exit's one-hot and the cut network's cost
+    assert tail[:-1].tolist() == [0.0, 1.0, 0.0]
+    np.testing.assert_array_equal(cut[static.plain_columns()], np.concatenate([encoding, tail]))
+    np.testing.assert_array_equal(cut[static.summary_columns()], np.concatenate([summary, tail]))

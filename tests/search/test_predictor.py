@@ -291,6 +291,9 @@ class SummaryObjective(EncodingObjective):
         start = SPACE.encoding_size
         return np.arange(start, start + SPACE.summarize(SPACE.largest()).size)
 
+    def plain_columns(self):
+        return np.arange(SPACE.encoding_size)
+
     @staticmethod
     def _row(arch):
         return np.concatenate([SPACE.encode(arch), SPACE.summarize(arch)])
