@@ -81,21 +81,29 @@ TEACHERS = {"largest_first": 0.25}
 # Epochs a budgeted run may plan at most (the budget decides).
 MAX_EPOCHS = 200
 
-flags.DEFINE_string("workdir", None, "Where each variant's training workdir goes.")
-flags.DEFINE_string("out", None, "Output prefix: writes <out>.json and <out>.md.")
-flags.DEFINE_list("variants", ["base", "every_step", "macs"], "Variants to run, in order.")
-flags.DEFINE_integer("epochs", 3, "Epochs of each screening run.", lower_bound=1)
-flags.DEFINE_float(
-    "minutes",
-    None,
-    "Train each variant for this many minutes of wall time instead, its epochs fitted to them "
-    "(a teacher variant's teacher included).",
-    lower_bound=1.0,
-)
-flags.DEFINE_integer("spread", 10, "Spread architectures measured at the end.", lower_bound=2)
-flags.DEFINE_string(
-    "config", "configs/train_benchmark_v1.cfg", "The config the variants shorten (the old recipe)."
-)
+
+def define_flags() -> None:
+    """Defines the program's flags: called when it runs, not on import, so tests can import
+    it beside other programs that define flags of the same names."""
+    flags.DEFINE_string("workdir", None, "Where each variant's training workdir goes.")
+    flags.DEFINE_string("out", None, "Output prefix: writes <out>.json and <out>.md.")
+    flags.DEFINE_list("variants", ["base", "every_step", "macs"], "Variants to run, in order.")
+    flags.DEFINE_integer("epochs", 3, "Epochs of each screening run.", lower_bound=1)
+    flags.DEFINE_float(
+        "minutes",
+        None,
+        "Train each variant for this many minutes of wall time instead, its epochs fitted to them "
+        "(a teacher variant's teacher included).",
+        lower_bound=1.0,
+    )
+    flags.DEFINE_integer("spread", 10, "Spread architectures measured at the end.", lower_bound=2)
+    flags.DEFINE_string(
+        "config",
+        "configs/train_benchmark_v1.cfg",
+        "The config the variants shorten (the old recipe).",
+    )
+
+
 FLAGS = flags.FLAGS
 
 
@@ -320,4 +328,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=flags_parser("recipe_screen"))
