@@ -88,6 +88,13 @@ def define_flags() -> None:
     flags.DEFINE_integer("budget_points", 4, "Budgets the searches search (a grid).", lower_bound=2)
     flags.DEFINE_integer("score_points", 8, "Budgets fronts are scored at.", lower_bound=2)
     flags.DEFINE_list("seeds", ["0"], "Search seeds; curves are averaged over them.")
+    flags.DEFINE_list(
+        "strategies",
+        list(STRATEGIES),
+        "The strategies measured: random and new always, old (the search before issue 18) "
+        "unless left out, e.g. to screen a change of the new search when the old one's "
+        "candidates are not in the store (its report from another run stands beside it).",
+    )
     flags.DEFINE_integer(
         "num_val_images", 5000, "Validation images (split in halves).", lower_bound=4
     )
@@ -300,10 +307,17 @@ class Bench:
         return self.images[key]
 
 
+def settings_strategies(settings: dict) -> tuple:
+    """The strategies a run measures, in `STRATEGIES` order (all three unless
+    `--strategies` leaves the old search out)."""
+    wanted = settings.get("strategies") or STRATEGIES
+    return tuple(name for name in STRATEGIES if name in wanted)
+
+
 def strategy_limits(settings: dict) -> dict:
     """Candidates each strategy measures: `measurements`, the new search's
     `new_measurements` when set."""
-    limits = {name: settings["measurements"] for name in STRATEGIES}
+    limits = {name: settings["measurements"] for name in settings_strategies(settings)}
     limits["new"] = settings.get("new_measurements") or settings["measurements"]
     return limits
 
@@ -452,8 +466,8 @@ def bootstrap(
 
     c_min, c_max = float(bench.costs.smallest[0]), float(bench.costs.largest[-1])
     allowed = int(measurements * GOAL_FRACTION)
-    limits = limits or {name: measurements for name in STRATEGIES}
-    cuts = {f"{name}@{limits[name]}": (name, limits[name]) for name in STRATEGIES}
+    limits = limits or {name: measurements for name in per_seed_orders[0]}
+    cuts = {f"{name}@{limits[name]}": (name, limits[name]) for name in limits}
     cuts[f"new@{allowed}"] = ("new", allowed)
     stacked = {label: [] for label in cuts}
     if search_seeds is None:
@@ -547,6 +561,23 @@ def parse_seeds(values) -> list[int]:
     return seeds
 
 
+def parse_strategies(values) -> list[str]:
+    """`--strategies` as names of `STRATEGIES`, random and new always among them (the goal
+    compares them).
+
+    Raises:
+      ValueError: an unknown name, or random or new left out (one line naming it).
+    """
+    names = [v.strip() for v in values if v.strip()]
+    for name in names:
+        if name not in STRATEGIES:
+            raise ValueError(f"--strategies: {name!r} is not one of {', '.join(STRATEGIES)}")
+    for name in ("random", "new"):
+        if name not in names:
+            raise ValueError(f"--strategies must include {name}: the goal compares random and new")
+    return [name for name in STRATEGIES if name in names]
+
+
 def settings_from_flags() -> dict:
     """The run's settings from the flags.
 
@@ -570,6 +601,7 @@ def settings_from_flags() -> dict:
             f"--measurements / 4 ({allowed}) and --measurements ({settings['measurements']})"
         )
     settings["seeds"] = parse_seeds(FLAGS.seeds)
+    settings["strategies"] = parse_strategies(FLAGS.strategies)
     settings["cost"] = FLAGS.cost
     settings["latency_table"] = FLAGS.latency_table or ""
     return settings
@@ -610,7 +642,7 @@ def output_paths(out: str) -> dict:
 def mean_curves(per_seed: list) -> dict:
     """The strategies' hypervolume curves averaged over seeds, at the counts all seeds have."""
     out = {}
-    for name in STRATEGIES:
+    for name in per_seed[0]:
         counts = set.intersection(*({n for n, _ in c[name]} for c in per_seed))
         out[name] = [
             (n, sum(dict(c[name])[n] for c in per_seed) / len(per_seed)) for n in sorted(counts)
@@ -664,11 +696,11 @@ def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict
     bench = Bench(evaluator, costs, net.space, store)
     budgets = pareto_budgets(costs, settings["budget_points"])
     score_budgets = pareto_budgets(costs, settings["score_points"])
-    all_orders, seconds = [], {name: 0.0 for name in STRATEGIES}
+    all_orders, seconds = [], {name: 0.0 for name in settings_strategies(settings)}
     predictors = []
     for seed in settings["seeds"]:
         orders, generations = {}, {"old": [], "new": []}
-        for name in STRATEGIES:
+        for name in settings_strategies(settings):
             objective = DynamicObjective(net.space, costs, seed=seed)
             start = time.perf_counter()
             orders[name] = run_strategy(
@@ -756,7 +788,8 @@ def markdown(report: dict) -> str:
         f"{s.get('min_predictor_tau', EVOLUTION_DEFAULTS['min_predictor_tau']):g}, inner "
         "evolution from held-out tau "
         f"{s.get('inner_min_predictor_tau', EVOLUTION_DEFAULTS['inner_min_predictor_tau']):g}, "
-        f"predictors {s.get('predictor', EVOLUTION_DEFAULTS['predictor'])}.",
+        # Reports made before --predictor existed searched with "auto".
+        f"predictors {s.get('predictor', 'auto')}.",
         "",
         "## Fronts chosen on the search half, scored on the other (the goal's reading)",
         "",
@@ -765,6 +798,11 @@ def markdown(report: dict) -> str:
         "points on half B.",
         "",
     ]
+    if "old" not in settings_strategies(s):
+        lines[-1:-1] = [
+            "The old search was not measured by this run (`--strategies`).",
+            "",
+        ]
     lines += _reading_markdown(report, s)
     scoring = report.get("chosen_on_scoring_half")
     if scoring:
@@ -784,14 +822,16 @@ def markdown(report: dict) -> str:
 def _reading_markdown(reading: dict, s: dict) -> list[str]:
     """One reading's table, goal line and bootstrap."""
     g = reading["goal"]
-    rows = {name: dict(reading["mean"][name]) for name in STRATEGIES}
+    names = [name for name in STRATEGIES if name in reading["mean"]]
+    rows = {name: dict(reading["mean"][name]) for name in names}
     counts = sorted(set().union(*rows.values()))
+    titles = {"random": "random", "old": "old search", "new": "new search"}
     lines = [
-        "| measured | random | old search | new search |",
-        "|---:|---:|---:|---:|",
+        "| measured | " + " | ".join(titles[name] for name in names) + " |",
+        "|---:|" + "---:|" * len(names),
     ]
     for n in counts:
-        cells = [f"{rows[k][n]:.4f}" if n in rows[k] else "" for k in STRATEGIES]
+        cells = [f"{rows[k][n]:.4f}" if n in rows[k] else "" for k in names]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     verdict = "met" if g["met"] else "NOT met"
     reached = g["new_reaches_it_after"]

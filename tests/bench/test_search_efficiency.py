@@ -164,14 +164,19 @@ def test_search_half_points_are_the_cross_fit_inside_half_a_aligned_with_half_b(
     )
 
 
-def test_bootstrap_brackets_the_verdict_by_the_scoring_images():
-    n = 400
-    rng = np.random.default_rng(0)
+def _eight_candidates(n: int, seed: int):
+    """Keys, correct-per-image and the bench of 8 candidates of rising cost (100 .. 800),
+    each right on about 80% of `n` images, independently."""
+    rng = np.random.default_rng(seed)
     keys = [f"k{i}" for i in range(8)]
     costs = {k: np.full((1, n), 100.0 * (i + 1)) for i, k in enumerate(keys)}
-    # Every candidate right on about 80% of the images, independently.
     correct = {k: (rng.random((1, n)) < 0.8) for k in keys}
-    bench = _bootstrap_bench(correct, costs, n)
+    return keys, correct, _bootstrap_bench(correct, costs, n)
+
+
+def test_bootstrap_brackets_the_verdict_by_the_scoring_images():
+    n = 400
+    keys, correct, bench = _eight_candidates(n, seed=0)
     # The new search measured random's first candidates first: after 2 of 8 its front is
     # random's front after 2, and random's later candidates (costlier, no better) add little.
     orders = {"random": keys, "old": keys[::-1], "new": keys[:2] + keys[2:][::-1]}
@@ -196,11 +201,7 @@ def test_a_new_search_screened_on_fewer_measurements_is_cut_and_labelled_by_them
     assert eff.strategy_limits(settings) == {"random": 8, "old": 8, "new": 4}
     assert eff.strategy_limits({"measurements": 8, "new_measurements": 0})["new"] == 8
     n = 200
-    rng = np.random.default_rng(1)
-    keys = [f"k{i}" for i in range(8)]
-    costs = {k: np.full((1, n), 100.0 * (i + 1)) for i, k in enumerate(keys)}
-    correct = {k: (rng.random((1, n)) < 0.8) for k in keys}
-    bench = _bootstrap_bench(correct, costs, n)
+    keys, correct, bench = _eight_candidates(n, seed=1)
     orders = {"random": keys, "old": keys[::-1], "new": keys[::-1]}
     limits = eff.strategy_limits(settings)
     out = eff.bootstrap(
@@ -214,6 +215,33 @@ def test_a_new_search_screened_on_fewer_measurements_is_cut_and_labelled_by_them
     ]["old@4"]
     assert out["hypervolume"]["new@4"] == old_first_4
     assert out["hypervolume"]["new@4"] != out["hypervolume"]["old@8"]
+
+
+def test_a_run_without_the_old_search_measures_and_reports_random_and_new_only():
+    settings = {"measurements": 8, "new_measurements": 4, "strategies": ["new", "random"]}
+    assert eff.settings_strategies(settings) == ("random", "new")
+    assert eff.strategy_limits(settings) == {"random": 8, "new": 4}
+    assert eff.settings_strategies({"measurements": 8}) == eff.STRATEGIES
+    assert eff.parse_strategies(["new", " random"]) == ["random", "new"]
+    n = 200
+    keys, correct, bench = _eight_candidates(n, seed=2)
+    orders = {"random": keys, "new": keys[::-1][:4]}
+    out = eff.bootstrap(
+        bench,
+        [orders],
+        [1.0],
+        8,
+        resamples=10,
+        chosen_on="scoring half",
+        limits=eff.strategy_limits(settings),
+    )
+    assert set(out["hypervolume"]) == {"random@8", "new@4", "new@2"}
+    curves = {"random": [(4, 0.2), (8, 0.4)], "new": [(4, 0.5)]}
+    assert set(eff.mean_curves([curves, curves])) == {"random", "new"}
+    reading = {"mean": curves, "goal": eff.goal(curves, 8)}
+    table = eff._reading_markdown(reading, {"measurements": 8})
+    assert table[0] == "| measured | random | new search |"
+    assert table[2] == "| 4 | 0.2000 | 0.5000 |" and table[3] == "| 8 | 0.4000 |  |"
 
 
 def test_goal_is_when_the_new_search_first_reaches_randoms_final_hypervolume():
@@ -277,6 +305,8 @@ def test_fronts_are_scored_on_the_half_the_thresholds_were_not_fitted_on():
         (["--cost=latency", "--out={fresh}"], ("--latency_table",), 1),
         (["--new_measurements=40"], ("--new_measurements=40", "between", "(50)"), 2),
         (["--new_measurements=300"], ("--new_measurements=300", "(200)"), 2),
+        (["--strategies=random,new,best"], ("--strategies", "'best'", "not one of"), 2),
+        (["--strategies=random,old"], ("--strategies must include new",), 2),
     ],
 )
 def test_bad_flags_and_outputs_are_refused_in_one_line_before_any_work(
