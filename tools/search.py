@@ -161,7 +161,8 @@ flags.DEFINE_enum(
     list(PREDICTOR_KINDS),
     "Accuracy predictor: the MLP or ridge regression, over all budgets or one model per "
     "budget (per exit for static networks), whichever ranks held-out candidates better "
-    "(auto), or one of them over all budgets.",
+    "(auto); the same plus the MLP on a summary of the architecture, per unit its depth, "
+    "kernels, widths and MACs (auto_summary); or one of them over all budgets.",
 )
 flags.DEFINE_float(
     "min_predictor_tau",

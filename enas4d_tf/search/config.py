@@ -78,7 +78,7 @@ class SearchConfig:
     inner_population: int = 100
     inner_generations: int = 50
     top_k: int = 0
-    predictor: str = "auto"
+    predictor: str = EvolutionConfig.predictor
     min_predictor_tau: float = EvolutionConfig.min_predictor_tau
     inner_min_predictor_tau: float = EvolutionConfig.inner_min_predictor_tau
     predictor_folds: int = 5
