@@ -7,15 +7,17 @@ Run from the repository root (validation split only; the test split is never rea
 
 Three strategies, each allowed exactly `--measurements` measured candidates (the new search
 `--new_measurements`, when given, to screen a variant of it against random and old searches
-already in the store), each seeded by `--seeds`:
+already in the store), each seeded by `--seeds`; `--strategies=random,new` leaves the old
+search out:
 
 * random: architectures drawn uniformly among those meeting each budget's constraint (the
   budgets in turn);
 * old: the search before issue 18 (`--inner_generations=0 --predictor=mlp
   --min_predictor_tau=-1`: children of the best measured, ranked by the MLP);
-* new: the search with its defaults (held-out-checked predictor, MLP or ridge, the floor,
-  and an inner evolution on predicted scores whose top k are measured), or the variant that
-  `--inner_generations`, `--min_predictor_tau` and `--inner_min_predictor_tau` make.
+* new: the search with its defaults (held-out-checked predictor: MLP, ridge or the MLP on
+  the architecture's summary; the floor; an inner evolution on predicted scores whose top k
+  are measured), or the variant that `--predictor`, `--inner_generations`,
+  `--min_predictor_tau` and `--inner_min_predictor_tau` make.
 
 The validation images are split in two halves once (fixed): the searches see half A only
 (they rank candidates there, by their own cross-fit inside A); every measured candidate is
@@ -668,7 +670,8 @@ def measurement_store(out: str, workdir: str, dataset: str, data_dir, evaluator,
 
 
 def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict:
-    """Measures the three strategies on `workdir` and returns the report; with `out`, every
+    """Measures the strategies (`settings_strategies`) on `workdir` and returns the report;
+    with `out`, every
     measurement is kept in `<out>/measured/` and reused by the next run."""
     from enas4d_tf.evaluation import CandidateEvaluator
     from enas4d_tf.search.objectives import DynamicObjective, make_cost_model, pareto_budgets
@@ -699,8 +702,9 @@ def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict
     all_orders, seconds = [], {name: 0.0 for name in settings_strategies(settings)}
     predictors = []
     for seed in settings["seeds"]:
-        orders, generations = {}, {"old": [], "new": []}
-        for name in settings_strategies(settings):
+        names = settings_strategies(settings)
+        orders, generations = {}, {name: [] for name in names if name != "random"}
+        for name in names:
             objective = DynamicObjective(net.space, costs, seed=seed)
             start = time.perf_counter()
             orders[name] = run_strategy(
@@ -785,9 +789,8 @@ def markdown(report: dict) -> str:
         f"log-cost floor {report['log_cost_floor']:.4g} {report['cost_unit']}.",
         f"The new search: {strategy_limits(s)['new']} measured candidates, inner evolution "
         f"of {s['inner_generations']} generations, predictor floor "
-        f"{s.get('min_predictor_tau', EVOLUTION_DEFAULTS['min_predictor_tau']):g}, inner "
-        "evolution from held-out tau "
-        f"{s.get('inner_min_predictor_tau', EVOLUTION_DEFAULTS['inner_min_predictor_tau']):g}, "
+        f"{_recorded(s, 'min_predictor_tau')}, inner evolution from held-out tau "
+        f"{_recorded(s, 'inner_min_predictor_tau')}, "
         # Reports made before --predictor existed searched with "auto".
         f"predictors {s.get('predictor', 'auto')}.",
         "",
@@ -817,6 +820,13 @@ def markdown(report: dict) -> str:
         ]
         lines += _reading_markdown(scoring, s)
     return "\n".join(lines + _predictor_markdown(report)) + "\n"
+
+
+def _recorded(settings: dict, name: str) -> str:
+    """A report's setting as written, or "not recorded" (reports older than the flag: their
+    value was that day's default, not today's)."""
+    value = settings.get(name)
+    return "not recorded" if value is None else f"{value:g}"
 
 
 def _reading_markdown(reading: dict, s: dict) -> list[str]:

@@ -109,9 +109,9 @@ class EvolutionConfig:
     inner_generations: int = 50
     top_k: int = 0
     # Chosen by the predictor's held-out tau inside tools.search (0.622 / 0.636 after 102
-    # measured, against "auto"'s 0.548 / 0.538). On the efficiency benchmark the two differ
-    # on one seed of four, and both miss its goal on the four-seed mean (BENCHMARKS.md,
-    # 2026-12-07).
+    # measured, against "auto"'s 0.548 / 0.538). On the efficiency benchmark their fronts at
+    # 50 differ noticeably on one seed of four, and both miss its goal on the four-seed mean
+    # (BENCHMARKS.md, 2026-12-07).
     predictor: str = "auto_summary"
     # Chosen on the efficiency benchmark's three seeds (BENCHMARKS.md, 2026-12-07): any
     # predictor better than chance ranks children of the best; the inner evolution waits for

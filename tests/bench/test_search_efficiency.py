@@ -236,12 +236,47 @@ def test_a_run_without_the_old_search_measures_and_reports_random_and_new_only()
         limits=eff.strategy_limits(settings),
     )
     assert set(out["hypervolume"]) == {"random@8", "new@4", "new@2"}
+    # new@4 is the front of the new search's 4 candidates: the same resamples (same seed)
+    # score it as they score a random search that measured those 4.
+    same = eff.bootstrap(
+        bench,
+        [{"random": keys[::-1][:4], "new": keys}],
+        [1.0],
+        4,
+        resamples=10,
+        chosen_on="scoring half",
+    )
+    assert out["hypervolume"]["new@4"] == same["hypervolume"]["random@4"]
+    assert out["hypervolume"]["new@4"] != out["hypervolume"]["random@8"]
     curves = {"random": [(4, 0.2), (8, 0.4)], "new": [(4, 0.5)]}
     assert set(eff.mean_curves([curves, curves])) == {"random", "new"}
     reading = {"mean": curves, "goal": eff.goal(curves, 8)}
     table = eff._reading_markdown(reading, {"measurements": 8})
     assert table[0] == "| measured | random | new search |"
+    assert table[1] == "|---:|---:|---:|"
     assert table[2] == "| 4 | 0.2000 | 0.5000 |" and table[3] == "| 8 | 0.4000 |  |"
+    report = {
+        "settings": {**settings, "seeds": [0], "inner_generations": 5},
+        "workdir": "/w",
+        "validation_halves": {"search": 100, "score": 100},
+        "reference_point": {"cost": 800.0, "accuracy": 0.0},
+        "cost_unit": "MACs",
+        "log_cost_floor": 100.0,
+        **reading,
+        "predictor": [{"new": []}],
+    }
+    text = eff.markdown(report)
+    assert "The old search was not measured by this run" in text
+    assert "old search |" not in text and "| measured | random | new search |" in text
+    # A report older than the predictor flags: "auto" (the only predictor then), and the
+    # floors it ran with unknown, not today's defaults.
+    assert "predictor floor not recorded, inner evolution from held-out tau not recorded" in text
+    assert "predictors auto." in text
+    report["settings"].update(min_predictor_tau=0.2, inner_min_predictor_tau=-1.0)
+    report["settings"].update(predictor="auto_summary", strategies=list(eff.STRATEGIES))
+    text = eff.markdown(report)
+    assert "predictor floor 0.2, inner evolution from held-out tau -1" in text
+    assert "predictors auto_summary." in text and "was not measured" not in text
 
 
 def test_goal_is_when_the_new_search_first_reaches_randoms_final_hypervolume():
@@ -307,6 +342,7 @@ def test_fronts_are_scored_on_the_half_the_thresholds_were_not_fitted_on():
         (["--new_measurements=300"], ("--new_measurements=300", "(200)"), 2),
         (["--strategies=random,new,best"], ("--strategies", "'best'", "not one of"), 2),
         (["--strategies=random,old"], ("--strategies must include new",), 2),
+        (["--strategies=new"], ("--strategies must include random",), 2),
     ],
 )
 def test_bad_flags_and_outputs_are_refused_in_one_line_before_any_work(
