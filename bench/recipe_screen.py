@@ -175,11 +175,11 @@ def markdown(rows: list[dict], epochs: int, minutes: float | None = None) -> str
     for r in rows:
         pct = "/".join(f"{100 * a:.2f}" for a in r["largest"])
         small = "/".join(f"{100 * a:.2f}" for a in r["smallest"])
-        minutes = "-" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f}"
+        train_min = "-" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f}"
         lines.append(
             f"| {r['variant']} | {pct} | {small} | {100 * r['spread_mean_last']:.2f} | "
             f"{'/'.join(str(b) for b in r['spread_below_smallest'])} | "
-            f"{'/'.join(f'{x:.2f}' for x in r['spearman'])} | {minutes} |"
+            f"{'/'.join(f'{x:.2f}' for x in r['spearman'])} | {train_min} |"
         )
     lines.append("")
     if minutes is None:

@@ -60,3 +60,23 @@ def test_a_teacher_variant_without_minutes_is_refused_in_one_line(tmp_path):
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "--minutes" in lines[0], proc.stderr
     assert not os.listdir(tmp_path)
+
+
+def test_the_markdown_of_a_timed_screen_gives_each_rows_minutes_and_the_budget():
+    from bench.recipe_screen import markdown
+
+    row = {
+        "variant": "base",
+        "largest": [0.92, 0.9314, 0.9344],
+        "smallest": [0.8558, 0.8914, 0.901],
+        "spread_mean_last": 0.90452,
+        "spread_below_smallest": [5, 5, 5],
+        "spearman": [0.755, 0.867, 0.818],
+        "train_seconds": 4540.2,
+    }
+    lines = markdown([row, {**row, "variant": "x", "train_seconds": None}], 3, 90.0).splitlines()
+    assert lines[2] == (
+        "| base | 92.00/93.14/93.44 | 85.58/89.14/90.10 | 90.45 | 5/5/5 | 0.76/0.87/0.82 | 75.7 |"
+    )
+    assert lines[3].endswith("| - |")
+    assert "after 90 minutes of training each" in lines[-1]
