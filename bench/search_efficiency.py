@@ -671,8 +671,7 @@ def measurement_store(out: str, workdir: str, dataset: str, data_dir, evaluator,
 
 def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict:
     """Measures the strategies (`settings_strategies`) on `workdir` and returns the report;
-    with `out`, every
-    measurement is kept in `<out>/measured/` and reused by the next run."""
+    with `out`, every measurement is kept in `<out>/measured/` and reused by the next run."""
     from enas4d_tf.evaluation import CandidateEvaluator
     from enas4d_tf.search.objectives import DynamicObjective, make_cost_model, pareto_budgets
     from enas4d_tf.search.run import load_search_data
@@ -699,10 +698,10 @@ def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict
     bench = Bench(evaluator, costs, net.space, store)
     budgets = pareto_budgets(costs, settings["budget_points"])
     score_budgets = pareto_budgets(costs, settings["score_points"])
-    all_orders, seconds = [], {name: 0.0 for name in settings_strategies(settings)}
+    names = settings_strategies(settings)
+    all_orders, seconds = [], {name: 0.0 for name in names}
     predictors = []
     for seed in settings["seeds"]:
-        names = settings_strategies(settings)
         orders, generations = {}, {name: [] for name in names if name != "random"}
         for name in names:
             objective = DynamicObjective(net.space, costs, seed=seed)
