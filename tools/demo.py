@@ -5,10 +5,10 @@
 
 Each step runs the package's own command line, printed before it runs, so the demo is the
 same thing a user would type. By default the search stands on the released supernet
-(`--pretrained=fashion_mnist`, committed under enas4d_tf/released/), and the training step is
+(`--pretrained=fashion_mnist_v2`, committed under enas4d_tf/released/), and the training step is
 a short run of its own to watch:
 
-  1. python -m tools.pretrained --name=fashion_mnist --workdir=W
+  1. python -m tools.pretrained --name=fashion_mnist_v2 --workdir=W
   2. python -m tools.train --flagfile=configs/train_watch.cfg --workdir=W/train_watch
   3. python -m tools.search --workdir=W --pareto ...
   4. python -m tools.export --workdir=W --from_search ...
@@ -61,7 +61,7 @@ flags.DEFINE_string(
 flags.DEFINE_integer(
     "max_images", None, "Test images the cascade runs; default all (smoke: 300).", lower_bound=1
 )
-DEFAULT_RELEASE = "fashion_mnist"
+DEFAULT_RELEASE = "fashion_mnist_v2"
 flags.DEFINE_string(
     "pretrained",
     None,
