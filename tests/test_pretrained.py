@@ -1,5 +1,6 @@
 """Released supernets: made from a workdir, checked by sha256, copied, loaded by name."""
 
+import json
 import os
 import re
 import subprocess
@@ -142,7 +143,7 @@ def test_the_demo_does_not_take_a_trained_workdir_for_the_release(tmp_path):
         text=True,
     )
     assert run.returncode == 1
-    assert "holds a supernet the demo trained, not the release 'fashion_mnist'" in run.stderr
+    assert "holds a supernet the demo trained, not the release 'fashion_mnist_v2'" in run.stderr
     assert "Traceback" not in run.stderr
     assert sorted(os.listdir(workdir)) == ["run_config.json"]
 
@@ -271,3 +272,57 @@ def test_train_on_a_copied_release_says_it_has_finished(tmp_path):
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == sorted(
         os.listdir(os.path.join(pretrained.release_dir("fashion_mnist"), "checkpoints"))
     )
+
+
+def test_the_demo_does_not_search_another_release_as_its_default(tmp_path):
+    # A runs/demo made when the default was `fashion_mnist` holds that supernet, its search
+    # state and exports: the demo on `fashion_mnist_v2` refuses it in one line, untouched.
+    workdir = pretrained.copy_release("fashion_mnist", str(tmp_path / "demo"))
+    before = sorted(os.listdir(workdir))
+    run = subprocess.run(
+        [sys.executable, "-m", "tools.demo", f"--workdir={workdir}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    lines = [line for line in run.stderr.strip().splitlines() if line.startswith("demo:")]
+    assert run.returncode == 1 and len(lines) == 1, run.stderr[-2000:]
+    assert "holds the release 'fashion_mnist', not 'fashion_mnist_v2'" in lines[0]
+    assert "--pretrained=fashion_mnist to search it" in lines[0]
+    assert sorted(os.listdir(workdir)) == before
+    assert not os.path.exists(os.path.join(workdir, "train_watch"))
+
+
+def test_v2_config_is_the_benchmark_config_with_a_90_minute_budget():
+    """configs/train_benchmark_90min.cfg names fashion_mnist_v2's recipe: the benchmark
+    config's flags (epochs aside), and the budget that fitted its 13 epochs."""
+    from bench.claim_choices import parse_flagfile
+
+    base = parse_flagfile(os.path.join(REPO, "configs", "train_benchmark.cfg"))
+    v2 = parse_flagfile(os.path.join(REPO, "configs", "train_benchmark_90min.cfg"))
+    budget = {"max_train_minutes": "90", "fit_epochs_to_budget": "true", "epochs": "200"}
+    assert v2 == {**{k: v for k, v in base.items() if k != "epochs"}, **budget}
+    with open(os.path.join(pretrained.release_dir("fashion_mnist_v2"), "run_config.json")) as f:
+        train = json.load(f)["train"]
+    assert train["max_train_minutes"] == 90.0 and train["fit_epochs_to_budget"] is True
+
+
+def test_v2_is_finished_under_its_own_config_and_refused_under_another(tmp_path):
+    """The claim benchmark runs `tools.train` on its supernet first: on a copy of
+    fashion_mnist_v2 with the v2 config it has finished; with the 6-epoch config (no
+    budget) it is refused in one line naming the settings that differ."""
+    workdir = pretrained.copy_release("fashion_mnist_v2", str(tmp_path / "v2"))
+
+    def train(config):
+        command = [sys.executable, "-m", "tools.train", f"--flagfile=configs/{config}"]
+        command.append(f"--workdir={workdir}")
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    run = train("train_benchmark_90min.cfg")
+    assert run.returncode == 0, run.stderr[-2000:]
+    step = pretrained.release_info("fashion_mnist_v2")["step"]
+    assert f"training already finished: step {step} of {step}" in run.stdout
+    other = train("train_benchmark.cfg")
+    lines = [line for line in other.stderr.strip().splitlines() if line.startswith("train:")]
+    assert other.returncode == 1 and len(lines) == 1, other.stderr[-2000:]
+    assert "max_train_minutes" in lines[0] and "fit_epochs_to_budget" in lines[0]

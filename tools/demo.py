@@ -81,6 +81,29 @@ def _run(args: list[str]) -> None:
     print(f"  ({time.time() - t:.0f} s)", flush=True)
 
 
+def _check_same_release(workdir: str, release: str, info: dict) -> None:
+    """A workdir holding a copy of another release (an earlier default, say) is not searched
+    as if it were `release`: its search state and exports are of the other supernet."""
+    try:
+        with open(os.path.join(workdir, "release.json")) as f:
+            held = json.load(f).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        held = None
+    if held == info.get("sha256"):
+        return
+    try:
+        with open(os.path.join(workdir, "train_summary.json")) as f:
+            name = json.load(f).get("released_as")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    what = f"the release {name!r}" if name else "another release"
+    fail(
+        "demo",
+        f"{workdir} holds {what}, not {release!r}: give another --workdir, remove it, or pass "
+        f"--pretrained={name or '<its name>'} to search it",
+    )
+
+
 def _fmt_macs(m: float) -> str:
     return f"{m / 1e6:.2f}M"
 
@@ -249,6 +272,8 @@ def main(argv: list[str]) -> None:
                 f"{workdir} holds a supernet the demo trained, not the release {release!r}: "
                 "give another --workdir, remove it, or pass --pretrained= to search it",
             )
+        else:
+            _check_same_release(workdir, release, pretrained.release_info(release))
         watch = os.path.join(workdir, "train_watch")
         _run([sys.executable, "-m", "tools.train", f"--flagfile={config}", f"--workdir={watch}"])
     else:
