@@ -4,6 +4,7 @@ Run from the repository root (validation split only; the test split is never rea
 
   python -m bench.search_efficiency --workdir=runs/bench --measurements=200 --out=runs/eff
   python -m bench.search_efficiency --workdir=/tmp/tiny --smoke --out=/tmp/eff  # minutes
+  python -m bench.search_efficiency --reread=R/search_efficiency.json --store=runs/eff --out=R
 
 Three strategies, each allowed exactly `--measurements` measured candidates (the new search
 `--new_measurements`, when given, to screen a variant of it against random and old searches
@@ -50,6 +51,17 @@ front (the points chosen on A), and the new search's front at the goal's count, 
 again; the report gives their 5th-95th percentiles and how often the new search reaches
 random's front. A verdict that flips between resamples is not one the benchmark can make on
 these images.
+
+Where the hypervolume lies: the u axis starts at C_min, but the lowest budget any strategy
+searches or is scored at is the grid's first (`pareto_budgets`: the geometric mean of the
+smallest network's first-exit and full costs, 2.2x C_min on fashion_mnist). The report splits
+each final front's hypervolume there (`hypervolume_parts`): the area under the lowest
+budget, reached only by fits that came in under it, and the area over the budgets' range.
+
+`--reread=REPORT --store=S --out=O` makes an earlier report's readings again from the
+measurements in S/measured/ (its `orders`, nothing measured, no supernet loaded, seconds to
+minutes), with what this version reports; the readings it shares with the report are
+reproduced exactly.
 
 Goal (issue 18): the new search reaches the hypervolume random sampling has after N = 200
 measurements in at most N / 4 = 50. Written to <out>/search_efficiency.json and .md.
@@ -147,6 +159,16 @@ def define_flags() -> None:
     flags.DEFINE_enum("cost", "macs", ["macs", "latency"], "Costs: MACs or a latency table's ms.")
     flags.DEFINE_string("latency_table", None, "The latency table, with --cost=latency.")
     flags.DEFINE_bool("smoke", False, "A tiny run (12 measurements, small images counts): checks.")
+    flags.DEFINE_string(
+        "reread",
+        None,
+        "An earlier report (search_efficiency.json) to read again from its measurements in "
+        "<--store>/measured/, with what this version reports: no supernet, no search, nothing "
+        "measured. The report goes to --out.",
+    )
+    flags.DEFINE_string(
+        "store", None, "With --reread: the --out of the run that measured (default --out)."
+    )
 
 
 FLAGS = flags.FLAGS
@@ -179,6 +201,17 @@ def hypervolume(points, c_min: float, c_max: float) -> float:
         nxt = us[i + 1][0] if i + 1 < len(us) else 0.0
         area += (u - nxt) * best
     return area
+
+
+def hypervolume_parts(points, c_min: float, c_max: float, c_floor: float) -> tuple:
+    """`hypervolume(points, c_min, c_max)` as `(below, in_range)`: the area at costs under
+    `c_floor` (the lowest budget: no strategy is asked for a point there, so what lands there
+    is a fit that came in under its budget) and the area from `c_floor` to `c_max`. A point
+    cheaper than `c_floor` counts in the range as if it cost `c_floor`: it dominates the
+    whole range."""
+    clipped = [(max(c, c_floor), a) for c, a in points if c > 0]
+    in_range = hypervolume(clipped, c_min, c_max)
+    return hypervolume(points, c_min, c_max) - in_range, in_range
 
 
 def held_out_images(full, half_a, half_b, budgets) -> tuple:
@@ -528,6 +561,41 @@ def goal(mean_curves: dict, measurements: int) -> dict:
     }
 
 
+def front_at(bench, order, n: int, score_budgets, seed: int) -> list:
+    """The front a strategy returns after its first `n` candidates of `order`: chosen on
+    the search half by search `seed`'s cross-fit, scored on half B (as `curves` reads it)."""
+    estimated, scored = [], []
+    for key in order[:n]:
+        scored.extend(bench.scored(key, score_budgets))
+        estimated.extend(bench.estimated(key, score_budgets, seed))
+    return [scored[i] for i in chosen_rows(estimated, scored, CHOSEN_ON[0])]
+
+
+def parts(bench, all_orders, score_budgets, settings) -> dict:
+    """Where each final front's hypervolume (the goal's reading) lies: under the lowest
+    scoring budget, or in the budgets' range (`hypervolume_parts`), per seed and their mean,
+    for every strategy after all its measurements, random and the new search after the
+    goal's count."""
+    c_min, c_max = float(bench.costs.smallest[0]), float(bench.costs.largest[-1])
+    floor = float(min(score_budgets))
+    allowed = int(settings["measurements"] * GOAL_FRACTION)
+    limits = strategy_limits(settings)
+    cuts = {f"{name}@{limits[name]}": (name, limits[name]) for name in limits}
+    cuts.update({f"{name}@{allowed}": (name, allowed) for name in ("random", "new")})
+    per_seed = []
+    for orders, seed in zip(all_orders, settings["seeds"], strict=True):
+        row = {}
+        for label, (name, n) in cuts.items():
+            front = front_at(bench, orders[name], n, score_budgets, seed)
+            row[label] = list(hypervolume_parts(front, c_min, c_max, floor))
+        per_seed.append(row)
+    mean = {
+        label: [sum(r[label][i] for r in per_seed) / len(per_seed) for i in (0, 1)]
+        for label in cuts
+    }
+    return {"floor": floor, "per_seed": per_seed, "mean": mean}
+
+
 SMOKE = dict(
     measurements=12,
     step=4,
@@ -737,9 +805,82 @@ def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict
         "predictor": predictors,
         # Per seed, each strategy's measured candidates (`arch_key`s) in the order measured.
         "orders": all_orders,
+        "hypervolume_parts": parts(bench, all_orders, score_budgets, settings),
         "wall_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "distinct_measured": len(bench.full),
         "measured_this_run": bench.measured_this_run,
+    }
+
+
+class _StoredOnly:
+    """The evaluator of a re-read: it knows the image count, and measures nothing."""
+
+    def __init__(self, num_val_images: int):
+        self.num_val_images = num_val_images
+
+    def measure(self, arch):
+        raise AssertionError("a re-read measures nothing")
+
+
+def reread(report_path: str, store: str, log=print) -> dict:
+    """An earlier report's readings made again from the measurements in `<store>/measured/`,
+    with everything this version reads (`hypervolume_parts`): no supernet is loaded, nothing
+    is measured and no search runs; each seed's candidates are the report's `orders`.
+
+    Raises:
+      SearchError: the report is unreadable or lacks what a reading needs, or a candidate
+        of its orders is not in the store (one line).
+    """
+    from enas4d_tf.errors import SearchError
+    from enas4d_tf.files import read_json
+    from enas4d_tf.search.objectives import make_cost_model, pareto_budgets
+    from enas4d_tf.search.store import SearchStore, read_state
+    from enas4d_tf.space import SearchSpace
+    from enas4d_tf.workdir import Workdir
+
+    report = read_json(report_path, SearchError, "report")
+    needed = ("settings", "orders", "score_budgets", "workdir")
+    if not isinstance(report, dict) or any(k not in report for k in needed):
+        raise SearchError(f"report {report_path} lacks one of {', '.join(needed)}")
+    settings = dict(report["settings"])
+    settings.setdefault("cost", "macs")
+    settings.setdefault("latency_table", "")
+    paths = Workdir(os.path.join(store, MEASURED_FOLDER))
+    if not os.path.exists(paths.search_state):
+        raise SearchError(f"no measurements to re-read: {paths.search_state} not found")
+    state = read_state(paths.search_state)
+    space = SearchSpace.from_dict(state["settings"]["space"])
+    # The state's own settings: a store is never moved aside by a re-read.
+    saved = SearchStore(paths, state["settings"], space, log)
+    costs = make_cost_model(space, int(state["settings"]["num_classes"]), search_config(settings))
+    score_budgets = pareto_budgets(costs, settings["score_points"])
+    if score_budgets != report["score_budgets"]:
+        raise SearchError(
+            f"report {report_path} scored at {report['score_budgets']}, but the store's space "
+            f"gives {score_budgets}: another supernet's measurements"
+        )
+    bench = Bench(_StoredOnly(settings["num_val_images"]), costs, space, saved)
+    for orders in report["orders"]:
+        for name, keys in orders.items():
+            for key in keys:
+                candidate = saved.get(key)
+                if candidate is None:
+                    raise SearchError(
+                        f"candidate {key} ({name}) of report {report_path} is not in {store}"
+                    )
+                bench.candidate(candidate.arch)
+    settings["seeds"] = [int(x) for x in settings["seeds"]]
+    readings = {
+        chosen_on: reading(bench, report["orders"], score_budgets, settings, chosen_on)
+        for chosen_on in CHOSEN_ON
+    }
+    return {
+        **report,
+        **readings[CHOSEN_ON[0]],
+        "chosen_on_scoring_half": readings[CHOSEN_ON[1]],
+        "hypervolume_parts": parts(bench, report["orders"], score_budgets, settings),
+        "reread_from": os.path.abspath(report_path),
+        "measured_this_run": 0,
     }
 
 
@@ -806,6 +947,8 @@ def markdown(report: dict) -> str:
             "",
         ]
     lines += _reading_markdown(report, s)
+    if report.get("hypervolume_parts"):
+        lines += _parts_markdown(report["hypervolume_parts"], report["cost_unit"], s)
     scoring = report.get("chosen_on_scoring_half")
     if scoring:
         lines += [
@@ -873,6 +1016,33 @@ def _reading_markdown(reading: dict, s: dict) -> list[str]:
     return lines
 
 
+def _parts_markdown(parts: dict, unit: str, s: dict) -> list[str]:
+    """Where the final fronts' hypervolume lies (`parts`), mean over seeds, then per seed."""
+    labels = list(parts["mean"])
+    lines = [
+        "",
+        "### Where the hypervolume lies",
+        "",
+        f"Each front's hypervolume (this reading) split at the lowest budget "
+        f"({parts['floor']:.4g} {unit}): the area under it, where no strategy is asked for a "
+        "point (what lands there is a fit that came in under its budget), and the area over "
+        "the budgets' range. Mean over seeds; per seed, the two parts.",
+        "",
+        "| front | under the lowest budget | the budgets' range | total | per seed |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label in labels:
+        below, in_range = parts["mean"][label]
+        seeds = "; ".join(
+            f"{seed}: {row[label][0]:.4f} + {row[label][1]:.4f}"
+            for seed, row in zip(s["seeds"], parts["per_seed"], strict=True)
+        )
+        lines.append(
+            f"| {label} | {below:.4f} | {in_range:.4f} | {below + in_range:.4f} | {seeds} |"
+        )
+    return lines
+
+
 def _predictor_markdown(report: dict) -> list[str]:
     """The new search's predictor per generation (first seed): what it was fitted on and
     how well it ranked candidates it had not seen."""
@@ -907,22 +1077,41 @@ def _predictor_markdown(report: dict) -> list[str]:
 
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.reread:
+        if not FLAGS.out:
+            fail("search_efficiency", "--reread needs --out: where the report is written", code=2)
+        store = FLAGS.store or FLAGS.out
+        _report_to(FLAGS.out, lambda: reread(FLAGS.reread, store, log=_log))
+        return
     if not FLAGS.workdir:
         fail("search_efficiency", "--workdir is required: the training workdir", code=2)
-    from enas4d_tf.errors import Enas4dError
-    from enas4d_tf.files import write_bytes_atomic, write_json_atomic
-
     try:
         settings = settings_from_flags()
     except ValueError as e:
         fail("search_efficiency", e, code=2)
+
+    def measure() -> dict:
+        search_config(settings)  # cheap checks before TensorFlow starts and the run begins
+        return run(FLAGS.workdir, settings, out, log=_log)
+
     out = FLAGS.out or os.path.join(FLAGS.workdir, "search_efficiency")
+    _report_to(out, measure)
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _report_to(out: str, make) -> None:
+    """Checks `out` writable, makes the report (`make()`), writes its JSON and markdown
+    there and prints the markdown; a bad input or output ends in one line."""
+    from enas4d_tf.errors import Enas4dError
+    from enas4d_tf.files import write_bytes_atomic, write_json_atomic
+
     try:
-        # Everything cheap is checked before TensorFlow starts and the run begins.
         paths = output_paths(out)
-        search_config(settings)
-        report = run(FLAGS.workdir, settings, out, log=lambda m: print(m, flush=True))
-        write_json_atomic(paths["json"], report)
+        report = make()
+        write_json_atomic(paths["json"], report)  # first: an hours-long run's result is kept
         text = markdown(report)
         write_bytes_atomic(paths["md"], text.encode())
     except Enas4dError as e:

@@ -496,3 +496,117 @@ def test_predictor_rows_and_their_table_come_from_each_generations_summary():
     assert "| 1 | 10 | - | - | - | - | - |" in table
     assert "| 2 | 20 | 20 | ridge(alpha=3) | 0.410 | yes | 0.250 |" in table
     assert eff._predictor_markdown({"settings": {"seeds": [0]}, "predictor": []}) == []
+
+
+def test_hypervolume_parts_split_the_area_at_the_lowest_budget():
+    c_min, c_max, floor = 1e3, 1e7, 1e4  # u = log10(c_max / cost) / 4; the floor at u = 0.75
+    # The cheapest network: 0.5 over the whole axis, a quarter of it under the floor.
+    assert eff.hypervolume_parts([(c_min, 0.5)], c_min, c_max, floor) == pytest.approx(
+        (0.125, 0.375)
+    )
+    # Nothing under the floor: all of it in the range.
+    assert eff.hypervolume_parts([(1e5, 0.8)], c_min, c_max, floor) == pytest.approx((0.0, 0.4))
+    # (u=1, 0.4) and (u=0.5, 0.8): 0.25 * 0.4 under the floor; 0.25 * 0.4 + 0.5 * 0.8 over it.
+    points = [(c_min, 0.4), (1e5, 0.8)]
+    below, in_range = eff.hypervolume_parts(points, c_min, c_max, floor)
+    assert (below, in_range) == pytest.approx((0.1, 0.5))
+    assert below + in_range == pytest.approx(eff.hypervolume(points, c_min, c_max))
+    assert eff.hypervolume_parts([], c_min, c_max, floor) == (0.0, 0.0)
+
+
+class _MacsEvaluator(_CountingEvaluator):
+    """`_CountingEvaluator` with each architecture's real stage MACs (so the cost model's
+    budgets and the points agree)."""
+
+    def __init__(self, num_val_images: int, space):
+        super().__init__(num_val_images)
+        self.space = space
+
+    def measure(self, arch):
+        from enas4d_tf.model.macs import stage_macs
+
+        m = super().measure(arch)
+        return Measurement(arch, stage_macs(self.space, arch), m.split, seconds=0.5)
+
+
+def test_a_reread_reads_a_report_again_from_its_store_and_measures_nothing(tmp_path):
+    from enas4d_tf.errors import SearchError
+    from enas4d_tf.search.objectives import make_cost_model, pareto_budgets
+
+    space, n = SearchSpace.preset("tiny"), 40
+    store_dir = tmp_path / "eff"
+    state = {"checkpoint": "ckpt-1", "num_val_images": n, "num_classes": 10}
+    state["space"] = space.to_dict()
+    store = SearchStore(Workdir(str(store_dir / "measured")), state, space, log=lambda m: None)
+    settings = {"measurements": 4, "new_measurements": 0, "strategies": ["random", "new"]}
+    settings.update(seeds=[0], step=2, bootstrap=5, score_points=3, num_val_images=n)
+    settings.update(num_calibration_images=10, cost="macs", latency_table="")
+    settings.update(inner_generations=3)
+    costs = make_cost_model(space, 10, eff.search_config(settings))
+    bench = eff.Bench(_MacsEvaluator(n, space), costs, space, store)
+    keys = [bench.candidate(space.sample(seed=i)).key for i in range(6)]
+    orders = [{"random": keys[:4], "new": keys[2:]}]
+    budgets = pareto_budgets(costs, 3)
+    reading = eff.reading(bench, orders, budgets, settings, "search half")
+    report = {
+        "settings": settings,
+        "orders": orders,
+        "score_budgets": budgets,
+        "workdir": "/w",
+        "validation_halves": {"search": n // 2, "score": n // 2},
+        "reference_point": {"cost": float(costs.largest[-1]), "accuracy": 0.0},
+        "cost_unit": costs.unit,
+        "log_cost_floor": float(costs.smallest[0]),
+        "predictor": [{"new": []}],
+        **reading,
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+
+    out = eff.reread(str(path), str(store_dir), log=lambda m: None)  # measures: AssertionError
+    assert out["per_seed"] == reading["per_seed"]
+    assert out["measured_this_run"] == 0 and out["reread_from"] == str(path)
+    got = out["hypervolume_parts"]
+    assert got == eff.parts(bench, orders, budgets, settings)
+    assert got["floor"] == min(budgets)
+    assert set(got["mean"]) == {"random@4", "new@4", "random@1", "new@1"}
+    # The two parts make each final front's hypervolume of the goal's reading.
+    for name in ("random", "new"):
+        assert sum(got["per_seed"][0][f"{name}@4"]) == pytest.approx(
+            out["per_seed"][0][name][-1][1]
+        )
+    text = eff.markdown(out)
+    assert "### Where the hypervolume lies" in text and "| random@4 |" in text
+
+    # A candidate the store does not have, and a report of another space: one line each.
+    missing = {**report, "orders": [{"random": ["nosuchkey"], "new": keys[:1]}]}
+    path.write_text(json.dumps(missing))
+    with pytest.raises(SearchError, match="candidate nosuchkey .random. of report .* is not in"):
+        eff.reread(str(path), str(store_dir), log=lambda m: None)
+    path.write_text(json.dumps({**report, "score_budgets": [1.0, 2.0]}))
+    with pytest.raises(SearchError, match="another supernet's measurements"):
+        eff.reread(str(path), str(store_dir), log=lambda m: None)
+
+
+def test_a_reread_of_a_missing_report_or_store_is_one_line(tmp_path):
+    out = tmp_path / "out"
+    check_fault(
+        "bench.search_efficiency",
+        [f"--reread={tmp_path / 'none.json'}", f"--out={out}"],
+        "report",
+        "not found",
+        code=1,
+        timeout=60,
+    )
+    report = tmp_path / "r.json"
+    report.write_text(
+        json.dumps({"settings": {}, "orders": [], "score_budgets": [], "workdir": ""})
+    )
+    check_fault(
+        "bench.search_efficiency",
+        [f"--reread={report}", f"--out={out}", f"--store={tmp_path / 'nostore'}"],
+        "no measurements to re-read",
+        code=1,
+        timeout=60,
+    )
+    check_fault("bench.search_efficiency", [f"--reread={report}"], "--reread needs --out", code=2)
