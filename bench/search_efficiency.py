@@ -211,7 +211,8 @@ def hypervolume_parts(points, c_min: float, c_max: float, c_floor: float) -> tup
     whole range."""
     clipped = [(max(c, c_floor), a) for c, a in points if c > 0]
     in_range = hypervolume(clipped, c_min, c_max)
-    return hypervolume(points, c_min, c_max) - in_range, in_range
+    # A difference of sums: without anything under the floor it is 0 up to rounding.
+    return max(0.0, hypervolume(points, c_min, c_max) - in_range), in_range
 
 
 def held_out_images(full, half_a, half_b, budgets) -> tuple:
@@ -582,18 +583,21 @@ def parts(bench, all_orders, score_budgets, settings) -> dict:
     limits = strategy_limits(settings)
     cuts = {f"{name}@{limits[name]}": (name, limits[name]) for name in limits}
     cuts.update({f"{name}@{allowed}": (name, allowed) for name in ("random", "new")})
-    per_seed = []
+    per_seed, counts = [], []
     for orders, seed in zip(all_orders, settings["seeds"], strict=True):
-        row = {}
+        row, count = {}, {}
         for label, (name, n) in cuts.items():
             front = front_at(bench, orders[name], n, score_budgets, seed)
             row[label] = list(hypervolume_parts(front, c_min, c_max, floor))
+            # A strategy that stopped early (a crowded space) has fewer than its label says.
+            count[label] = min(n, len(orders[name]))
         per_seed.append(row)
+        counts.append(count)
     mean = {
         label: [sum(r[label][i] for r in per_seed) / len(per_seed) for i in (0, 1)]
         for label in cuts
     }
-    return {"floor": floor, "per_seed": per_seed, "mean": mean}
+    return {"floor": floor, "per_seed": per_seed, "mean": mean, "counts": counts}
 
 
 SMOKE = dict(
@@ -806,6 +810,10 @@ def run(workdir: str, settings: dict, out: str | None = None, log=print) -> dict
         # Per seed, each strategy's measured candidates (`arch_key`s) in the order measured.
         "orders": all_orders,
         "hypervolume_parts": parts(bench, all_orders, score_budgets, settings),
+        # What a later --reread checks its store against.
+        "measured_with": {
+            k: v for k, v in (store.settings if store else {}).items() if k in _MEASURED_WITH
+        },
         "wall_seconds": {k: round(v, 1) for k, v in seconds.items()},
         "distinct_measured": len(bench.full),
         "measured_this_run": bench.measured_this_run,
@@ -822,42 +830,99 @@ class _StoredOnly:
         raise AssertionError("a re-read measures nothing")
 
 
-def reread(report_path: str, store: str, log=print) -> dict:
-    """An earlier report's readings made again from the measurements in `<store>/measured/`,
-    with everything this version reads (`hypervolume_parts`): no supernet is loaded, nothing
-    is measured and no search runs; each seed's candidates are the report's `orders`.
+# What a re-read needs of a report's settings: (name, type).
+_REREAD_SETTINGS = (
+    ("seeds", list),
+    ("step", int),
+    ("measurements", int),
+    ("bootstrap", int),
+    ("score_points", int),
+    ("num_val_images", int),
+    ("num_calibration_images", int),
+)
+# Store settings that must match the report's measuring run, when it recorded them.
+_MEASURED_WITH = ("checkpoint", "checkpoint_index_sha256", "dataset", "num_val_images")
 
-    Raises:
-      SearchError: the report is unreadable or lacks what a reading needs, or a candidate
-        of its orders is not in the store (one line).
-    """
+
+def _reread_report(report_path: str) -> dict:
+    """The report at `report_path`, checked to hold what a re-read needs (one line if not)."""
     from enas4d_tf.errors import SearchError
     from enas4d_tf.files import read_json
-    from enas4d_tf.search.objectives import make_cost_model, pareto_budgets
-    from enas4d_tf.search.store import SearchStore, read_state
-    from enas4d_tf.space import SearchSpace
-    from enas4d_tf.workdir import Workdir
 
     report = read_json(report_path, SearchError, "report")
     needed = ("settings", "orders", "score_budgets", "workdir")
     if not isinstance(report, dict) or any(k not in report for k in needed):
         raise SearchError(f"report {report_path} lacks one of {', '.join(needed)}")
+    settings, orders = report["settings"], report["orders"]
+    if not isinstance(settings, dict):
+        raise SearchError(f"report {report_path}: its settings are not a mapping")
+    for name, kind in _REREAD_SETTINGS:
+        if not isinstance(settings.get(name), kind) or isinstance(settings.get(name), bool):
+            raise SearchError(
+                f"report {report_path}: settings.{name} is missing or not {kind.__name__}"
+            )
+    strategies = settings_strategies(settings)
+    if (
+        not isinstance(orders, list)
+        or len(orders) != len(settings["seeds"])
+        or not all(isinstance(o, dict) and all(k in o for k in strategies) for o in orders)
+    ):
+        raise SearchError(
+            f"report {report_path}: orders must be one mapping per seed "
+            f"({len(settings['seeds'])}) with the candidates of {', '.join(strategies)}"
+        )
+    return report
+
+
+def reread(report_path: str, store: str, log=print) -> dict:
+    """An earlier report's readings made again from the measurements in `<store>/measured/`,
+    with everything this version reads (`hypervolume_parts`): no supernet is loaded, nothing
+    is measured and no search runs; each seed's candidates are the report's `orders`.
+
+    The store must be the one the report was measured into: the same image count, space
+    and cost model (the score budgets) and, where the report recorded them
+    (`measured_with`), the same checkpoint and data.
+
+    Raises:
+      SearchError: the report is unreadable or lacks what a reading needs, the store is
+        missing, unreadable or of another run, or a candidate of the report's orders is not
+        in the store (one line).
+    """
+    from enas4d_tf.errors import SearchError
+    from enas4d_tf.search.objectives import make_cost_model, pareto_budgets
+    from enas4d_tf.search.store import SearchStore, read_state
+    from enas4d_tf.space import SearchSpace
+    from enas4d_tf.workdir import Workdir
+
+    report = _reread_report(report_path)
     settings = dict(report["settings"])
     settings.setdefault("cost", "macs")
     settings.setdefault("latency_table", "")
     paths = Workdir(os.path.join(store, MEASURED_FOLDER))
     if not os.path.exists(paths.search_state):
         raise SearchError(f"no measurements to re-read: {paths.search_state} not found")
-    state = read_state(paths.search_state)
-    space = SearchSpace.from_dict(state["settings"]["space"])
+    stored = read_state(paths.search_state)["settings"]
+    if not isinstance(stored, dict) or "space" not in stored or "num_classes" not in stored:
+        raise SearchError(f"{paths.search_state} records no space or class count")
+    recorded = {**report.get("measured_with", {}), "num_val_images": settings["num_val_images"]}
+    for name in _MEASURED_WITH:
+        if name in recorded and stored.get(name) != recorded[name]:
+            raise SearchError(
+                f"report {report_path} was measured with {name} {recorded[name]!r}, the store "
+                f"{paths.search_state} with {stored.get(name)!r}: another run's measurements"
+            )
+    try:
+        space = SearchSpace.from_dict(stored["space"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise SearchError(f"{paths.search_state}: its space is malformed: {e}") from None
     # The state's own settings: a store is never moved aside by a re-read.
-    saved = SearchStore(paths, state["settings"], space, log)
-    costs = make_cost_model(space, int(state["settings"]["num_classes"]), search_config(settings))
+    saved = SearchStore(paths, stored, space, log)
+    costs = make_cost_model(space, int(stored["num_classes"]), search_config(settings))
     score_budgets = pareto_budgets(costs, settings["score_points"])
     if score_budgets != report["score_budgets"]:
         raise SearchError(
             f"report {report_path} scored at {report['score_budgets']}, but the store's space "
-            f"gives {score_budgets}: another supernet's measurements"
+            f"and cost model give {score_budgets}: another space's measurements"
         )
     bench = Bench(_StoredOnly(settings["num_val_images"]), costs, space, saved)
     for orders in report["orders"]:
@@ -869,7 +934,6 @@ def reread(report_path: str, store: str, log=print) -> dict:
                         f"candidate {key} ({name}) of report {report_path} is not in {store}"
                     )
                 bench.candidate(candidate.arch)
-    settings["seeds"] = [int(x) for x in settings["seeds"]]
     readings = {
         chosen_on: reading(bench, report["orders"], score_budgets, settings, chosen_on)
         for chosen_on in CHOSEN_ON
@@ -879,8 +943,8 @@ def reread(report_path: str, store: str, log=print) -> dict:
         **readings[CHOSEN_ON[0]],
         "chosen_on_scoring_half": readings[CHOSEN_ON[1]],
         "hypervolume_parts": parts(bench, report["orders"], score_budgets, settings),
-        "reread_from": os.path.abspath(report_path),
-        "measured_this_run": 0,
+        # The report's own measured_this_run stays: it is of the run that measured.
+        "reread": {"from": report_path, "measured": 0},
     }
 
 
@@ -943,8 +1007,8 @@ def markdown(report: dict) -> str:
     ]
     if "old" not in settings_strategies(s):
         lines[-1:-1] = [
-            "The old search was not measured by this run (`--strategies`).",
             "",
+            "The old search was not measured by this run (`--strategies`).",
         ]
     lines += _reading_markdown(report, s)
     if report.get("hypervolume_parts"):
@@ -1033,14 +1097,21 @@ def _parts_markdown(parts: dict, unit: str, s: dict) -> list[str]:
     ]
     for label in labels:
         below, in_range = parts["mean"][label]
+        counts = parts.get("counts") or [{} for _ in parts["per_seed"]]
         seeds = "; ".join(
-            f"{seed}: {row[label][0]:.4f} + {row[label][1]:.4f}"
-            for seed, row in zip(s["seeds"], parts["per_seed"], strict=True)
+            f"{seed}: {row[label][0]:.4f} + {row[label][1]:.4f}" + _short(count.get(label), label)
+            for seed, row, count in zip(s["seeds"], parts["per_seed"], counts, strict=True)
         )
         lines.append(
             f"| {label} | {below:.4f} | {in_range:.4f} | {below + in_range:.4f} | {seeds} |"
         )
     return lines
+
+
+def _short(count, label: str) -> str:
+    """ " (k candidates)" when a front had fewer candidates than its label's count."""
+    wanted = int(label.rsplit("@", 1)[1])
+    return "" if count is None or count >= wanted else f" ({count} candidates)"
 
 
 def _predictor_markdown(report: dict) -> list[str]:

@@ -108,6 +108,24 @@ def release_info(name: str, root: str | None = None) -> dict:
         return json.load(f)
 
 
+def held_release(workdir: str, root: str | None = None) -> str | None:
+    """The name of the release `workdir` holds a copy of (`copy_release`), matched by the
+    sha256 sums its release.json records; None when it holds none of the releases there
+    (no release.json, an unreadable one, or a release since re-made or removed)."""
+    try:
+        with open(os.path.join(workdir, RELEASE_FILE)) as f:
+            held = json.load(f).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    for name in release_names(root):
+        try:
+            if held is not None and held == release_info(name, root).get("sha256"):
+                return name
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
 def copy_release(name: str, workdir: str, root: str | None = None) -> str:
     """Copies a release into `workdir` (absent or empty), ready for search and export.
 

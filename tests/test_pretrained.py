@@ -293,6 +293,23 @@ def test_the_demo_does_not_search_another_release_as_its_default(tmp_path):
     assert not os.path.exists(os.path.join(workdir, "train_watch"))
 
 
+def test_a_workdir_names_the_release_it_holds_a_copy_of(tmp_path):
+    """`held_release` (what the demo checks before it searches a workdir): each copy is
+    told by its sha256 sums; a changed copy, a trained workdir and an empty folder hold
+    none."""
+    for name in ("fashion_mnist", "fashion_mnist_v2"):
+        workdir = pretrained.copy_release(name, str(tmp_path / name))
+        assert pretrained.held_release(workdir) == name
+    info = json.loads((tmp_path / "fashion_mnist_v2" / "release.json").read_text())
+    info["sha256"]["run_config.json"] = "0" * 64  # as a re-made release would differ
+    (tmp_path / "fashion_mnist_v2" / "release.json").write_text(json.dumps(info))
+    assert pretrained.held_release(str(tmp_path / "fashion_mnist_v2")) is None
+    assert pretrained.held_release(str(tmp_path / "nothing")) is None
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "release.json").write_text("{not json")
+    assert pretrained.held_release(str(tmp_path / "broken")) is None
+
+
 def test_v2_config_is_the_benchmark_config_with_a_90_minute_budget():
     """configs/train_benchmark_90min.cfg names fashion_mnist_v2's recipe: the benchmark
     config's flags (epochs aside), and the budget that fitted its 13 epochs."""

@@ -16,9 +16,9 @@ a short run of its own to watch:
 
 With `--pretrained=` (empty; `--smoke` too, unless it names a release) the search stands on
 the supernet the demo trains, in W itself (step 2 with --workdir=W and
-configs/train_quick.cfg, no step 1). A W that
-holds a supernet the demo trained is not searched as if it were the release: the demo stops
-and says so.
+configs/train_quick.cfg, no step 1). A W that holds a supernet the demo trained, or a copy of
+another release (a runs/demo made when `fashion_mnist` was the default), is not searched as
+if it were the release: the demo stops and says so, and W is left as it was.
 
 Steps whose outputs exist are not redone (training resumes or says it has finished; the
 search continues from its state; existing export folders are reused), so running the demo
@@ -81,27 +81,22 @@ def _run(args: list[str]) -> None:
     print(f"  ({time.time() - t:.0f} s)", flush=True)
 
 
-def _check_same_release(workdir: str, release: str, info: dict) -> None:
-    """A workdir holding a copy of another release (an earlier default, say) is not searched
-    as if it were `release`: its search state and exports are of the other supernet."""
-    try:
-        with open(os.path.join(workdir, "release.json")) as f:
-            held = json.load(f).get("sha256")
-    except (OSError, ValueError, AttributeError):
-        held = None
-    if held == info.get("sha256"):
+def _check_same_release(workdir: str, release: str) -> None:
+    """A workdir holding a copy of another release (an earlier default, say, or an earlier
+    make of this one) is not searched as if it were `release`: its search state and exports
+    are of the other supernet."""
+    from enas4d_tf import pretrained
+
+    held = pretrained.held_release(workdir)
+    if held == release:
         return
-    try:
-        with open(os.path.join(workdir, "train_summary.json")) as f:
-            name = json.load(f).get("released_as")
-    except (OSError, ValueError, AttributeError):
-        name = None
-    what = f"the release {name!r}" if name else "another release"
-    fail(
-        "demo",
-        f"{workdir} holds {what}, not {release!r}: give another --workdir, remove it, or pass "
-        f"--pretrained={name or '<its name>'} to search it",
-    )
+    if held is None:
+        what = f"a copy of a release that is not the current {release!r}"
+        advice = "give another --workdir or remove it"
+    else:
+        what = f"the release {held!r}, not {release!r}"
+        advice = f"give another --workdir, remove it, or pass --pretrained={held} to search it"
+    fail("demo", f"{workdir} holds {what}: {advice}")
 
 
 def _fmt_macs(m: float) -> str:
@@ -273,7 +268,7 @@ def main(argv: list[str]) -> None:
                 "give another --workdir, remove it, or pass --pretrained= to search it",
             )
         else:
-            _check_same_release(workdir, release, pretrained.release_info(release))
+            _check_same_release(workdir, release)
         watch = os.path.join(workdir, "train_watch")
         _run([sys.executable, "-m", "tools.train", f"--flagfile={config}", f"--workdir={watch}"])
     else:

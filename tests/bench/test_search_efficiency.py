@@ -564,8 +564,13 @@ def test_a_reread_reads_a_report_again_from_its_store_and_measures_nothing(tmp_p
     path.write_text(json.dumps(report))
 
     out = eff.reread(str(path), str(store_dir), log=lambda m: None)  # measures: AssertionError
-    assert out["per_seed"] == reading["per_seed"]
-    assert out["measured_this_run"] == 0 and out["reread_from"] == str(path)
+    # Every reading the report had, bootstrap included, comes back the same.
+    for key in ("per_seed", "mean", "goal", "bootstrap"):
+        assert out[key] == reading[key], key
+    scoring = eff.reading(bench, orders, budgets, settings, "scoring half")
+    assert out["chosen_on_scoring_half"] == scoring
+    assert out["reread"] == {"from": str(path), "measured": 0}
+    assert "measured_this_run" not in out  # the report's own (of its measuring run) stays
     got = out["hypervolume_parts"]
     assert got == eff.parts(bench, orders, budgets, settings)
     assert got["floor"] == min(budgets)
@@ -575,17 +580,36 @@ def test_a_reread_reads_a_report_again_from_its_store_and_measures_nothing(tmp_p
         assert sum(got["per_seed"][0][f"{name}@4"]) == pytest.approx(
             out["per_seed"][0][name][-1][1]
         )
+    assert got["counts"] == [{"random@4": 4, "new@4": 4, "random@1": 1, "new@1": 1}]
     text = eff.markdown(out)
     assert "### Where the hypervolume lies" in text and "| random@4 |" in text
+    assert "candidates)" not in text
 
-    # A candidate the store does not have, and a report of another space: one line each.
-    missing = {**report, "orders": [{"random": ["nosuchkey"], "new": keys[:1]}]}
-    path.write_text(json.dumps(missing))
-    with pytest.raises(SearchError, match="candidate nosuchkey .random. of report .* is not in"):
-        eff.reread(str(path), str(store_dir), log=lambda m: None)
-    path.write_text(json.dumps({**report, "score_budgets": [1.0, 2.0]}))
-    with pytest.raises(SearchError, match="another supernet's measurements"):
-        eff.reread(str(path), str(store_dir), log=lambda m: None)
+    # A new search that stopped after 2 of its 4: its label keeps the count asked for, and
+    # the table says how many it had.
+    short = [{"random": keys[:4], "new": keys[2:4]}]
+    got = eff.parts(bench, short, budgets, settings)
+    assert got["counts"][0]["new@4"] == 2 and got["counts"][0]["random@4"] == 4
+    text = "\n".join(eff._parts_markdown(got, "MACs", settings))
+    assert "(2 candidates)" in text
+
+    def refused(changed: dict, *needles):
+        path.write_text(json.dumps({**report, **changed}))
+        with pytest.raises(SearchError) as e:
+            eff.reread(str(path), str(store_dir), log=lambda m: None)
+        for needle in needles:
+            assert needle in str(e.value)
+
+    # A candidate the store does not have, a report of another space or of another run, and
+    # malformed reports: one line each.
+    refused({"orders": [{"random": ["nosuchkey"], "new": keys[:1]}]}, "candidate nosuchkey")
+    refused({"score_budgets": [1.0, 2.0]}, "another space's measurements")
+    refused({"settings": {**settings, "num_val_images": 2 * n}}, "num_val_images 80", "40")
+    refused({"measured_with": {"checkpoint": "ckpt-9"}}, "checkpoint 'ckpt-9'", "ckpt-1")
+    refused({"settings": {**settings, "step": "2"}}, "settings.step is missing or not int")
+    refused({"settings": {**settings, "seeds": [0, 1]}}, "one mapping per seed (2)")
+    refused({"orders": [{"random": keys[:4]}]}, "the candidates of random, new")
+    refused({"settings": [1]}, "its settings are not a mapping")
 
 
 def test_a_reread_of_a_missing_report_or_store_is_one_line(tmp_path):
@@ -599,8 +623,11 @@ def test_a_reread_of_a_missing_report_or_store_is_one_line(tmp_path):
         timeout=60,
     )
     report = tmp_path / "r.json"
+    settings = {"seeds": [0], "step": 1, "measurements": 4, "bootstrap": 0, "score_points": 2}
+    settings.update(num_val_images=10, num_calibration_images=5, strategies=["random", "new"])
+    orders = [{"random": [], "new": []}]
     report.write_text(
-        json.dumps({"settings": {}, "orders": [], "score_budgets": [], "workdir": ""})
+        json.dumps({"settings": settings, "orders": orders, "score_budgets": [], "workdir": ""})
     )
     check_fault(
         "bench.search_efficiency",
