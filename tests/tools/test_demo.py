@@ -173,3 +173,10 @@ def test_demo_stands_on_a_released_supernet(tmp_path):
     released = releases / "tiny_demo" / "checkpoints"
     assert sorted(os.listdir(workdir / "checkpoints")) == sorted(os.listdir(released))
     assert "Dynamic vs static (cut at any exit)" in result.stdout
+    # Again, on the workdir that holds this release's copy: it is recognised (by its sha256
+    # sums) and the run goes on from what exists.
+    again = subprocess.run(
+        result.args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "holds" not in again.stderr
