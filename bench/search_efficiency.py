@@ -451,14 +451,11 @@ def curves(
     c_min, c_max = float(bench.costs.smallest[0]), float(bench.costs.largest[-1])
     out = {}
     for name, order in orders.items():
-        estimated, scored, curve = [], [], []
-        for n, key in enumerate(order, 1):
-            scored.extend(bench.scored(key, score_budgets))
-            estimated.extend(bench.estimated(key, score_budgets, seed))
-            if n % step == 0 or n == len(order):
-                front = [scored[i] for i in chosen_rows(estimated, scored, chosen_on)]
-                curve.append((n, hypervolume(front, c_min, c_max)))
-        out[name] = curve
+        counts = [n for n in range(1, len(order) + 1) if n % step == 0 or n == len(order)]
+        out[name] = []
+        for n in counts:
+            front = front_at(bench, order, n, score_budgets, seed, chosen_on)
+            out[name].append((n, hypervolume(front, c_min, c_max)))
     return out
 
 
@@ -503,8 +500,7 @@ def bootstrap(
     c_min, c_max = float(bench.costs.smallest[0]), float(bench.costs.largest[-1])
     allowed = int(measurements * GOAL_FRACTION)
     limits = limits or {name: measurements for name in per_seed_orders[0]}
-    cuts = {f"{name}@{limits[name]}": (name, limits[name]) for name in limits}
-    cuts[f"new@{allowed}"] = ("new", allowed)
+    cuts = front_cuts(limits, allowed, ("new",))
     stacked = {label: [] for label in cuts}
     if search_seeds is None:
         search_seeds = [0] * len(per_seed_orders)
@@ -562,14 +558,23 @@ def goal(mean_curves: dict, measurements: int) -> dict:
     }
 
 
-def front_at(bench, order, n: int, score_budgets, seed: int) -> list:
-    """The front a strategy returns after its first `n` candidates of `order`: chosen on
-    the search half by search `seed`'s cross-fit, scored on half B (as `curves` reads it)."""
+def front_cuts(limits: dict, allowed: int, early: tuple) -> dict:
+    """`{label: (strategy, count)}` of the fronts a reading compares: each strategy after
+    all its measurements (`limits`), and the `early` ones after the goal's `allowed`."""
+    cuts = {f"{name}@{limits[name]}": (name, limits[name]) for name in limits}
+    cuts.update({f"{name}@{allowed}": (name, allowed) for name in early})
+    return cuts
+
+
+def front_at(bench, order, n: int, score_budgets, seed: int, chosen_on: str = CHOSEN_ON[0]) -> list:
+    """The front of a strategy's first `n` candidates of `order`, scored on half B: chosen
+    on `chosen_on` (`CHOSEN_ON`; on the search half, by search `seed`'s cross-fit, as a
+    search returns it)."""
     estimated, scored = [], []
     for key in order[:n]:
         scored.extend(bench.scored(key, score_budgets))
         estimated.extend(bench.estimated(key, score_budgets, seed))
-    return [scored[i] for i in chosen_rows(estimated, scored, CHOSEN_ON[0])]
+    return [scored[i] for i in chosen_rows(estimated, scored, chosen_on)]
 
 
 def parts(bench, all_orders, score_budgets, settings) -> dict:
@@ -580,9 +585,7 @@ def parts(bench, all_orders, score_budgets, settings) -> dict:
     c_min, c_max = float(bench.costs.smallest[0]), float(bench.costs.largest[-1])
     floor = float(min(score_budgets))
     allowed = int(settings["measurements"] * GOAL_FRACTION)
-    limits = strategy_limits(settings)
-    cuts = {f"{name}@{limits[name]}": (name, limits[name]) for name in limits}
-    cuts.update({f"{name}@{allowed}": (name, allowed) for name in ("random", "new")})
+    cuts = front_cuts(strategy_limits(settings), allowed, ("random", "new"))
     per_seed, counts = [], []
     for orders, seed in zip(all_orders, settings["seeds"], strict=True):
         row, count = {}, {}
@@ -1095,9 +1098,9 @@ def _parts_markdown(parts: dict, unit: str, s: dict) -> list[str]:
         "| front | under the lowest budget | the budgets' range | total | per seed |",
         "|---|---:|---:|---:|---|",
     ]
+    counts = parts.get("counts") or [{} for _ in parts["per_seed"]]
     for label in labels:
         below, in_range = parts["mean"][label]
-        counts = parts.get("counts") or [{} for _ in parts["per_seed"]]
         seeds = "; ".join(
             f"{seed}: {row[label][0]:.4f} + {row[label][1]:.4f}" + _short(count.get(label), label)
             for seed, row, count in zip(s["seeds"], parts["per_seed"], counts, strict=True)

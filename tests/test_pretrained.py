@@ -250,22 +250,23 @@ def test_weights_only_checkpoints_are_told_from_training_ones(release, tmp_path)
         weights_only_step(str(tmp_path / "missing" / "ckpt-1"))
 
 
+def _train(workdir: str, config: str, *more: str) -> subprocess.CompletedProcess:
+    """`tools.train --flagfile=configs/<config> --workdir=<workdir> <more>`, captured."""
+    command = [sys.executable, "-m", "tools.train", f"--flagfile=configs/{config}"]
+    command += [f"--workdir={workdir}", *more]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
 def test_train_on_a_copied_release_says_it_has_finished(tmp_path):
     """A release has no optimiser state; `tools.train` with the release's own config finds
     the run finished instead of failing to resume it."""
     workdir = pretrained.copy_release("fashion_mnist", str(tmp_path / "fm"))
-
-    def train(*more):
-        command = [sys.executable, "-m", "tools.train", "--flagfile=configs/train_benchmark.cfg"]
-        command += [f"--workdir={workdir}", *more]
-        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-
-    run = train()
+    run = _train(workdir, "train_benchmark.cfg")
     assert run.returncode == 0, run.stderr[-2000:]
     step = pretrained.release_info("fashion_mnist")["step"]
     assert f"training already finished: step {step} of {step}" in run.stdout
     # Longer than the release was trained: there is no optimiser state to go on from.
-    longer = train("--epochs=7")
+    longer = _train(workdir, "train_benchmark.cfg", "--epochs=7")
     lines = [line for line in longer.stderr.strip().splitlines() if line.startswith("train:")]
     assert longer.returncode == 1 and len(lines) == 1, longer.stderr[-2000:]
     assert "holds weights only" in lines[0] and "cannot be resumed" in lines[0]
@@ -329,17 +330,11 @@ def test_v2_is_finished_under_its_own_config_and_refused_under_another(tmp_path)
     fashion_mnist_v2 with the v2 config it has finished; with the 6-epoch config (no
     budget) it is refused in one line naming the settings that differ."""
     workdir = pretrained.copy_release("fashion_mnist_v2", str(tmp_path / "v2"))
-
-    def train(config):
-        command = [sys.executable, "-m", "tools.train", f"--flagfile=configs/{config}"]
-        command.append(f"--workdir={workdir}")
-        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-
-    run = train("train_benchmark_90min.cfg")
+    run = _train(workdir, "train_benchmark_90min.cfg")
     assert run.returncode == 0, run.stderr[-2000:]
     step = pretrained.release_info("fashion_mnist_v2")["step"]
     assert f"training already finished: step {step} of {step}" in run.stdout
-    other = train("train_benchmark.cfg")
+    other = _train(workdir, "train_benchmark.cfg")
     lines = [line for line in other.stderr.strip().splitlines() if line.startswith("train:")]
     assert other.returncode == 1 and len(lines) == 1, other.stderr[-2000:]
     assert "max_train_minutes" in lines[0] and "fit_epochs_to_budget" in lines[0]
