@@ -210,8 +210,8 @@ def test_random_subnets_every_n_steps_trains_them_on_those_steps_only(tmp_path, 
     calls = []
     step_archs = sampling.step_archs
 
-    def recording_step_archs(space, seed, step, num_random, phase):
-        archs = step_archs(space, seed, step, num_random, phase)
+    def recording_step_archs(space, seed, step, num_random, phase, *recipe):
+        archs = step_archs(space, seed, step, num_random, phase, *recipe)
         calls.append((step, len(archs)))
         return archs
 
