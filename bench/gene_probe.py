@@ -31,11 +31,16 @@ from tools._cli import fail, flags_parser, quiet_stderr  # noqa: E402
 PROGRAM = "gene_probe"
 GENES = ("resolution", "kernel", "expand", "width", "depth")
 
-flags.DEFINE_string("workdir", None, "The trained supernet's workdir (or pretrained:NAME).")
-flags.DEFINE_string("out", None, "Output prefix: <out>.json and <out>.md.")
-flags.DEFINE_integer("num_val_images", None, "Validation images (default: all).", lower_bound=1)
-flags.DEFINE_integer("num_calibration_images", 2000, "BN recalibration images.", lower_bound=1)
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines the program's flags: called when it runs, not on import, so tests can import
+    it beside other programs that define flags of the same names (tools.demo's --workdir)."""
+    flags.DEFINE_string("workdir", None, "The trained supernet's workdir (or pretrained:NAME).")
+    flags.DEFINE_string("out", None, "Output prefix: <out>.json and <out>.md.")
+    flags.DEFINE_integer("num_val_images", None, "Validation images (default: all).", lower_bound=1)
+    flags.DEFINE_integer("num_calibration_images", 2000, "BN recalibration images.", lower_bound=1)
 
 
 def _set_everywhere(value, like):
@@ -168,4 +173,5 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=flags_parser(PROGRAM))

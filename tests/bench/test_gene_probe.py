@@ -1,6 +1,8 @@
 """bench/gene_probe.py: one gene kind changed at a time around the smallest and the largest."""
 
 import json
+import subprocess
+import sys
 
 from bench import gene_probe
 from enas4d_tf.space import SearchSpace
@@ -81,3 +83,27 @@ def test_gene_probe_end_to_end_on_tiny(tmp_path):
         f"gene_probe: error: workdir {tmp_path}/none does not exist"
     ]
     assert not (tmp_path / "probe2.json").exists()
+
+
+def test_importing_bench_programs_beside_a_tool_defines_no_duplicate_flags():
+    # pytest imports bench programs and tools into one process: a program that defines its
+    # flags on import (rather than when it runs) breaks whichever test imports second.
+    code = (
+        "import tools.demo\n"
+        "from bench import gene_probe, latency_model, predictor_ceiling, recipe_screen\n"
+        "from bench import search_efficiency\n"
+        "gene_probe.define_flags()\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    # gene_probe's own flags clash with tools.demo's once defined, which is why they wait.
+    assert "DuplicateFlagError" in result.stderr
+    assert "ok" not in result.stdout
+    code = code.replace("gene_probe.define_flags()\n", "")
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
