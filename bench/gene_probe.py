@@ -30,6 +30,7 @@ from tools._cli import fail, flags_parser, quiet_stderr  # noqa: E402
 
 PROGRAM = "gene_probe"
 GENES = ("resolution", "kernel", "expand", "width", "depth")
+KEPT = ("arch", "stage_macs", "accuracy")  # what a row keeps of `measure_archs`' record
 
 FLAGS = flags.FLAGS
 
@@ -115,42 +116,39 @@ def markdown(report: dict) -> str:
 def run(workdir: str, num_val_images, num_calibration_images: int) -> dict:
     """Measures `probe_archs` on the validation split of `workdir`'s dataset."""
     with quiet_stderr():  # TensorFlow's start-up banner would bury a one-line error
-        from enas4d_tf import data as data_lib
-        from enas4d_tf.model.macs import stage_macs
-        from enas4d_tf.pretrained import resolve_workdir
-        from enas4d_tf.train.evaluate import Evaluator
-        from enas4d_tf.workdir import latest_checkpoint, load_supernet
+        from enas4d_tf.train.report import measure_archs
 
-    workdir = resolve_workdir(workdir)
-    net, config = load_supernet(workdir)
-    space = net.space
-    dataset = config.get("dataset", data_lib.DEFAULT_DATASET)
-    data_dir = config.get("data_dir")
-    calibration, _ = data_lib.load_arrays(dataset, "train", data_dir, num_calibration_images)
-    images, labels = data_lib.load_arrays(dataset, "validation", data_dir, num_val_images)
-    evaluator = Evaluator(space, net.num_classes, calibration, images, labels)
-    evaluator.copy_weights(net)
-    rows = []
-    for name, anchor, arch in probe_archs(space):
-        result = evaluator.evaluate(arch)
-        rows.append(
-            {
-                "name": name,
-                "anchor": anchor,
-                "arch": arch.to_dict(),
-                "stage_macs": [int(m) for m in stage_macs(space, arch, net.num_classes)],
-                "accuracy": [float(a) for a in result["accuracy"]],
-            }
-        )
-        print(f"{name}: " + " ".join(f"{100 * a:.2f}" for a in result["accuracy"]), flush=True)
+    anchors = {}
+
+    def archs_of(space):
+        rows = probe_archs(space)
+        anchors.update((name, anchor) for name, anchor, _ in rows)
+        return [(name, arch) for name, _, arch in rows]
+
+    def show(network):
+        accs = " ".join(f"{100 * a:.2f}" for a in network["accuracy"])
+        print(f"{network['name']}: {accs}", flush=True)
+
+    measured = measure_archs(
+        workdir,
+        "validation",
+        archs_of,
+        num_calibration_images,
+        num_val_images,
+        on_network=show,
+    )
+    rows = [
+        {"name": n["name"], "anchor": anchors[n["name"]], **{k: n[k] for k in KEPT}}
+        for n in measured["networks"]
+    ]
     below_anchor(rows)
     return {
-        "workdir": os.path.abspath(workdir),
-        "checkpoint": latest_checkpoint(workdir),
-        "dataset": dataset,
+        "workdir": measured["workdir"],
+        "checkpoint": measured["checkpoint"],
+        "dataset": measured["dataset"],
         "split": "validation",
-        "val_images": int(len(labels)),
-        "calibration_images": int(len(calibration)),
+        "val_images": measured["examples"],
+        "calibration_images": measured["calibration_images"],
         "networks": rows,
     }
 

@@ -96,6 +96,74 @@ def report_archs(space: SearchSpace, num_spread: int, num_sampled: int, seed: in
     return archs + [(f"sampled_{i + 1}", space.sample(rng=rng)) for i in range(num_sampled)]
 
 
+def measure_archs(
+    workdir: str,
+    split: str,
+    archs_of,
+    num_calibration_images: int = 2000,
+    max_examples: int | None = None,
+    data_dir: str | None = None,
+    on_network=None,
+) -> dict:
+    """Every exit's accuracy and loss of the networks `archs_of` names, cut out of the
+    supernet of `workdir` and measured on `split` of its dataset.
+
+    Each network's BN statistics are recalibrated on `num_calibration_images` training
+    images first; `split` is read for nothing else.
+
+    Args:
+      workdir: a training workdir (run_config.json and checkpoints) or `pretrained:NAME`.
+      split: "validation" or "test".
+      archs_of: `archs_of(space)` -> a list of `(name, arch)`, measured in that order.
+      num_calibration_images: training images for BN recalibration.
+      max_examples: measure on the first this many images of `split` only.
+      data_dir: override the run's data directory.
+      on_network: called with each network's record as soon as it is measured.
+
+    Returns:
+      `{"workdir", "checkpoint", "dataset", "space", "config", "examples",
+      "calibration_images", "networks"}`, where `networks` is a list of `{"name", "arch",
+      "stage_macs", "accuracy" [S], "loss" [S]}` (JSON-safe but `space` and `config`).
+
+    Raises:
+      WorkdirError: the workdir or its checkpoint cannot be used.
+      DataError: the dataset cannot be read.
+    """
+    workdir = resolve_workdir(workdir)  # a released supernet reads as its folder
+    net, config = load_supernet(workdir)
+    space: SearchSpace = net.space
+    dataset = config.get("dataset", data_lib.DEFAULT_DATASET)
+    data_dir = data_dir if data_dir is not None else config.get("data_dir")
+    calibration, _ = data_lib.load_arrays(dataset, "train", data_dir, num_calibration_images)
+    images, labels = data_lib.load_arrays(dataset, split, data_dir, max_examples)
+    evaluator = Evaluator(space, net.num_classes, calibration, images, labels)
+    evaluator.copy_weights(net)
+    networks = []
+    for name, arch in archs_of(space):
+        result = evaluator.evaluate(arch)
+        networks.append(
+            {
+                "name": name,
+                "arch": arch.to_dict(),
+                "stage_macs": [int(m) for m in stage_macs(space, arch, net.num_classes)],
+                "accuracy": [float(a) for a in result["accuracy"]],
+                "loss": [float(x) for x in result["loss"]],
+            }
+        )
+        if on_network is not None:
+            on_network(networks[-1])
+    return {
+        "workdir": os.path.abspath(workdir),
+        "checkpoint": latest_checkpoint(workdir),
+        "dataset": dataset,
+        "space": space,
+        "config": config,
+        "examples": int(len(labels)),
+        "calibration_images": int(len(calibration)),
+        "networks": networks,
+    }
+
+
 def benchmark_workdir(
     workdir: str,
     num_sampled: int = 0,
@@ -107,10 +175,8 @@ def benchmark_workdir(
 ) -> dict:
     """Test accuracy of every exit of the largest, the smallest, `num_spread` fixed
     architectures spread over the space's MACs (`sampling.spread_archs`, the ones
-    training-time evaluation watches) and `num_sampled` random ones.
-
-    Each architecture's BN statistics are recalibrated on `num_calibration_images` training
-    images first; the test split is used for nothing else.
+    training-time evaluation watches) and `num_sampled` random ones (`measure_archs` on
+    the test split).
 
     Args:
       workdir: a training workdir (run_config.json and checkpoints).
@@ -130,36 +196,33 @@ def benchmark_workdir(
       WorkdirError: the workdir or its checkpoint cannot be used.
       DataError: the dataset cannot be read.
     """
-    workdir = resolve_workdir(workdir)  # a released supernet reads as its folder
-    net, config = load_supernet(workdir)
-    space: SearchSpace = net.space
-    dataset = config.get("dataset", data_lib.DEFAULT_DATASET)
-    data_dir = data_dir if data_dir is not None else config.get("data_dir")
-    calibration, _ = data_lib.load_arrays(dataset, "train", data_dir, num_calibration_images)
-    images, labels = data_lib.load_arrays(dataset, "test", data_dir, max_test_examples)
-    evaluator = Evaluator(space, net.num_classes, calibration, images, labels)
-    evaluator.copy_weights(net)
-    networks = []
-    for name, arch in report_archs(space, num_spread, num_sampled, seed):
-        result = evaluator.evaluate(arch)
-        networks.append(
-            {
-                "name": name,
-                "arch": arch.to_dict(),
-                "stage_macs": [int(m) for m in stage_macs(space, arch, net.num_classes)],
-                "test_accuracy": result["accuracy"],
-                "test_loss": result["loss"],
-            }
-        )
+    measured = measure_archs(
+        workdir,
+        "test",
+        lambda space: report_archs(space, num_spread, num_sampled, seed),
+        num_calibration_images,
+        max_test_examples,
+        data_dir,
+    )
+    networks = [
+        {
+            "name": n["name"],
+            "arch": n["arch"],
+            "stage_macs": n["stage_macs"],
+            "test_accuracy": n["accuracy"],
+            "test_loss": n["loss"],
+        }
+        for n in measured["networks"]
+    ]
     return {
-        "workdir": os.path.abspath(workdir),
-        "checkpoint": latest_checkpoint(workdir),
-        "dataset": dataset,
-        "preset": space.name,
-        "test_examples": int(len(labels)),
-        "calibration_images": int(len(calibration)),
-        "training": training_speed(workdir),
-        "train_config": config.get("train", {}),
+        "workdir": measured["workdir"],
+        "checkpoint": measured["checkpoint"],
+        "dataset": measured["dataset"],
+        "preset": measured["space"].name,
+        "test_examples": measured["examples"],
+        "calibration_images": measured["calibration_images"],
+        "training": training_speed(measured["workdir"]),
+        "train_config": measured["config"].get("train", {}),
         "networks": networks,
         "spread_checks": spread_checks(networks),
     }

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from enas4d_tf.train.report import spearman, spread_checks
@@ -35,3 +36,36 @@ def test_spread_checks_use_each_exits_own_macs():
     # Exit 1: MACs ranks (1, 2, 3) vs accuracy ranks (2, 3, 1) -> -0.5.
     # Exit 2: MACs ranks (2, 3, 1) vs accuracy ranks (2, 3, 1) -> 1.0.
     assert checks["spearman"] == pytest.approx([-0.5, 1.0])
+
+
+def test_measure_archs_measures_the_named_networks_on_the_split_it_is_given(tmp_path):
+    from enas4d_tf import data as data_lib
+    from enas4d_tf.model.macs import stage_macs
+    from enas4d_tf.train.evaluate import Evaluator
+    from enas4d_tf.train.report import measure_archs
+    from tests.helpers import make_tiny_workdir
+
+    space, net = make_tiny_workdir(str(tmp_path), bn_seed=3, transform_seed=4)
+    seen = []
+    measured = measure_archs(
+        str(tmp_path),
+        "validation",
+        lambda s: [("big", s.largest()), ("small", s.smallest())],
+        num_calibration_images=64,
+        max_examples=300,
+        on_network=lambda n: seen.append(n["name"]),
+    )
+    assert seen == ["big", "small"]
+    assert measured["examples"] == 300 and measured["calibration_images"] == 64
+    calibration, _ = data_lib.load_arrays("fashion_mnist", "train", max_examples=64)
+    for split in ("validation", "test"):
+        images, labels = data_lib.load_arrays("fashion_mnist", split, max_examples=300)
+        evaluator = Evaluator(space, 10, calibration, images, labels)
+        evaluator.copy_weights(net)
+        expected = evaluator.evaluate(space.smallest())["accuracy"]
+        if split == "validation":
+            small = measured["networks"][1]
+            np.testing.assert_allclose(small["accuracy"], expected, atol=1e-6)
+            assert small["stage_macs"] == [int(m) for m in stage_macs(space, space.smallest(), 10)]
+        else:  # the test split gives other numbers: the split was the one asked for
+            assert not np.allclose(measured["networks"][1]["accuracy"], expected, atol=1e-6)
